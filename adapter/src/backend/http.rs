@@ -1,0 +1,303 @@
+//! The `http` backend: the kvplug REST protocol (`docs/protocol.md`), one request per
+//! operation, served by `kvplug-server` or anything that implements the protocol.
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use kvplug_protocol::frames::{self, FrameError};
+use kvplug_protocol::{BatchOp, codes, names};
+
+use super::{Backend, Page, Swap, Version, Versioned};
+use crate::client::{Client, Response, Verb};
+use crate::error::Error;
+use crate::settings::Settings;
+
+/// Bytes of keys and values per batch request; together with the protocol's entry limit it
+/// decides how a large batch is split.
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// A bucket on a kvplug REST service.
+#[derive(Debug, Clone)]
+pub struct RestBackend {
+    client: Rc<Client>,
+    bucket: Rc<str>,
+    page_size: u32,
+}
+
+impl RestBackend {
+    fn malformed(&self, verb: Verb, path: &str, detail: impl ToString) -> Error {
+        Error::Malformed {
+            method: verb.name(),
+            path: self.client.target(path),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn etag(&self, verb: Verb, path: &str, response: &Response) -> Result<String, Error> {
+        response
+            .header("etag")
+            .map(String::from)
+            .ok_or_else(|| self.malformed(verb, path, "no ETag on a stored value"))
+    }
+
+    /// Sends a request whose only acceptable answers are 2xx.
+    fn expect_success(
+        &self,
+        verb: Verb,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let response = self.client.send(verb, path, headers, body)?;
+        if (200..300).contains(&response.status) {
+            Ok(response)
+        } else {
+            Err(self.client.status_error(verb, path, &response))
+        }
+    }
+
+    /// GET or HEAD of a key: `None` for a 404 that says the key is absent.
+    fn fetch(&self, verb: Verb, key: &str) -> Result<Option<Response>, Error> {
+        let path = kvplug_protocol::key_path(&self.bucket, key);
+        let response = self.client.send(verb, &path, &[], &[])?;
+        match (response.status, response.header(kvplug_protocol::HEADER_ERROR)) {
+            (200, _) => Ok(Some(response)),
+            (404, Some(codes::NO_SUCH_KEY)) => Ok(None),
+            _ => Err(self.client.status_error(verb, &path, &response)),
+        }
+    }
+
+    fn batch<'a, T>(
+        &self,
+        op: BatchOp,
+        items: &'a [T],
+        size: impl Fn(&T) -> usize,
+        mut encode: impl FnMut(&mut Vec<u8>, &'a T) -> Result<(), FrameError>,
+        mut on_response: impl FnMut(&'a [T], Response) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let path = kvplug_protocol::batch_path(&self.bucket, op);
+        for chunk in chunks(items, kvplug_protocol::MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, size) {
+            let mut body = Vec::new();
+            for item in chunk {
+                encode(&mut body, item)
+                    .map_err(|e| Error::Invalid(format!("cannot encode batch: {e}")))?;
+            }
+            let response = self.expect_success(Verb::Post, &path, &[], &body)?;
+            on_response(chunk, response)?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits `items` into runs of at most `max_entries` and, where possible, `max_bytes`
+/// (an item larger than `max_bytes` travels alone).
+fn chunks<T>(
+    items: &[T],
+    max_entries: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    core::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut end = 0;
+        for item in rest.iter().take(max_entries) {
+            let item_bytes = size(item);
+            if end > 0 && bytes + item_bytes > max_bytes {
+                break;
+            }
+            bytes += item_bytes;
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+impl Backend for RestBackend {
+    fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
+        let backend = RestBackend {
+            client: Rc::new(Client::new(settings)),
+            bucket: Rc::from(bucket),
+            page_size: settings.page_size,
+        };
+        // One HEAD so that a wrong URL, token or bucket fails here, not at the first get.
+        let path = kvplug_protocol::bucket_path(bucket);
+        backend.expect_success(Verb::Head, &path, &[], &[])?;
+        Ok(backend)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.fetch(Verb::Get, key)?.map(|response| response.body))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        let path = kvplug_protocol::key_path(&self.bucket, key);
+        self.expect_success(Verb::Put, &path, &[], value)
+            .map(drop)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), Error> {
+        let path = kvplug_protocol::key_path(&self.bucket, key);
+        self.expect_success(Verb::Delete, &path, &[], &[])
+            .map(drop)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, Error> {
+        Ok(self.fetch(Verb::Head, key)?.is_some())
+    }
+
+    fn list(&self, cursor: Option<&str>) -> Result<Page, Error> {
+        let mut path = format!(
+            "{}?limit={}",
+            kvplug_protocol::bucket_path(&self.bucket),
+            self.page_size
+        );
+        if let Some(cursor) = cursor {
+            // The cursor is opaque and comes from the caller: encode it so that it stays one
+            // query value whatever it contains.
+            path.push_str("&cursor=");
+            path.push_str(&names::encode(cursor));
+        }
+        let response = self.expect_success(Verb::Get, &path, &[], &[])?;
+        let mut reader = frames::Reader::new(&response.body);
+        let mut keys = Vec::new();
+        while !reader.is_empty() {
+            let key = reader
+                .key()
+                .map_err(|e| self.malformed(Verb::Get, &path, e))?;
+            keys.push(String::from(key));
+        }
+        let cursor = response
+            .header(kvplug_protocol::HEADER_CURSOR)
+            .map(String::from);
+        Ok(Page { keys, cursor })
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        let path = format!(
+            "{}?increment={delta}",
+            kvplug_protocol::key_path(&self.bucket, key)
+        );
+        let response = self.expect_success(Verb::Post, &path, &[], &[])?;
+        core::str::from_utf8(&response.body)
+            .ok()
+            .and_then(|text| text.trim().parse::<i64>().ok())
+            .ok_or_else(|| self.malformed(Verb::Post, &path, "increment result is not a number"))
+    }
+
+    fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
+        match self.fetch(Verb::Get, key)? {
+            None => Ok(Versioned {
+                value: None,
+                version: Version::Absent,
+            }),
+            Some(response) => {
+                let path = kvplug_protocol::key_path(&self.bucket, key);
+                let tag = self.etag(Verb::Get, &path, &response)?;
+                Ok(Versioned {
+                    value: Some(response.body),
+                    version: Version::Tag(tag),
+                })
+            }
+        }
+    }
+
+    fn write_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
+        let path = kvplug_protocol::key_path(&self.bucket, key);
+        let condition = match expected {
+            Version::Absent => ("if-none-match", "*"),
+            Version::Tag(tag) => ("if-match", tag.as_str()),
+        };
+        let response = self.client.send(Verb::Put, &path, &[condition], value)?;
+        match (response.status, response.header(kvplug_protocol::HEADER_ERROR)) {
+            (200..=299, _) => Ok(Swap::Done),
+            // The server sends what is stored now, so a retry needs no extra read.
+            (412, Some(codes::VERSION_MISMATCH)) => {
+                let current = match response.header("etag") {
+                    None => Versioned {
+                        value: None,
+                        version: Version::Absent,
+                    },
+                    Some(tag) => Versioned {
+                        version: Version::Tag(String::from(tag)),
+                        value: Some(response.body),
+                    },
+                };
+                Ok(Swap::Conflict(current))
+            }
+            _ => Err(self.client.status_error(Verb::Put, &path, &response)),
+        }
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let mut values = Vec::with_capacity(keys.len());
+        let path = kvplug_protocol::batch_path(&self.bucket, BatchOp::GetMany);
+        self.batch(
+            BatchOp::GetMany,
+            keys,
+            String::len,
+            |body, key| frames::put(body, key.as_bytes()),
+            |chunk, response| {
+                let mut reader = frames::Reader::new(&response.body);
+                for _ in chunk {
+                    let value = reader
+                        .optional()
+                        .map_err(|e| self.malformed(Verb::Post, &path, e))?;
+                    values.push(value.map(<[u8]>::to_vec));
+                }
+                if reader.is_empty() {
+                    Ok(())
+                } else {
+                    Err(self.malformed(Verb::Post, &path, "more values than keys"))
+                }
+            },
+        )?;
+        Ok(values)
+    }
+
+    fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        self.batch(
+            BatchOp::SetMany,
+            pairs,
+            |(key, value)| key.len() + value.len(),
+            |body, (key, value)| {
+                frames::put(body, key.as_bytes())?;
+                frames::put(body, value)
+            },
+            |_, _| Ok(()),
+        )
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        self.batch(
+            BatchOp::DeleteMany,
+            keys,
+            String::len,
+            |body, key| frames::put(body, key.as_bytes()),
+            |_, _| Ok(()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_entry_and_byte_limits() {
+        let items = [1usize, 1, 1, 1, 1];
+        let sizes: Vec<usize> = chunks(&items, 2, 100, |n| *n).map(<[usize]>::len).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        let big = [60usize, 60, 10, 200, 1];
+        let sizes: Vec<usize> = chunks(&big, 10, 100, |n| *n).map(<[usize]>::len).collect();
+        assert_eq!(sizes, [1, 2, 1, 1]);
+        assert_eq!(chunks(&[] as &[usize], 2, 2, |n| *n).count(), 0);
+    }
+}

@@ -1,0 +1,384 @@
+//! A small, blocking HTTP/1.1 client over `wasi:http/outgoing-handler`.
+//!
+//! Lessons from notes/performance.md are baked in: request bodies are written in pieces as
+//! large as `check-write` allows (small `blocking-write-and-flush` pieces cause 40 ms Nagle
+//! stalls on wasmtime), `closed` from the final flush counts as success (hyper drops its end
+//! once it has all `content-length` bytes), and every request with a method that may carry a
+//! body says `content-length`, even 0 (some servers misread a bare chunked terminator).
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::bindings::wasi::http::outgoing_handler;
+use crate::bindings::wasi::http::types::{
+    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+    Scheme,
+};
+use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
+use crate::error::Error;
+use crate::settings::Settings;
+use crate::url::{self, Endpoint};
+
+/// Largest response body the adapter buffers; beyond it the call fails instead of exhausting
+/// the user's memory.
+pub const MAX_RESPONSE_BYTES: u64 = 256 << 20;
+
+/// The HTTP methods the backends use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Head,
+    Put,
+    Post,
+    Delete,
+}
+
+impl Verb {
+    /// The method's name, for error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Head => "HEAD",
+            Verb::Put => "PUT",
+            Verb::Post => "POST",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::Get,
+            Verb::Head => Method::Head,
+            Verb::Put => Method::Put,
+            Verb::Post => Method::Post,
+            Verb::Delete => Method::Delete,
+        }
+    }
+}
+
+/// A received response, body read in full.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (lower case), if it is valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| core::str::from_utf8(v).ok())
+    }
+}
+
+/// Sends requests to one service.
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: Endpoint,
+    token: Option<String>,
+    timeout_ns: u64,
+}
+
+impl Client {
+    /// A client for the service in `settings`.
+    pub fn new(settings: &Settings) -> Client {
+        Client {
+            endpoint: settings.endpoint.clone(),
+            token: settings.token.clone(),
+            timeout_ns: settings.timeout_ms.saturating_mul(1_000_000),
+        }
+    }
+
+    /// The request target for a protocol path: the `url` setting's base path, then `path`.
+    pub fn target(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.base_path)
+    }
+
+    /// Sends one request and reads the whole response. `path` includes any query.
+    pub fn send(
+        &self,
+        verb: Verb,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let target = self.target(path);
+        let transport = |detail: String| Error::Transport {
+            method: verb.name(),
+            path: target.clone(),
+            detail,
+        };
+        let request = self.request(verb, &target, headers, body)?;
+        let outgoing_body = request
+            .body()
+            .map_err(|()| transport("the host refused a request body".into()))?;
+        let options = self.options();
+        let pending = outgoing_handler::handle(request, Some(options))
+            .map_err(|code| transport(describe(&code)))?;
+
+        // A failed write is not the end: the server may already have answered (413, 401), and
+        // that answer says more than "broken pipe".
+        let write_failure = write_body(&outgoing_body, body).err();
+        if write_failure.is_none() {
+            if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
+                return Err(transport(describe(&code)));
+            }
+        } else {
+            drop(outgoing_body);
+        }
+
+        let response = loop {
+            match pending.get() {
+                Some(Ok(Ok(response))) => break response,
+                Some(Ok(Err(code))) => {
+                    return Err(transport(match write_failure {
+                        Some(write) => format!("{write}; then {}", describe(&code)),
+                        None => describe(&code),
+                    }));
+                }
+                Some(Err(())) => return Err(transport("response already taken".into())),
+                None => pending.subscribe().block(),
+            }
+        };
+        self.read_response(verb, &target, &response)
+    }
+
+    fn request(
+        &self,
+        verb: Verb,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<OutgoingRequest, Error> {
+        let invalid = |what: &str| Error::Invalid(format!("{} {target}: {what}", verb.name()));
+        let mut fields: Vec<(String, Vec<u8>)> = Vec::with_capacity(headers.len() + 2);
+        if let Some(token) = &self.token {
+            fields.push(("authorization".into(), format!("Bearer {token}").into_bytes()));
+        }
+        if !matches!(verb, Verb::Get | Verb::Head) || !body.is_empty() {
+            fields.push(("content-length".into(), body.len().to_string().into_bytes()));
+        }
+        for (name, value) in headers {
+            fields.push(((*name).to_owned(), value.as_bytes().to_vec()));
+        }
+        // The error would echo nothing useful and could echo the token: keep it generic.
+        let fields =
+            Fields::from_list(&fields).map_err(|_| invalid("a header the host refuses"))?;
+        let request = OutgoingRequest::new(fields);
+        request
+            .set_method(&verb.method())
+            .map_err(|()| invalid("method refused by the host"))?;
+        let scheme = match self.endpoint.scheme {
+            url::Scheme::Http => Scheme::Http,
+            url::Scheme::Https => Scheme::Https,
+        };
+        request
+            .set_scheme(Some(&scheme))
+            .map_err(|()| invalid("scheme refused by the host"))?;
+        request
+            .set_authority(Some(&self.endpoint.authority))
+            .map_err(|()| invalid("`url` host refused by the host"))?;
+        request
+            .set_path_with_query(Some(target))
+            .map_err(|()| invalid("path refused by the host"))?;
+        Ok(request)
+    }
+
+    fn options(&self) -> RequestOptions {
+        let options = RequestOptions::new();
+        // A host that cannot honour a timeout says so with an error; the request still works,
+        // it just waits as long as the host lets it.
+        let _ = options.set_connect_timeout(Some(self.timeout_ns));
+        let _ = options.set_first_byte_timeout(Some(self.timeout_ns));
+        let _ = options.set_between_bytes_timeout(Some(self.timeout_ns));
+        options
+    }
+
+    fn read_response(
+        &self,
+        verb: Verb,
+        target: &str,
+        response: &IncomingResponse,
+    ) -> Result<Response, Error> {
+        let transport = |detail: String| Error::Transport {
+            method: verb.name(),
+            path: target.to_owned(),
+            detail,
+        };
+        let status = response.status();
+        let headers = response.headers().entries();
+        let declared = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| core::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES) {
+            return Err(transport(format!(
+                "response body larger than {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
+        let incoming = response
+            .consume()
+            .map_err(|()| transport("response body already taken".into()))?;
+        let mut body = Vec::new();
+        if verb != Verb::Head {
+            if let Some(n) = declared {
+                body.reserve_exact(usize::try_from(n).unwrap_or(0));
+            }
+            let stream = incoming
+                .stream()
+                .map_err(|()| transport("response body stream already taken".into()))?;
+            loop {
+                match stream.blocking_read(1 << 20) {
+                    Ok(chunk) => {
+                        body.extend_from_slice(&chunk);
+                        if body.len() as u64 > MAX_RESPONSE_BYTES {
+                            return Err(transport(format!(
+                                "response body larger than {MAX_RESPONSE_BYTES} bytes"
+                            )));
+                        }
+                    }
+                    Err(StreamError::Closed) => break,
+                    Err(StreamError::LastOperationFailed(e)) => {
+                        return Err(transport(format!(
+                            "response body cut short after {} bytes: {}",
+                            body.len(),
+                            e.to_debug_string()
+                        )));
+                    }
+                }
+            }
+            drop(stream);
+            if let Some(n) = declared
+                && n != body.len() as u64
+            {
+                return Err(transport(format!(
+                    "response body cut short: {} of {n} bytes",
+                    body.len()
+                )));
+            }
+        }
+        drop(crate::bindings::wasi::http::types::IncomingBody::finish(incoming));
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The error for a response whose status the operation does not expect.
+    ///
+    /// 401 and 403 are `access-denied`; a 404 that names the bucket is `no-such-store`;
+    /// everything else keeps method, path, status and a short reason from the body.
+    pub fn status_error(&self, verb: Verb, path: &str, response: &Response) -> Error {
+        let code = response.header(kvplug_protocol::HEADER_ERROR);
+        match (response.status, code) {
+            (401 | 403, _) => Error::AccessDenied,
+            (404, Some(kvplug_protocol::codes::NO_SUCH_BUCKET)) => Error::NoSuchStore,
+            (status, code) => Error::Status {
+                method: verb.name(),
+                path: self.target(path),
+                status,
+                reason: self.reason(code, &response.body, status),
+            },
+        }
+    }
+
+    /// A one-line reason: the error code, then the start of the body, without the token.
+    fn reason(&self, code: Option<&str>, body: &[u8], status: u16) -> String {
+        const MAX: usize = 160;
+        let text = String::from_utf8_lossy(body);
+        let mut line: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX)
+            .collect();
+        if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
+            line = line.replace(token, "<redacted>");
+        }
+        let line = line.trim();
+        match (code, line.is_empty()) {
+            (Some(code), true) => code.to_owned(),
+            (Some(code), false) => format!("{code}: {line}"),
+            (None, false) => line.to_owned(),
+            (None, true) => canonical_reason(status).to_owned(),
+        }
+    }
+}
+
+/// Writes `body` in pieces as large as the host accepts, then flushes.
+fn write_body(outgoing: &OutgoingBody, body: &[u8]) -> Result<(), String> {
+    let stream: OutputStream = outgoing
+        .write()
+        .map_err(|()| String::from("request body stream already taken"))?;
+    let mut rest = body;
+    while !rest.is_empty() {
+        let permit = stream.check_write().map_err(|e| stream_error("write", e))?;
+        if permit == 0 {
+            stream.subscribe().block();
+            continue;
+        }
+        let n = usize::try_from(permit).unwrap_or(usize::MAX).min(rest.len());
+        let (piece, tail) = rest.split_at(n);
+        stream.write(piece).map_err(|e| stream_error("write", e))?;
+        rest = tail;
+    }
+    match stream.blocking_flush() {
+        Ok(()) | Err(StreamError::Closed) => Ok(()),
+        Err(e) => Err(stream_error("flush", e)),
+    }
+}
+
+fn stream_error(what: &str, error: StreamError) -> String {
+    match error {
+        StreamError::Closed => format!("request body {what}: connection closed"),
+        StreamError::LastOperationFailed(e) => {
+            format!("request body {what}: {}", e.to_debug_string())
+        }
+    }
+}
+
+/// Names a transport failure the way a person would say it.
+fn describe(code: &ErrorCode) -> String {
+    match code {
+        ErrorCode::ConnectionRefused => {
+            "connection refused (is the service running at the `url` setting?)".into()
+        }
+        ErrorCode::ConnectionTimeout => "timed out connecting".into(),
+        ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
+            "timed out waiting for the response".into()
+        }
+        ErrorCode::ConnectionWriteTimeout => "timed out sending the request".into(),
+        ErrorCode::ConnectionTerminated => {
+            "the connection was closed before a complete response".into()
+        }
+        ErrorCode::HttpResponseIncomplete => "the response was cut short".into(),
+        ErrorCode::DnsError(_) | ErrorCode::DestinationNotFound => {
+            "the `url` host could not be resolved".into()
+        }
+        ErrorCode::HttpRequestDenied => "the host denied the request".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn canonical_reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "unexpected status",
+    }
+}

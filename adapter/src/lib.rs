@@ -1,0 +1,33 @@
+//! A kvplug adapter: exports `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch) and
+//! implements it over `wasi:http` against one key-value service, chosen at build time by a
+//! cargo feature (one artifact per backend).
+//!
+//! The adapter is linked into a user's component, so a trap here kills the user's program:
+//! every failure is returned as a `wasi:keyvalue` error instead. Hence the lints below, and
+//! `no_std` on wasm, which keeps std's `wasi:cli` imports out of the artifact.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo
+    )
+)]
+
+extern crate alloc;
+
+mod backend;
+mod bindings;
+mod error;
+mod exports;
+mod client;
+mod settings;
+mod url;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm_runtime;

@@ -1,0 +1,165 @@
+//! Building the wasm artifacts: one adapter per backend, and the guest programs in
+//! `fixtures/`.
+//!
+//! This is a library function (not a `build.rs`) so that the quickstart, the tests and the
+//! `kvplug build` command share one build of each artifact: a `build.rs` would rebuild into
+//! every dependent's `OUT_DIR`. Cargo's own locking makes concurrent callers safe, and a
+//! second call is a no-op of well under a second.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+/// The backends this tree can build, each into `kvplug-<backend>.wasm`.
+pub const BACKENDS: &[&str] = &["http"];
+
+/// The guest programs under `fixtures/`, each a binary of that workspace.
+pub const FIXTURES: &[&str] = &["example-app"];
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// The repository root (this crate lives in `compose/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Cargo's target directory for this workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(|| repo_root().join("target"), |dir| {
+            if dir.is_absolute() { dir } else { repo_root().join(dir) }
+        })
+}
+
+/// Where finished artifacts are collected: `target/kvplug/`.
+pub fn out_dir() -> PathBuf {
+    target_dir().join("kvplug")
+}
+
+/// The path of adapter `kvplug-<backend>.wasm` (built or not).
+pub fn adapter_path(backend: &str) -> PathBuf {
+    out_dir().join(format!("kvplug-{backend}.wasm"))
+}
+
+/// The path of fixture `<name>.wasm` (built or not).
+pub fn fixture_path(name: &str) -> PathBuf {
+    out_dir().join(format!("{name}.wasm"))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(repo_root());
+    // Flags meant for the host build (coverage, sanitizers) must not leak into wasm builds;
+    // `-D warnings` from CI is kept through RUSTFLAGS.
+    command.env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if std::env::var_os("CI").is_some() {
+        command.arg("--locked");
+    }
+    command
+}
+
+fn run(mut command: Command, what: &str) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("failed to start cargo to build {what}"))?;
+    if !status.success() {
+        bail!(
+            "building {what} failed ({status}); is the target installed? `rustup target add {WASM_TARGET}`"
+        );
+    }
+    Ok(())
+}
+
+/// Builds `kvplug-<backend>.wasm` (profile `wasm-release`) and returns its path.
+pub fn build_adapter(backend: &str) -> Result<PathBuf> {
+    if !BACKENDS.contains(&backend) {
+        bail!("unknown backend `{backend}`; known: {}", BACKENDS.join(", "));
+    }
+    let mut command = cargo();
+    command.args([
+        "build",
+        "--quiet",
+        "-p",
+        "kvplug-adapter",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "wasm-release",
+        "--no-default-features",
+        "--features",
+        backend,
+    ]);
+    run(command, &format!("the `{backend}` adapter"))?;
+    let built = target_dir()
+        .join(WASM_TARGET)
+        .join("wasm-release")
+        .join("kvplug_adapter.wasm");
+    let out = adapter_path(backend);
+    copy_atomically(&built, &out)?;
+    Ok(out)
+}
+
+/// Builds every guest program under `fixtures/` (release) and returns their paths, in
+/// [`FIXTURES`] order.
+pub fn build_fixtures() -> Result<Vec<PathBuf>> {
+    let fixtures_target = target_dir().join("fixtures");
+    let mut command = cargo();
+    command
+        .args(["build", "--quiet", "--release", "--target", WASM_TARGET, "--manifest-path"])
+        .arg(repo_root().join("fixtures").join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&fixtures_target);
+    run(command, "the fixtures")?;
+    FIXTURES
+        .iter()
+        .map(|name| {
+            let built = fixtures_target
+                .join(WASM_TARGET)
+                .join("release")
+                .join(format!("{name}.wasm"));
+            let out = fixture_path(name);
+            copy_atomically(&built, &out)?;
+            Ok(out)
+        })
+        .collect()
+}
+
+/// Everything [`build_all`] produced.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// `(backend, path)` of each adapter.
+    pub adapters: Vec<(&'static str, PathBuf)>,
+    /// `(name, path)` of each fixture.
+    pub fixtures: Vec<(&'static str, PathBuf)>,
+}
+
+/// Builds every adapter and fixture.
+pub fn build_all() -> Result<Built> {
+    let adapters = BACKENDS
+        .iter()
+        .map(|backend| Ok((*backend, build_adapter(backend)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let fixtures = FIXTURES.iter().copied().zip(build_fixtures()?).collect();
+    Ok(Built { adapters, fixtures })
+}
+
+fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
+    let bytes =
+        std::fs::read(from).with_context(|| format!("build output `{}` is missing", from.display()))?;
+    write_atomically(to, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that concurrent
+/// readers see the old file or the new one, never half of one, and a failure leaves no file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
+    let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("failed to write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("failed to write `{}`", path.display()))
+}

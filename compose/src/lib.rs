@@ -1,0 +1,7 @@
+//! Host-side tooling that users run in build pipelines: building the kvplug artifacts,
+//! plugging an adapter into an application (what `wac plug` does, in-process), and checking
+//! an artifact's imports against what an adapter may import.
+
+pub mod artifacts;
+pub mod plug;
+pub mod surface;

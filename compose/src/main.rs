@@ -1,0 +1,82 @@
+//! `kvplug`: the pipeline tool.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use kvplug_compose::{artifacts, plug, surface};
+
+const USAGE: &str = "\
+usage:
+  kvplug build                                 build every adapter and fixture into target/kvplug/
+  kvplug plug APP.wasm --plug PLUG.wasm... -o OUT.wasm
+                                               link APP with the plugs (same semantics as `wac plug`)
+  kvplug check [--adapter] ARTIFACT.wasm       print imports and exports; with --adapter, fail
+                                               unless the imports keep to the adapter allow-list
+";
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("build") => {
+            let built = artifacts::build_all()?;
+            for (backend, path) in &built.adapters {
+                println!("adapter {backend:<12} {:>9} bytes  {}", size(path), path.display());
+            }
+            for (name, path) in &built.fixtures {
+                println!("fixture {name:<12} {:>9} bytes  {}", size(path), path.display());
+            }
+            Ok(())
+        }
+        Some("plug") => {
+            let mut app = None;
+            let mut plugs = Vec::new();
+            let mut output = None;
+            let mut rest = args.iter().skip(1);
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--plug" => plugs.push(PathBuf::from(rest.next().context("`--plug` needs a file")?)),
+                    "-o" | "--output" => output = Some(PathBuf::from(rest.next().context("`-o` needs a file")?)),
+                    other if app.is_none() && !other.starts_with('-') => app = Some(PathBuf::from(other)),
+                    other => bail!("unexpected argument `{other}`\n{USAGE}"),
+                }
+            }
+            let (Some(app), Some(output)) = (app, output) else {
+                bail!("`plug` needs APP.wasm and -o OUT.wasm\n{USAGE}");
+            };
+            if plugs.is_empty() {
+                bail!("`plug` needs at least one --plug\n{USAGE}");
+            }
+            let plug_refs: Vec<&Path> = plugs.iter().map(PathBuf::as_path).collect();
+            plug::plug_files(&app, &plug_refs, &output)?;
+            println!("wrote {} ({} bytes)", output.display(), size(&output));
+            Ok(())
+        }
+        Some("check") => {
+            let adapter = args.iter().any(|a| a == "--adapter");
+            let Some(path) = args.iter().skip(1).find(|a| !a.starts_with("--")) else {
+                bail!("`check` needs an artifact\n{USAGE}");
+            };
+            let bytes = std::fs::read(path).with_context(|| format!("failed to read `{path}`"))?;
+            let found = surface::surface(&bytes)?;
+            for name in &found.imports {
+                println!("import {name}");
+            }
+            for name in &found.exports {
+                println!("export {name}");
+            }
+            if adapter {
+                surface::check_adapter(&found).with_context(|| format!("`{path}` fails the adapter check"))?;
+                println!("ok: `{path}` imports only what an adapter may");
+            }
+            Ok(())
+        }
+        _ => {
+            print!("{USAGE}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! An artifact's imports and exports, and the allow-list an adapter's imports must keep to.
+
+use anyhow::{Context as _, Result, bail};
+use wac_graph::types::{Package, Types};
+
+/// A component's import and export names, in declaration order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Surface {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+/// Reads the import and export names of a component.
+pub fn surface(bytes: &[u8]) -> Result<Surface> {
+    let mut types = Types::default();
+    let package = Package::from_bytes("artifact", None, bytes.to_vec(), &mut types)
+        .context("not a valid WebAssembly component")?;
+    let world = &types[package.ty()];
+    Ok(Surface {
+        imports: world.imports.keys().cloned().collect(),
+        exports: world.exports.keys().cloned().collect(),
+    })
+}
+
+/// What an adapter may import: `wasi:http` (the transport), the interfaces `wasi:http/types`
+/// itself depends on (`wasi:io` for bodies; `wasi:clocks/monotonic-clock` only for the
+/// `duration` type of request timeouts: no clock function is called), and
+/// `wasi:config/store` (settings, until sealed). Any `0.2.x` of each.
+pub const ADAPTER_IMPORTS: &[&str] = &[
+    "wasi:http/outgoing-handler@0.2.",
+    "wasi:http/types@0.2.",
+    "wasi:io/error@0.2.",
+    "wasi:io/poll@0.2.",
+    "wasi:io/streams@0.2.",
+    "wasi:clocks/monotonic-clock@0.2.",
+    "wasi:config/store@0.2.0-rc.1",
+];
+
+/// What every adapter exports.
+pub const ADAPTER_EXPORTS: &[&str] = &[
+    "wasi:keyvalue/store@0.2.0-draft2",
+    "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
+];
+
+/// Fails unless `surface` is an adapter's: every import on the allow-list, every
+/// `wasi:keyvalue` export present.
+pub fn check_adapter(surface: &Surface) -> Result<()> {
+    let stray: Vec<&String> = surface
+        .imports
+        .iter()
+        .filter(|name| !ADAPTER_IMPORTS.iter().any(|allowed| name.starts_with(allowed)))
+        .collect();
+    if !stray.is_empty() {
+        bail!(
+            "imports outside the adapter allow-list: {}",
+            stray.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let missing: Vec<&&str> = ADAPTER_EXPORTS
+        .iter()
+        .filter(|name| !surface.exports.iter().any(|e| e == *name))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "not a kvplug adapter: it does not export {}",
+            missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}

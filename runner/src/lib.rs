@@ -1,0 +1,171 @@
+//! An embedded wasmtime 48 host offering exactly what a kvplug composition needs: WASI p2
+//! for the application, `wasi:http` for the adapter's requests, and `wasi:config` with the
+//! adapter's settings. The quickstart, the tests and the benchmark all run components here.
+
+pub mod quickstart;
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Per-instance host state.
+pub struct Host {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    config: WasiConfigVariables,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
+    }
+}
+
+/// What a component run printed, and whether it succeeded.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Settings handed to the component through `wasi:config/store`.
+pub type Settings = Vec<(String, String)>;
+
+/// An engine and a linker, built once and reused for many instances.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Host>,
+}
+
+impl Runtime {
+    /// A runtime with WASI p2, `wasi:http` and `wasi:config` linked.
+    pub fn new() -> Result<Runtime> {
+        let engine = Engine::new(&Config::new())?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |host: &mut Host| {
+            WasiConfig::from(&host.config)
+        })?;
+        Ok(Runtime { engine, linker })
+    }
+
+    /// The engine, for compiling components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker, for instantiating components.
+    pub fn linker(&self) -> &Linker<Host> {
+        &self.linker
+    }
+
+    /// Compiles a component file.
+    pub fn load(&self, path: &Path) -> Result<Component> {
+        Component::from_file(&self.engine, path)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to compile `{}`", path.display()))
+    }
+
+    /// A store whose instance sees `settings` through `wasi:config`, with `args` and
+    /// captured stdout/stderr (see [`Runtime::run_command`]).
+    pub fn store(&self, settings: &Settings, args: &[String]) -> Store<Host> {
+        self.store_with_pipes(settings, args, None)
+    }
+
+    fn store_with_pipes(
+        &self,
+        settings: &Settings,
+        args: &[String],
+        pipes: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
+    ) -> Store<Host> {
+        let mut wasi = WasiCtx::builder();
+        wasi.args(args);
+        match pipes {
+            Some((stdout, stderr)) => {
+                wasi.stdout(stdout).stderr(stderr);
+            }
+            None => {
+                wasi.inherit_stdio();
+            }
+        }
+        let config = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Store::new(
+            &self.engine,
+            Host {
+                wasi: wasi.build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                config,
+            },
+        )
+    }
+
+    /// Runs a command component (`wasi:cli/run`) to completion and captures what it printed.
+    /// A trap is an error; a non-zero exit is `success: false`.
+    pub async fn run_command(
+        &self,
+        component: &Component,
+        args: &[String],
+        settings: &Settings,
+    ) -> Result<RunOutput> {
+        const CAPTURE: usize = 16 << 20;
+        let stdout = MemoryOutputPipe::new(CAPTURE);
+        let stderr = MemoryOutputPipe::new(CAPTURE);
+        let mut store =
+            self.store_with_pipes(settings, args, Some((stdout.clone(), stderr.clone())));
+        let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
+            &mut store,
+            component,
+            &self.linker,
+        )
+        .await
+        .map_err(anyhow::Error::from)
+        .context("failed to instantiate the component")?;
+        let result = command.wasi_cli_run().call_run(&mut store).await;
+        drop(store);
+        let text = |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
+        let success = match result {
+            Ok(outcome) => outcome.is_ok(),
+            Err(trap) => {
+                // `exit(n)` arrives as an error too; anything else is a real trap.
+                match trap.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                    Some(exit) => exit.0 == 0,
+                    None => {
+                        return Err(anyhow::Error::from(trap).context(format!(
+                            "the component trapped; it printed:\n{}{}",
+                            text(&stdout),
+                            text(&stderr)
+                        )));
+                    }
+                }
+            }
+        };
+        Ok(RunOutput {
+            success,
+            stdout: text(&stdout),
+            stderr: text(&stderr),
+        })
+    }
+}

@@ -1,0 +1,472 @@
+//! The HTTP face of the store: routing, authentication and the mapping from requests to
+//! storage calls. Every answer follows `docs/protocol.md`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use kvplug_protocol::frames::{self, FrameError};
+use kvplug_protocol::{BatchOp, codes, names};
+
+use crate::storage::{Condition, IncrementError, Storage, WriteOutcome};
+
+const FRAMES_TYPE: &str = "application/vnd.kvplug.frames";
+
+/// Everything a request handler needs.
+pub(crate) struct State {
+    pub storage: Storage,
+    pub token: Option<String>,
+    pub buckets: Option<HashSet<String>>,
+    pub max_body: usize,
+    pub requests: AtomicU64,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Reply {
+    let mut response = reply(status, message.into());
+    let headers = response.headers_mut();
+    headers.insert(kvplug_protocol::HEADER_ERROR, HeaderValue::from_static(code));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn with_etag(mut response: Reply, version: u64) -> Reply {
+    if let Ok(value) = HeaderValue::from_str(&kvplug_protocol::format_etag(version)) {
+        response.headers_mut().insert(ETAG, value);
+    }
+    response
+}
+
+fn internal(e: impl std::fmt::Display) -> Reply {
+    error(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e.to_string())
+}
+
+/// A request path, decoded.
+enum Route {
+    Health,
+    Stats,
+    Bucket(String),
+    Key(String, String),
+    Batch(String, BatchOp),
+}
+
+fn route(path: &str) -> Result<Route, Reply> {
+    match path {
+        "/healthz" => return Ok(Route::Health),
+        "/_kvplug/stats" => return Ok(Route::Stats),
+        _ => {}
+    }
+    let not_found = || error(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such endpoint");
+    let rest = path
+        .strip_prefix(kvplug_protocol::BUCKETS_PREFIX)
+        .ok_or_else(not_found)?;
+    let name = |segment: &str| {
+        names::decode(segment).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_NAME,
+                format!("bad path segment: {e}"),
+            )
+        })
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    match segments.as_slice() {
+        [bucket] => Ok(Route::Bucket(name(bucket)?)),
+        [bucket, "keys", key] => Ok(Route::Key(name(bucket)?, name(key)?)),
+        [bucket, op] => match BatchOp::from_segment(op) {
+            Some(op) => Ok(Route::Batch(name(bucket)?, op)),
+            None => Err(not_found()),
+        },
+        _ => Err(not_found()),
+    }
+}
+
+fn query_param<'a>(query: Option<&'a str>, wanted: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (name == wanted).then_some(value)
+    })
+}
+
+fn bad_request(message: impl Into<String>) -> Reply {
+    error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
+}
+
+fn method_not_allowed() -> Reply {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        "method not allowed on this path",
+    )
+}
+
+/// Checks the bearer token in constant time with respect to its content.
+fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Reply> {
+    let Some(expected) = &state.token else {
+        return Ok(());
+    };
+    let Some(given) = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            codes::UNAUTHORIZED,
+            "a bearer token is required",
+        );
+        response
+            .headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        return Err(response);
+    };
+    let same_length = given.len() == expected.len();
+    let differences = given
+        .bytes()
+        .zip(expected.bytes())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if same_length && differences == 0 {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            "the bearer token is not valid here",
+        ))
+    }
+}
+
+fn check_bucket(state: &State, bucket: &str) -> Result<(), Reply> {
+    match &state.buckets {
+        Some(allowed) if !allowed.contains(bucket) => Err(error(
+            StatusCode::NOT_FOUND,
+            codes::NO_SUCH_BUCKET,
+            "no such bucket",
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn read_body(state: &State, body: Incoming, headers: &HeaderMap) -> Result<Bytes, Reply> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            format!("body larger than {} bytes", state.max_body),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, state.max_body).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(bad_request(format!("failed to read body: {e}"))),
+    }
+}
+
+/// Runs a storage call off the async workers: redb commits block on `fsync`.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<State>,
+    call: impl FnOnce(&Storage) -> T + Send + 'static,
+) -> Result<T, Reply> {
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || call(&state.storage))
+        .await
+        .map_err(internal)
+}
+
+/// Answers one request.
+pub(crate) async fn handle(state: Arc<State>, request: Request<Incoming>) -> Reply {
+    match handle_inner(&state, request).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn handle_inner(state: &Arc<State>, request: Request<Incoming>) -> Result<Reply, Reply> {
+    let route = route(request.uri().path())?;
+    match route {
+        Route::Health => return Ok(reply(StatusCode::OK, "ok")),
+        Route::Stats => {
+            let count = state.requests.load(Ordering::SeqCst);
+            return Ok(reply(StatusCode::OK, format!("requests {count}\n")));
+        }
+        _ => {}
+    }
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    authorize(state, request.headers())?;
+    let (parts, body) = request.into_parts();
+    let query = parts.uri.query();
+    match route {
+        Route::Health | Route::Stats => Err(internal("unreachable route")),
+        Route::Bucket(bucket) => {
+            check_bucket(state, &bucket)?;
+            match parts.method {
+                Method::HEAD => Ok(reply(StatusCode::NO_CONTENT, Bytes::new())),
+                Method::GET => list(state, bucket, query).await,
+                _ => Err(method_not_allowed()),
+            }
+        }
+        Route::Key(bucket, key) => {
+            check_bucket(state, &bucket)?;
+            match parts.method {
+                Method::GET | Method::HEAD => {
+                    let head = parts.method == Method::HEAD;
+                    let entry = blocking(state, move |s| s.get(&bucket, &key))
+                        .await?
+                        .map_err(internal)?;
+                    match entry {
+                        None => Err(error(
+                            StatusCode::NOT_FOUND,
+                            codes::NO_SUCH_KEY,
+                            "no such key",
+                        )),
+                        Some(entry) => {
+                            let body = if head { Vec::new() } else { entry.value };
+                            let mut response = with_etag(reply(StatusCode::OK, body), entry.version);
+                            response.headers_mut().insert(
+                                CONTENT_TYPE,
+                                HeaderValue::from_static("application/octet-stream"),
+                            );
+                            Ok(response)
+                        }
+                    }
+                }
+                Method::PUT => {
+                    let condition = condition(&parts.headers)?;
+                    let value = read_body(state, body, &parts.headers).await?;
+                    put(state, bucket, key, value, condition).await
+                }
+                Method::DELETE => {
+                    blocking(state, move |s| s.delete(&bucket, &key))
+                        .await?
+                        .map_err(internal)?;
+                    Ok(reply(StatusCode::NO_CONTENT, Bytes::new()))
+                }
+                Method::POST => {
+                    let delta = query_param(query, "increment")
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .ok_or_else(|| {
+                            bad_request("POST on a key needs `increment=<signed 64-bit integer>`")
+                        })?;
+                    increment(state, bucket, key, delta).await
+                }
+                _ => Err(method_not_allowed()),
+            }
+        }
+        Route::Batch(bucket, op) => {
+            check_bucket(state, &bucket)?;
+            if parts.method != Method::POST {
+                return Err(method_not_allowed());
+            }
+            let body = read_body(state, body, &parts.headers).await?;
+            batch(state, bucket, op, body).await
+        }
+    }
+}
+
+fn condition(headers: &HeaderMap) -> Result<Condition, Reply> {
+    let text = |name| {
+        headers
+            .get(name)
+            .map(|v: &HeaderValue| {
+                v.to_str()
+                    .map_err(|_| bad_request("conditional header is not ASCII"))
+            })
+            .transpose()
+    };
+    match (text(IF_MATCH)?, text(IF_NONE_MATCH)?) {
+        (None, None) => Ok(Condition::Always),
+        (None, Some(v)) if v.trim() == "*" => Ok(Condition::Absent),
+        (None, Some(_)) => Err(bad_request("If-None-Match supports only `*`")),
+        (Some(v), None) => kvplug_protocol::parse_etag(v)
+            .map(Condition::Version)
+            .ok_or_else(|| bad_request("If-Match must be one ETag this server issued")),
+        (Some(_), Some(_)) => Err(bad_request("give If-Match or If-None-Match, not both")),
+    }
+}
+
+async fn put(
+    state: &Arc<State>,
+    bucket: String,
+    key: String,
+    value: Bytes,
+    condition: Condition,
+) -> Result<Reply, Reply> {
+    let outcome = blocking(state, move |s| s.put(&bucket, &key, &value, condition))
+        .await?
+        .map_err(internal)?;
+    match outcome {
+        WriteOutcome::Written(version) => {
+            Ok(with_etag(reply(StatusCode::NO_CONTENT, Bytes::new()), version))
+        }
+        // The current value rides along so a client can retry without another read.
+        WriteOutcome::Conflict(current) => {
+            let mut response = error(
+                StatusCode::PRECONDITION_FAILED,
+                codes::VERSION_MISMATCH,
+                String::new(),
+            );
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            Err(match current {
+                None => response,
+                Some(entry) => {
+                    *response.body_mut() = Full::new(Bytes::from(entry.value));
+                    with_etag(response, entry.version)
+                }
+            })
+        }
+    }
+}
+
+async fn increment(
+    state: &Arc<State>,
+    bucket: String,
+    key: String,
+    delta: i64,
+) -> Result<Reply, Reply> {
+    let outcome = blocking(state, move |s| s.increment(&bucket, &key, delta))
+        .await?
+        .map_err(internal)?;
+    match outcome {
+        Ok((value, version)) => Ok(with_etag(
+            reply(StatusCode::OK, value.to_string()),
+            version,
+        )),
+        Err(IncrementError::NotANumber) => Err(error(
+            StatusCode::CONFLICT,
+            codes::NOT_A_NUMBER,
+            "the stored value is not an ASCII decimal integer",
+        )),
+        Err(IncrementError::Overflow) => Err(error(
+            StatusCode::CONFLICT,
+            codes::OVERFLOW,
+            "the sum leaves the signed 64-bit range",
+        )),
+    }
+}
+
+async fn list(state: &Arc<State>, bucket: String, query: Option<&str>) -> Result<Reply, Reply> {
+    let limit = match query_param(query, "limit") {
+        None => kvplug_protocol::DEFAULT_LIST_LIMIT,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad_request("`limit` must be a positive integer"))?
+            .min(kvplug_protocol::MAX_LIST_LIMIT),
+    };
+    // A cursor is the encoded last key of the previous page; it arrives encoded once more as a
+    // query value, so it decodes twice.
+    let after = match query_param(query, "cursor") {
+        None => None,
+        Some(v) => Some(
+            names::decode(v)
+                .and_then(|cursor| names::decode(&cursor))
+                .map_err(|e| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        codes::BAD_CURSOR,
+                        format!("cursor was not issued by this server: {e}"),
+                    )
+                })?,
+        ),
+    };
+    let page = blocking(state, move |s| s.list(&bucket, after.as_deref(), limit))
+        .await?
+        .map_err(internal)?;
+    let mut body = Vec::new();
+    for key in &page.keys {
+        frames::put(&mut body, key.as_bytes()).map_err(internal)?;
+    }
+    let mut response = reply(StatusCode::OK, body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(FRAMES_TYPE));
+    if let (true, Some(last)) = (page.more, page.keys.last()) {
+        let cursor = HeaderValue::from_str(&names::encode(last)).map_err(internal)?;
+        response
+            .headers_mut()
+            .insert(kvplug_protocol::HEADER_CURSOR, cursor);
+    }
+    Ok(response)
+}
+
+fn bad_frames(e: FrameError) -> Reply {
+    error(StatusCode::BAD_REQUEST, codes::BAD_FRAMES, e.to_string())
+}
+
+/// Splits a batch body into keys (and values, for set-many), enforcing the entry limit.
+fn parse_batch(body: &[u8], with_values: bool) -> Result<Vec<(&str, &[u8])>, Reply> {
+    let mut reader = frames::Reader::new(body);
+    let mut entries = Vec::new();
+    while !reader.is_empty() {
+        if entries.len() == kvplug_protocol::MAX_BATCH_ENTRIES {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_FRAMES,
+                format!(
+                    "more than {} entries in one batch",
+                    kvplug_protocol::MAX_BATCH_ENTRIES
+                ),
+            ));
+        }
+        let key = reader.key().map_err(bad_frames)?;
+        let value = if with_values {
+            reader.frame().map_err(bad_frames)?
+        } else {
+            &[]
+        };
+        entries.push((key, value));
+    }
+    Ok(entries)
+}
+
+async fn batch(state: &Arc<State>, bucket: String, op: BatchOp, body: Bytes) -> Result<Reply, Reply> {
+    blocking(state, move |s| {
+        // Parsed in full before storage is touched, so a malformed batch changes nothing.
+        let entries = parse_batch(&body, op == BatchOp::SetMany)?;
+        let keys = || entries.iter().map(|(k, _)| *k).collect::<Vec<&str>>();
+        match op {
+            BatchOp::GetMany => {
+                let values = s.get_many(&bucket, &keys()).map_err(internal)?;
+                let mut out = Vec::new();
+                for value in &values {
+                    frames::put_optional(&mut out, value.as_deref()).map_err(internal)?;
+                }
+                let mut response = reply(StatusCode::OK, out);
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(FRAMES_TYPE));
+                Ok(response)
+            }
+            BatchOp::SetMany => {
+                s.set_many(&bucket, &entries).map_err(internal)?;
+                Ok(reply(StatusCode::NO_CONTENT, Bytes::new()))
+            }
+            BatchOp::DeleteMany => {
+                s.delete_many(&bucket, &keys()).map_err(internal)?;
+                Ok(reply(StatusCode::NO_CONTENT, Bytes::new()))
+            }
+        }
+    })
+    .await?
+}
