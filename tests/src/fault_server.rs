@@ -1,0 +1,139 @@
+//! A loopback server that misbehaves on purpose: 5xx, malformed and truncated bodies,
+//! silence. A real server won't do these on demand, so this is the one fake in the suite.
+//!
+//! It answers `HEAD` of a bucket with 204 (so `open` succeeds) and everything else with what
+//! the test's responder returns, then closes the connection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// One received request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What to do with a request.
+pub enum Action {
+    /// Write these bytes (a whole or partial HTTP response) and close.
+    Raw(Vec<u8>),
+    /// Read the request and never answer (until the server is dropped).
+    Hang,
+}
+
+/// A response with `status`, the given extra header lines and `body`.
+pub fn response(status: u16, headers: &[&str], body: &[u8]) -> Action {
+    let mut raw = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+    for header in headers {
+        raw.push_str(header);
+        raw.push_str("\r\n");
+    }
+    raw.push_str("connection: close\r\n\r\n");
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(body);
+    Action::Raw(raw)
+}
+
+/// The running server; dropping it stops it.
+pub struct FaultServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultServer {
+    /// Starts serving on a free loopback port.
+    pub fn start(responder: impl Fn(&Request) -> Action + Send + Sync + 'static) -> FaultServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let responder = Arc::new(responder);
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let responder = Arc::clone(&responder);
+                        let stopping = Arc::clone(&stopping);
+                        std::thread::spawn(move || serve(stream, &*responder, &stopping));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FaultServer { addr, stop }
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let path = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+fn serve(mut stream: TcpStream, responder: &dyn Fn(&Request) -> Action, stop: &AtomicBool) {
+    let _ = stream.set_nonblocking(false);
+    let Some(request) = read_request(&stream) else {
+        return;
+    };
+    let action = if request.method == "HEAD" && !request.path.contains("/keys/") {
+        Action::Raw(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_vec())
+    } else {
+        responder(&request)
+    };
+    match action {
+        Action::Raw(bytes) => {
+            let _ = stream.write_all(&bytes);
+            let _ = stream.flush();
+        }
+        Action::Hang => {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}

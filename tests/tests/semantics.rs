@@ -1,0 +1,246 @@
+//! The promised `wasi:keyvalue` semantics of `kvplug-http.wasm`, called through its exports
+//! on embedded wasmtime, against the real reference server.
+
+use kvplug_tests::{CasError, Kv, KvError, reference_server, settings};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_keys_are_none_and_deleting_them_succeeds() {
+    let (_dir, server) = reference_server();
+    let mut kv = Kv::new(settings(&server.url())).await;
+    let b = kv.open("b").await.unwrap();
+    assert_eq!(kv.get(b, "absent").await, Ok(None));
+    assert_eq!(kv.exists(b, "absent").await, Ok(false));
+    assert_eq!(kv.delete(b, "absent").await, Ok(()));
+    kv.set(b, "k", b"v").await.unwrap();
+    assert_eq!(kv.exists(b, "k").await, Ok(true));
+    kv.set(b, "k", b"overwritten").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"overwritten".to_vec())));
+    kv.delete(b, "k").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_are_arbitrary_bytes_from_empty_to_large() {
+    let (_dir, server) = reference_server();
+    let mut kv = Kv::new(settings(&server.url())).await;
+    let b = kv.open("bin").await.unwrap();
+    let every_byte: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let one_mib: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let four_mib: Vec<u8> = one_mib.iter().cycle().take(4 << 20).map(|b| b ^ 0x5a).collect();
+    for (key, value) in [
+        ("empty", Vec::new()),
+        ("every-byte", every_byte),
+        ("one-mib", one_mib),
+        ("four-mib", four_mib),
+    ] {
+        kv.set(b, key, &value).await.unwrap();
+        let back = kv.get(b, key).await.unwrap().expect("value present");
+        assert_eq!(back.len(), value.len(), "{key}");
+        assert!(back == value, "{key} came back different");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn awkward_keys_round_trip_and_stay_in_their_bucket() {
+    let (_dir, server) = reference_server();
+    let mut kv = Kv::new(settings(&server.url())).await;
+    let a = kv.open("a").await.unwrap();
+    let keys = [
+        "",
+        "/",
+        "a/b",
+        "../b/keys/x",
+        "..",
+        ".",
+        "?x=1&y=2",
+        "#frag",
+        "%2F",
+        "100%",
+        "~",
+        " spaced key ",
+        "tab\tnewline\n",
+        "héllo wörld",
+        "日本語のキー",
+        "🦀",
+        "\u{0}nul",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        kv.set(a, key, format!("value {i}").as_bytes()).await.unwrap();
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            kv.get(a, key).await,
+            Ok(Some(format!("value {i}").into_bytes())),
+            "key {key:?}"
+        );
+    }
+    let (mut listed, _) = kv.all_keys(a).await.unwrap();
+    listed.sort();
+    let mut expected: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // A key that looks like a path into bucket `b` is only a key of bucket `a`.
+    let b = kv.open("b").await.unwrap();
+    assert_eq!(kv.all_keys(b).await.unwrap().0, Vec::<String>::new());
+    assert_eq!(kv.get(b, "x").await, Ok(None));
+    let empty_bucket = kv.open("").await.unwrap();
+    assert_eq!(kv.get(empty_bucket, "").await, Ok(None));
+    kv.set(empty_bucket, "", b"in the unnamed bucket").await.unwrap();
+    assert_eq!(kv.get(a, "").await, Ok(Some(b"value 0".to_vec())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_pages_with_a_cursor_and_every_key_appears_once() {
+    let (_dir, server) = reference_server();
+    let mut settings = settings(&server.url());
+    settings.push(("page-size".into(), "7".into()));
+    let mut kv = Kv::new(settings).await;
+    let b = kv.open("many").await.unwrap();
+    assert_eq!(kv.all_keys(b).await.unwrap(), (vec![], 1), "empty bucket: one empty page");
+    let keys: Vec<String> = (0..300).map(|i| format!("key-{}", i * 7919 % 1000)).collect();
+    let pairs: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"x"[..])).collect();
+    kv.set_many(b, &pairs).await.unwrap();
+    let (mut listed, pages) = kv.all_keys(b).await.unwrap();
+    assert_eq!(pages, 300usize.div_ceil(7));
+    listed.sort();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let page = kv.list_keys(b, None).await.unwrap();
+    assert_eq!(page.keys.len(), 7);
+    assert!(page.cursor.is_some());
+    // A cursor the server never issued is an error, not a silent restart.
+    let bogus = kv.list_keys(b, Some("not a cursor?&limit=1")).await;
+    assert!(matches!(bogus, Err(KvError::Other(ref m)) if m.contains("bad-cursor")), "{bogus:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_handle_present_missing_and_repeated_keys() {
+    let (_dir, server) = reference_server();
+    let mut kv = Kv::new(settings(&server.url())).await;
+    let b = kv.open("batch").await.unwrap();
+    kv.set_many(b, &[("a", b"1"), ("b", b""), ("c", b"3"), ("a", b"1 again")])
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.get_many(b, &["a", "missing", "b", "a", "c"]).await.unwrap(),
+        vec![
+            Some(("a".into(), b"1 again".to_vec())),
+            None,
+            Some(("b".into(), vec![])),
+            Some(("a".into(), b"1 again".to_vec())),
+            Some(("c".into(), b"3".to_vec())),
+        ]
+    );
+    kv.delete_many(b, &["a", "missing", "a"]).await.unwrap();
+    assert_eq!(
+        kv.get_many(b, &["a", "b"]).await.unwrap(),
+        vec![None, Some(("b".into(), vec![]))]
+    );
+    assert_eq!(kv.get_many(b, &[]).await.unwrap(), vec![]);
+    kv.set_many(b, &[]).await.unwrap();
+    kv.delete_many(b, &[]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn increment_stores_ascii_decimal_and_refuses_non_numbers() {
+    let (_dir, server) = reference_server();
+    let mut kv = Kv::new(settings(&server.url())).await;
+    let b = kv.open("counters").await.unwrap();
+    assert_eq!(kv.increment(b, "n", 5).await, Ok(5), "missing key starts at 0");
+    assert_eq!(kv.increment(b, "n", -8).await, Ok(-3));
+    assert_eq!(kv.get(b, "n").await, Ok(Some(b"-3".to_vec())));
+    kv.set(b, "preset", b"41").await.unwrap();
+    assert_eq!(kv.increment(b, "preset", 1).await, Ok(42));
+
+    kv.set(b, "text", b"forty-two").await.unwrap();
+    let message = kvplug_tests::other_message(kv.increment(b, "text", 1).await.unwrap_err());
+    assert!(message.contains("409") && message.contains("not-a-number"), "{message}");
+    assert_eq!(kv.get(b, "text").await, Ok(Some(b"forty-two".to_vec())), "left untouched");
+
+    kv.set(b, "max", i64::MAX.to_string().as_bytes()).await.unwrap();
+    let message = kvplug_tests::other_message(kv.increment(b, "max", 1).await.unwrap_err());
+    assert!(message.contains("overflow"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn increments_from_many_instances_lose_nothing() {
+    let (_dir, server) = reference_server();
+    let url = server.url();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut kv = Kv::new(settings(&url)).await;
+                let b = kv.open("shared").await.unwrap();
+                for _ in 0..25 {
+                    kv.increment(b, "hits", 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut kv = Kv::new(settings(&url)).await;
+    let b = kv.open("shared").await.unwrap();
+    assert_eq!(kv.get(b, "hits").await, Ok(Some(b"100".to_vec())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compare_and_swap_is_conditional_on_the_captured_version() {
+    let (_dir, server) = reference_server();
+    let mut kv = Kv::new(settings(&server.url())).await;
+    let mut rival = Kv::new(settings(&server.url())).await;
+    let b = kv.open("cas").await.unwrap();
+    let rb = rival.open("cas").await.unwrap();
+
+    // Create-if-absent through a handle on a missing key.
+    let cas = kv.cas_new(b, "k").await.unwrap();
+    assert_eq!(kv.cas_current(cas).await, Ok(None));
+    kv.swap(cas, b"first").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"first".to_vec())));
+
+    // A second create-if-absent loses: the key exists now.
+    let late = kv.cas_new(b, "k2").await.unwrap();
+    rival.set(rb, "k2", b"rival got there").await.unwrap();
+    let Err(CasError::CasFailed(fresh)) = kv.swap(late, b"mine").await else {
+        panic!("create-if-absent over an existing key must fail");
+    };
+    assert_eq!(kv.cas_current(fresh).await, Ok(Some(b"rival got there".to_vec())));
+    kv.swap(fresh, b"mine after retry").await.unwrap();
+    assert_eq!(kv.get(b, "k2").await, Ok(Some(b"mine after retry".to_vec())));
+
+    // Swap on an unchanged value succeeds.
+    let cas = kv.cas_new(b, "k").await.unwrap();
+    assert_eq!(kv.cas_current(cas).await, Ok(Some(b"first".to_vec())));
+    kv.swap(cas, b"second").await.unwrap();
+
+    // A concurrent write in between makes the swap fail with a fresh handle that then works.
+    let cas = kv.cas_new(b, "k").await.unwrap();
+    rival.set(rb, "k", b"rival").await.unwrap();
+    let Err(CasError::CasFailed(fresh)) = kv.swap(cas, b"lost").await else {
+        panic!("swap after a concurrent write must fail");
+    };
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"rival".to_vec())), "no blind write");
+    assert_eq!(kv.cas_current(fresh).await, Ok(Some(b"rival".to_vec())));
+    kv.swap(fresh, b"won").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"won".to_vec())));
+
+    // Writing the same bytes back still moves the version (no ABA).
+    let cas = kv.cas_new(b, "k").await.unwrap();
+    rival.set(rb, "k", b"won").await.unwrap();
+    assert!(matches!(kv.swap(cas, b"x").await, Err(CasError::CasFailed(_))));
+
+    // A key deleted after the handle was made: the fresh handle sees it absent.
+    let cas = kv.cas_new(b, "k").await.unwrap();
+    rival.delete(rb, "k").await.unwrap();
+    let Err(CasError::CasFailed(fresh)) = kv.swap(cas, b"x").await else {
+        panic!("swap after a concurrent delete must fail");
+    };
+    assert_eq!(kv.cas_current(fresh).await, Ok(None));
+    kv.swap(fresh, b"recreated").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"recreated".to_vec())));
+}
