@@ -2,9 +2,23 @@
 # Re-vendors the standard WIT packages under wit/deps from the crates that ship them, then
 # rewrites wit/deps.toml (origin + sha256 of every file). Run it from anywhere; it needs only
 # cargo and python3. keyvalue-draft2 is not re-vendored: no crate ships it (see deps.toml).
+#
+# `vendor.sh --check` re-vendors into a scratch copy and fails if anything differs from the
+# committed wit/deps and wit/deps.toml: proof that the vendored files are the crates' own.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+if [ "${1:-}" = "--check" ]; then
+    mkdir -p "$tmp/wit"
+    cp -r "$here/deps" "$here/deps.toml" "$here/vendor.sh" "$tmp/wit/"
+    bash "$tmp/wit/vendor.sh" >/dev/null
+    if ! diff -r "$here/deps" "$tmp/wit/deps" || ! diff "$here/deps.toml" "$tmp/wit/deps.toml"; then
+        echo "wit/deps differs from its origin crates (see the diff above)" >&2
+        exit 1
+    fi
+    echo "wit/deps matches its origin crates"
+    exit 0
+fi
 cat > "$tmp/Cargo.toml" <<'TOML'
 [package]
 name = "vendor-wit"

@@ -362,6 +362,7 @@ fn describe(code: &ErrorCode) -> String {
             "the `url` host could not be resolved".into()
         }
         ErrorCode::HttpRequestDenied => "the host denied the request".into(),
+        ErrorCode::HttpProtocolError => "the answer is not valid HTTP".into(),
         other => format!("{other:?}"),
     }
 }

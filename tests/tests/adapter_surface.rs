@@ -1,0 +1,44 @@
+//! What the built adapter imports and exports: its imports must keep to the allow-list
+//! (wasi:http and what its types need, plus wasi:config/store), at the WASI 0.2.0 versions
+//! that every 0.2 host can satisfy.
+
+use kvplug_compose::{artifacts, surface};
+
+#[test]
+fn the_http_adapter_imports_only_the_allow_list() {
+    kvplug_tests::artifacts();
+    let path = artifacts::adapter_path("http");
+    let bytes = std::fs::read(&path).unwrap();
+    println!("kvplug-http.wasm: {} bytes", bytes.len());
+    let found = surface::surface(&bytes).unwrap();
+    surface::check_adapter(&found).unwrap();
+    let mut imports = found.imports.clone();
+    imports.sort();
+    assert_eq!(
+        imports,
+        [
+            "wasi:clocks/monotonic-clock@0.2.0",
+            "wasi:config/store@0.2.0-rc.1",
+            "wasi:http/outgoing-handler@0.2.0",
+            "wasi:http/types@0.2.0",
+            "wasi:io/error@0.2.0",
+            "wasi:io/poll@0.2.0",
+            "wasi:io/streams@0.2.0",
+        ]
+    );
+    assert_eq!(found.exports, surface::ADAPTER_EXPORTS);
+}
+
+#[test]
+fn the_check_rejects_stray_imports_and_non_adapters() {
+    kvplug_tests::artifacts();
+    // The example app imports wasi:cli and exports no keyvalue: both problems are named.
+    let app = std::fs::read(artifacts::fixture_path("example-app")).unwrap();
+    let mut found = surface::surface(&app).unwrap();
+    let error = surface::check_adapter(&found).unwrap_err().to_string();
+    assert!(error.contains("`wasi:cli/environment@0.2.6`"), "{error}");
+    found.imports.clear();
+    let error = surface::check_adapter(&found).unwrap_err().to_string();
+    assert!(error.contains("not a kvplug adapter"), "{error}");
+    assert!(surface::surface(b"not wasm").is_err());
+}

@@ -1,0 +1,89 @@
+//! `wit/deps` is never edited by hand: every file matches its sha256 in `wit/deps.toml`,
+//! every file is recorded, and the crate-sourced packages are byte-for-byte the crates' own.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Every difference between the files under `wit/deps` and the record.
+fn check(wit: &Path) -> Vec<String> {
+    let record: toml::Table = toml::from_str(&std::fs::read_to_string(wit.join("deps.toml")).unwrap()).unwrap();
+    let mut recorded = BTreeMap::new();
+    for package in record["package"].as_array().unwrap() {
+        let dir = package["dir"].as_str().unwrap();
+        assert!(package.get("crate").is_some() || package.get("origin").is_some(), "{dir} has no origin");
+        for (file, hash) in package["files"].as_table().unwrap() {
+            recorded.insert(format!("{dir}/{file}"), hash.as_str().unwrap().to_owned());
+        }
+    }
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for dir in std::fs::read_dir(wit.join("deps")).unwrap() {
+        let dir = dir.unwrap();
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            let file = file.unwrap();
+            let name = format!("{}/{}", dir.file_name().to_string_lossy(), file.file_name().to_string_lossy());
+            let hash = format!("{:x}", Sha256::digest(std::fs::read(file.path()).unwrap()));
+            seen += 1;
+            match recorded.get(&name) {
+                None => problems.push(format!("{name} is not recorded")),
+                Some(expected) if *expected != hash => problems.push(format!("{name} changed")),
+                Some(_) => {}
+            }
+        }
+    }
+    if seen != recorded.len() {
+        problems.push(format!("{} files recorded, {seen} present", recorded.len()));
+    }
+    problems
+}
+
+#[test]
+fn every_vendored_file_matches_its_record() {
+    assert_eq!(check(&repo().join("wit")), Vec::<String>::new());
+}
+
+#[test]
+fn the_check_notices_an_edit_and_an_extra_file() {
+    let copy = tempfile::tempdir().unwrap();
+    let wit = copy.path().join("wit");
+    std::fs::create_dir_all(wit.join("deps")).unwrap();
+    std::fs::copy(repo().join("wit/deps.toml"), wit.join("deps.toml")).unwrap();
+    for dir in std::fs::read_dir(repo().join("wit/deps")).unwrap() {
+        let dir = dir.unwrap();
+        let to = wit.join("deps").join(dir.file_name());
+        std::fs::create_dir_all(&to).unwrap();
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
+        }
+    }
+    let types = wit.join("deps/http/types.wit");
+    let mut text = std::fs::read_to_string(&types).unwrap();
+    text.push_str("\n// a hand edit\n");
+    std::fs::write(&types, text).unwrap();
+    std::fs::write(wit.join("deps/io/extra.wit"), "package x:y;").unwrap();
+    let problems = check(&wit);
+    assert!(problems.contains(&"http/types.wit changed".to_owned()), "{problems:?}");
+    assert!(problems.contains(&"io/extra.wit is not recorded".to_owned()), "{problems:?}");
+}
+
+#[test]
+fn crate_sourced_packages_are_the_crates_own_files() {
+    let output = std::process::Command::new("bash")
+        .arg(repo().join("wit/vendor.sh"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "wit/vendor.sh --check failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
