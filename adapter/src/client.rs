@@ -158,7 +158,10 @@ impl Client {
         let invalid = |what: &str| Error::Invalid(format!("{} {target}: {what}", verb.name()));
         let mut fields: Vec<(String, Vec<u8>)> = Vec::with_capacity(headers.len() + 2);
         if let Some(token) = &self.token {
-            fields.push(("authorization".into(), format!("Bearer {token}").into_bytes()));
+            fields.push((
+                "authorization".into(),
+                format!("Bearer {token}").into_bytes(),
+            ));
         }
         if !matches!(verb, Verb::Get | Verb::Head) || !body.is_empty() {
             fields.push(("content-length".into(), body.len().to_string().into_bytes()));
@@ -263,7 +266,9 @@ impl Client {
                 )));
             }
         }
-        drop(crate::bindings::wasi::http::types::IncomingBody::finish(incoming));
+        drop(crate::bindings::wasi::http::types::IncomingBody::finish(
+            incoming,
+        ));
         Ok(Response {
             status,
             headers,
@@ -323,7 +328,9 @@ fn write_body(outgoing: &OutgoingBody, body: &[u8]) -> Result<(), String> {
             stream.subscribe().block();
             continue;
         }
-        let n = usize::try_from(permit).unwrap_or(usize::MAX).min(rest.len());
+        let n = usize::try_from(permit)
+            .unwrap_or(usize::MAX)
+            .min(rest.len());
         let (piece, tail) = rest.split_at(n);
         stream.write(piece).map_err(|e| stream_error("write", e))?;
         rest = tail;

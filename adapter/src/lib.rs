@@ -6,7 +6,7 @@
 //! every failure is returned as a `wasi:keyvalue` error instead. Hence the lints below, and
 //! `no_std` on wasm, which keeps std's `wasi:cli` imports out of the artifact.
 
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
 #![cfg_attr(
     not(test),
     deny(
@@ -23,11 +23,12 @@ extern crate alloc;
 
 mod backend;
 mod bindings;
+mod client;
 mod error;
 mod exports;
-mod client;
 mod settings;
 mod url;
 
-#[cfg(target_arch = "wasm32")]
+// Unit tests link std, which brings its own allocator and panic handler.
+#[cfg(all(target_arch = "wasm32", not(test)))]
 mod wasm_runtime;

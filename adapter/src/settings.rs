@@ -107,9 +107,7 @@ impl Settings {
     /// Refuses buckets outside the allow-list, before any request is made.
     pub fn check_bucket(&self, bucket: &str) -> Result<(), Error> {
         match &self.buckets {
-            Some(allowed) if !allowed.iter().any(|name| name == bucket) => {
-                Err(Error::AccessDenied)
-            }
+            Some(allowed) if !allowed.iter().any(|name| name == bucket) => Err(Error::AccessDenied),
             _ => Ok(()),
         }
     }
@@ -143,7 +141,10 @@ mod tests {
             ("page-size", "7"),
         ])
         .unwrap();
-        assert_eq!(s.buckets.as_deref(), Some(&["a".into(), "b".into(), "c".into()][..]));
+        assert_eq!(
+            s.buckets.as_deref(),
+            Some(&["a".into(), "b".into(), "c".into()][..])
+        );
         assert_eq!((s.timeout_ms, s.page_size), (250, 7));
         assert!(!alloc::format!("{s:?}").contains("sekrit"));
         assert_eq!(s.check_bucket("b"), Ok(()));
@@ -152,9 +153,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_numbers() {
-        for (name, value) in [("timeout-ms", "0"), ("timeout-ms", "x"), ("page-size", "99999")] {
+        for (name, value) in [
+            ("timeout-ms", "0"),
+            ("timeout-ms", "x"),
+            ("page-size", "99999"),
+        ] {
             assert!(
-                matches!(settings(&[("url", "http://h"), (name, value)]), Err(Error::Settings(_))),
+                matches!(
+                    settings(&[("url", "http://h"), (name, value)]),
+                    Err(Error::Settings(_))
+                ),
                 "{name}={value}"
             );
         }

@@ -7,7 +7,10 @@
 //! host can satisfy it. `memcmp` is the only libc symbol left once bulk-memory (on by
 //! default for this target) lowers `memcpy`/`memset` to instructions.
 
-#![expect(unsafe_code, reason = "the canonical ABI's allocation entry point is unsafe")]
+#![expect(
+    unsafe_code,
+    reason = "the canonical ABI's allocation entry point is unsafe"
+)]
 
 use alloc::alloc::{Layout, alloc, realloc};
 

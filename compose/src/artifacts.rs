@@ -30,9 +30,16 @@ pub fn repo_root() -> PathBuf {
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map_or_else(|| repo_root().join("target"), |dir| {
-            if dir.is_absolute() { dir } else { repo_root().join(dir) }
-        })
+        .map_or_else(
+            || repo_root().join("target"),
+            |dir| {
+                if dir.is_absolute() {
+                    dir
+                } else {
+                    repo_root().join(dir)
+                }
+            },
+        )
 }
 
 /// Where finished artifacts are collected: `target/kvplug/`.
@@ -77,7 +84,10 @@ fn run(mut command: Command, what: &str) -> Result<()> {
 /// Builds `kvplug-<backend>.wasm` (profile `wasm-release`) and returns its path.
 pub fn build_adapter(backend: &str) -> Result<PathBuf> {
     if !BACKENDS.contains(&backend) {
-        bail!("unknown backend `{backend}`; known: {}", BACKENDS.join(", "));
+        bail!(
+            "unknown backend `{backend}`; known: {}",
+            BACKENDS.join(", ")
+        );
     }
     let mut command = cargo();
     command.args([
@@ -109,7 +119,14 @@ pub fn build_fixtures() -> Result<Vec<PathBuf>> {
     let fixtures_target = target_dir().join("fixtures");
     let mut command = cargo();
     command
-        .args(["build", "--quiet", "--release", "--target", WASM_TARGET, "--manifest-path"])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
         .arg(repo_root().join("fixtures").join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&fixtures_target);
@@ -148,8 +165,8 @@ pub fn build_all() -> Result<Built> {
 }
 
 fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
-    let bytes =
-        std::fs::read(from).with_context(|| format!("build output `{}` is missing", from.display()))?;
+    let bytes = std::fs::read(from)
+        .with_context(|| format!("build output `{}` is missing", from.display()))?;
     write_atomically(to, &bytes)
 }
 
@@ -157,8 +174,11 @@ fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
 /// readers see the old file or the new one, never half of one, and a failure leaves no file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
-    let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create `{}`", dir.display()))?;
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("failed to write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("failed to write `{}`", path.display()))

@@ -24,10 +24,18 @@ fn main() -> Result<()> {
         Some("build") => {
             let built = artifacts::build_all()?;
             for (backend, path) in &built.adapters {
-                println!("adapter {backend:<12} {:>9} bytes  {}", size(path), path.display());
+                println!(
+                    "adapter {backend:<12} {:>9} bytes  {}",
+                    size(path),
+                    path.display()
+                );
             }
             for (name, path) in &built.fixtures {
-                println!("fixture {name:<12} {:>9} bytes  {}", size(path), path.display());
+                println!(
+                    "fixture {name:<12} {:>9} bytes  {}",
+                    size(path),
+                    path.display()
+                );
             }
             Ok(())
         }
@@ -38,9 +46,15 @@ fn main() -> Result<()> {
             let mut rest = args.iter().skip(1);
             while let Some(arg) = rest.next() {
                 match arg.as_str() {
-                    "--plug" => plugs.push(PathBuf::from(rest.next().context("`--plug` needs a file")?)),
-                    "-o" | "--output" => output = Some(PathBuf::from(rest.next().context("`-o` needs a file")?)),
-                    other if app.is_none() && !other.starts_with('-') => app = Some(PathBuf::from(other)),
+                    "--plug" => {
+                        plugs.push(PathBuf::from(rest.next().context("`--plug` needs a file")?))
+                    }
+                    "-o" | "--output" => {
+                        output = Some(PathBuf::from(rest.next().context("`-o` needs a file")?))
+                    }
+                    other if app.is_none() && !other.starts_with('-') => {
+                        app = Some(PathBuf::from(other))
+                    }
                     other => bail!("unexpected argument `{other}`\n{USAGE}"),
                 }
             }
@@ -69,7 +83,8 @@ fn main() -> Result<()> {
                 println!("export {name}");
             }
             if adapter {
-                surface::check_adapter(&found).with_context(|| format!("`{path}` fails the adapter check"))?;
+                surface::check_adapter(&found)
+                    .with_context(|| format!("`{path}` fails the adapter check"))?;
                 println!("ok: `{path}` imports only what an adapter may");
             }
             Ok(())

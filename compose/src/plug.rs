@@ -15,8 +15,9 @@ pub fn plug_bytes(socket: Vec<u8>, plugs: Vec<Vec<u8>>) -> Result<Vec<u8>> {
     let socket = graph.register_package(socket)?;
     let mut plug_ids = Vec::with_capacity(plugs.len());
     for (index, bytes) in plugs.into_iter().enumerate() {
-        let package = Package::from_bytes(&format!("plug:plug{index}"), None, bytes, graph.types_mut())
-            .with_context(|| format!("plug #{index} is not a valid component"))?;
+        let package =
+            Package::from_bytes(&format!("plug:plug{index}"), None, bytes, graph.types_mut())
+                .with_context(|| format!("plug #{index} is not a valid component"))?;
         plug_ids.push(graph.register_package(package)?);
     }
     wac_graph::plug(&mut graph, plug_ids, socket)?;

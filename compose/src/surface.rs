@@ -49,12 +49,20 @@ pub fn check_adapter(surface: &Surface) -> Result<()> {
     let stray: Vec<&String> = surface
         .imports
         .iter()
-        .filter(|name| !ADAPTER_IMPORTS.iter().any(|allowed| name.starts_with(allowed)))
+        .filter(|name| {
+            !ADAPTER_IMPORTS
+                .iter()
+                .any(|allowed| name.starts_with(allowed))
+        })
         .collect();
     if !stray.is_empty() {
         bail!(
             "imports outside the adapter allow-list: {}",
-            stray.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            stray
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let missing: Vec<&&str> = ADAPTER_EXPORTS
@@ -64,7 +72,11 @@ pub fn check_adapter(surface: &Surface) -> Result<()> {
     if !missing.is_empty() {
         bail!(
             "not a kvplug adapter: it does not export {}",
-            missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())

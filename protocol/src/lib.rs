@@ -108,11 +108,7 @@ pub fn key_path(bucket: &str, key: &str) -> String {
 
 /// `/v1/buckets/{bucket}/{op}`: a batch.
 pub fn batch_path(bucket: &str, op: BatchOp) -> String {
-    format!(
-        "{BUCKETS_PREFIX}{}/{}",
-        names::encode(bucket),
-        op.segment()
-    )
+    format!("{BUCKETS_PREFIX}{}/{}", names::encode(bucket), op.segment())
 }
 
 /// The `ETag` of a stored version: a quoted decimal, as RFC 9110 wants entity tags quoted.

@@ -115,7 +115,9 @@ mod tests {
         ] {
             let encoded = encode(name);
             assert!(
-                encoded.bytes().all(|b| is_plain(b) || b == b'%' || b == b'~'),
+                encoded
+                    .bytes()
+                    .all(|b| is_plain(b) || b == b'%' || b == b'~'),
                 "{encoded}"
             );
             assert_ne!(encoded, "..");

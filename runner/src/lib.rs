@@ -110,7 +110,10 @@ impl Runtime {
                 wasi.inherit_stdio();
             }
         }
-        let config = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let config = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         Store::new(
             &self.engine,
             Host {

@@ -22,17 +22,28 @@ pub struct Report {
 /// the reference server on a free loopback port with its data in `data_dir`, and runs the
 /// linked app on embedded wasmtime with the server's URL as the adapter's `url` setting.
 pub async fn run(data_dir: &Path, log: &mut impl Write) -> Result<Report> {
-    writeln!(log, "==> building kvplug-http.wasm and the example app (wasm32-wasip2)")?;
+    writeln!(
+        log,
+        "==> building kvplug-http.wasm and the example app (wasm32-wasip2)"
+    )?;
     let adapter = artifacts::build_adapter("http")?;
     artifacts::build_fixtures()?;
     let app = artifacts::fixture_path("example-app");
     for path in [&adapter, &app] {
-        writeln!(log, "    {:>7} bytes  {}", std::fs::metadata(path)?.len(), path.display())?;
+        writeln!(
+            log,
+            "    {:>7} bytes  {}",
+            std::fs::metadata(path)?.len(),
+            path.display()
+        )?;
     }
 
     let found = surface::surface(&std::fs::read(&adapter)?)?;
     surface::check_adapter(&found)?;
-    writeln!(log, "==> kvplug-http.wasm imports only wasi:http and what it needs:")?;
+    writeln!(
+        log,
+        "==> kvplug-http.wasm imports only wasi:http and what it needs:"
+    )?;
     for name in &found.imports {
         writeln!(log, "    {name}")?;
     }
@@ -57,7 +68,11 @@ pub async fn run(data_dir: &Path, log: &mut impl Write) -> Result<Report> {
     let runtime = Runtime::new()?;
     let component = runtime.load(&linked)?;
     let settings = vec![("url".to_owned(), server.url())];
-    writeln!(log, "==> running on embedded wasmtime 48 with wasi:http, config url={}", server.url())?;
+    writeln!(
+        log,
+        "==> running on embedded wasmtime 48 with wasi:http, config url={}",
+        server.url()
+    )?;
     let output = runtime
         .run_command(&component, &["example-app".to_owned()], &settings)
         .await?;

@@ -66,7 +66,10 @@ impl Server {
     /// callers alike can use it.
     pub fn start(config: Config) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("failed to create data directory `{}`", config.data_dir.display())
+            format!(
+                "failed to create data directory `{}`",
+                config.data_dir.display()
+            )
         })?;
         let storage = Storage::open(&config.data_dir.join(DATABASE_FILE))?;
         let state = Arc::new(State {

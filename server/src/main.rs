@@ -21,13 +21,20 @@ usage: kvplug-server [--listen ADDR] [--data DIR] [--token-file FILE] [--bucket 
 fn parse(args: Vec<String>) -> anyhow::Result<Config> {
     let mut config = Config::new("kvplug-data");
     config.listen = SocketAddr::from(([127, 0, 0, 1], 8787));
-    config.token = std::env::var("KVPLUG_SERVER_TOKEN").ok().filter(|t| !t.is_empty());
+    config.token = std::env::var("KVPLUG_SERVER_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
     let mut buckets = HashSet::new();
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("`{flag}` needs a value\n{USAGE}"));
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("`{flag}` needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
-            "--listen" => config.listen = value()?.parse().context("`--listen` is not ADDR:PORT")?,
+            "--listen" => {
+                config.listen = value()?.parse().context("`--listen` is not ADDR:PORT")?
+            }
             "--data" => config.data_dir = value()?.into(),
             "--token-file" => {
                 let path = value()?;
@@ -42,7 +49,9 @@ fn parse(args: Vec<String>) -> anyhow::Result<Config> {
             "--bucket" => {
                 buckets.insert(value()?);
             }
-            "--max-body" => config.max_body = value()?.parse().context("`--max-body` is not a number")?,
+            "--max-body" => {
+                config.max_body = value()?.parse().context("`--max-body` is not a number")?
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -61,9 +70,14 @@ fn main() -> anyhow::Result<()> {
     let data = config.data_dir.display().to_string();
     let server = Server::start(config)?;
     // Tests read this line to learn the port; flush so they never wait on a buffer.
-    println!("kvplug-server listening on {} (data in {data})", server.url());
+    println!(
+        "kvplug-server listening on {} (data in {data})",
+        server.url()
+    );
     std::io::stdout().flush()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -28,18 +28,27 @@ pub(crate) struct State {
 
 type Reply = Response<Full<Bytes>>;
 
+/// An error answer. Boxed: a response is large, and handlers pass refusals up through `?`.
+type Refusal = Box<Reply>;
+
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
 }
 
-fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Reply {
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
     let mut response = reply(status, message.into());
     let headers = response.headers_mut();
-    headers.insert(kvplug_protocol::HEADER_ERROR, HeaderValue::from_static(code));
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
+    headers.insert(
+        kvplug_protocol::HEADER_ERROR,
+        HeaderValue::from_static(code),
+    );
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Box::new(response)
 }
 
 fn with_etag(mut response: Reply, version: u64) -> Reply {
@@ -49,8 +58,12 @@ fn with_etag(mut response: Reply, version: u64) -> Reply {
     response
 }
 
-fn internal(e: impl std::fmt::Display) -> Reply {
-    error(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e.to_string())
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        codes::INTERNAL,
+        e.to_string(),
+    )
 }
 
 /// A request path, decoded.
@@ -62,7 +75,7 @@ enum Route {
     Batch(String, BatchOp),
 }
 
-fn route(path: &str) -> Result<Route, Reply> {
+fn route(path: &str) -> Result<Route, Refusal> {
     match path {
         "/healthz" => return Ok(Route::Health),
         "/_kvplug/stats" => return Ok(Route::Stats),
@@ -100,11 +113,11 @@ fn query_param<'a>(query: Option<&'a str>, wanted: &str) -> Option<&'a str> {
     })
 }
 
-fn bad_request(message: impl Into<String>) -> Reply {
+fn bad_request(message: impl Into<String>) -> Refusal {
     error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
 }
 
-fn method_not_allowed() -> Reply {
+fn method_not_allowed() -> Refusal {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         codes::METHOD_NOT_ALLOWED,
@@ -113,7 +126,7 @@ fn method_not_allowed() -> Reply {
 }
 
 /// Checks the bearer token in constant time with respect to its content.
-fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Reply> {
+fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(expected) = &state.token else {
         return Ok(());
     };
@@ -148,7 +161,7 @@ fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Reply> {
     }
 }
 
-fn check_bucket(state: &State, bucket: &str) -> Result<(), Reply> {
+fn check_bucket(state: &State, bucket: &str) -> Result<(), Refusal> {
     match &state.buckets {
         Some(allowed) if !allowed.contains(bucket) => Err(error(
             StatusCode::NOT_FOUND,
@@ -159,7 +172,7 @@ fn check_bucket(state: &State, bucket: &str) -> Result<(), Reply> {
     }
 }
 
-async fn read_body(state: &State, body: Incoming, headers: &HeaderMap) -> Result<Bytes, Reply> {
+async fn read_body(state: &State, body: Incoming, headers: &HeaderMap) -> Result<Bytes, Refusal> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -185,7 +198,7 @@ async fn read_body(state: &State, body: Incoming, headers: &HeaderMap) -> Result
 async fn blocking<T: Send + 'static>(
     state: &Arc<State>,
     call: impl FnOnce(&Storage) -> T + Send + 'static,
-) -> Result<T, Reply> {
+) -> Result<T, Refusal> {
     let state = Arc::clone(state);
     tokio::task::spawn_blocking(move || call(&state.storage))
         .await
@@ -195,11 +208,12 @@ async fn blocking<T: Send + 'static>(
 /// Answers one request.
 pub(crate) async fn handle(state: Arc<State>, request: Request<Incoming>) -> Reply {
     match handle_inner(&state, request).await {
-        Ok(response) | Err(response) => response,
+        Ok(response) => response,
+        Err(refusal) => *refusal,
     }
 }
 
-async fn handle_inner(state: &Arc<State>, request: Request<Incoming>) -> Result<Reply, Reply> {
+async fn handle_inner(state: &Arc<State>, request: Request<Incoming>) -> Result<Reply, Refusal> {
     let route = route(request.uri().path())?;
     match route {
         Route::Health => return Ok(reply(StatusCode::OK, "ok")),
@@ -239,7 +253,8 @@ async fn handle_inner(state: &Arc<State>, request: Request<Incoming>) -> Result<
                         )),
                         Some(entry) => {
                             let body = if head { Vec::new() } else { entry.value };
-                            let mut response = with_etag(reply(StatusCode::OK, body), entry.version);
+                            let mut response =
+                                with_etag(reply(StatusCode::OK, body), entry.version);
                             response.headers_mut().insert(
                                 CONTENT_TYPE,
                                 HeaderValue::from_static("application/octet-stream"),
@@ -281,7 +296,7 @@ async fn handle_inner(state: &Arc<State>, request: Request<Incoming>) -> Result<
     }
 }
 
-fn condition(headers: &HeaderMap) -> Result<Condition, Reply> {
+fn condition(headers: &HeaderMap) -> Result<Condition, Refusal> {
     let text = |name| {
         headers
             .get(name)
@@ -308,14 +323,15 @@ async fn put(
     key: String,
     value: Bytes,
     condition: Condition,
-) -> Result<Reply, Reply> {
+) -> Result<Reply, Refusal> {
     let outcome = blocking(state, move |s| s.put(&bucket, &key, &value, condition))
         .await?
         .map_err(internal)?;
     match outcome {
-        WriteOutcome::Written(version) => {
-            Ok(with_etag(reply(StatusCode::NO_CONTENT, Bytes::new()), version))
-        }
+        WriteOutcome::Written(version) => Ok(with_etag(
+            reply(StatusCode::NO_CONTENT, Bytes::new()),
+            version,
+        )),
         // The current value rides along so a client can retry without another read.
         WriteOutcome::Conflict(current) => {
             let mut response = error(
@@ -323,14 +339,15 @@ async fn put(
                 codes::VERSION_MISMATCH,
                 String::new(),
             );
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             Err(match current {
                 None => response,
                 Some(entry) => {
                     *response.body_mut() = Full::new(Bytes::from(entry.value));
-                    with_etag(response, entry.version)
+                    Box::new(with_etag(*response, entry.version))
                 }
             })
         }
@@ -342,15 +359,12 @@ async fn increment(
     bucket: String,
     key: String,
     delta: i64,
-) -> Result<Reply, Reply> {
+) -> Result<Reply, Refusal> {
     let outcome = blocking(state, move |s| s.increment(&bucket, &key, delta))
         .await?
         .map_err(internal)?;
     match outcome {
-        Ok((value, version)) => Ok(with_etag(
-            reply(StatusCode::OK, value.to_string()),
-            version,
-        )),
+        Ok((value, version)) => Ok(with_etag(reply(StatusCode::OK, value.to_string()), version)),
         Err(IncrementError::NotANumber) => Err(error(
             StatusCode::CONFLICT,
             codes::NOT_A_NUMBER,
@@ -364,7 +378,7 @@ async fn increment(
     }
 }
 
-async fn list(state: &Arc<State>, bucket: String, query: Option<&str>) -> Result<Reply, Reply> {
+async fn list(state: &Arc<State>, bucket: String, query: Option<&str>) -> Result<Reply, Refusal> {
     let limit = match query_param(query, "limit") {
         None => kvplug_protocol::DEFAULT_LIST_LIMIT,
         Some(v) => v
@@ -410,12 +424,12 @@ async fn list(state: &Arc<State>, bucket: String, query: Option<&str>) -> Result
     Ok(response)
 }
 
-fn bad_frames(e: FrameError) -> Reply {
+fn bad_frames(e: FrameError) -> Refusal {
     error(StatusCode::BAD_REQUEST, codes::BAD_FRAMES, e.to_string())
 }
 
 /// Splits a batch body into keys (and values, for set-many), enforcing the entry limit.
-fn parse_batch(body: &[u8], with_values: bool) -> Result<Vec<(&str, &[u8])>, Reply> {
+fn parse_batch(body: &[u8], with_values: bool) -> Result<Vec<(&str, &[u8])>, Refusal> {
     let mut reader = frames::Reader::new(body);
     let mut entries = Vec::new();
     while !reader.is_empty() {
@@ -440,7 +454,12 @@ fn parse_batch(body: &[u8], with_values: bool) -> Result<Vec<(&str, &[u8])>, Rep
     Ok(entries)
 }
 
-async fn batch(state: &Arc<State>, bucket: String, op: BatchOp, body: Bytes) -> Result<Reply, Reply> {
+async fn batch(
+    state: &Arc<State>,
+    bucket: String,
+    op: BatchOp,
+    body: Bytes,
+) -> Result<Reply, Refusal> {
     blocking(state, move |s| {
         // Parsed in full before storage is touched, so a malformed batch changes nothing.
         let entries = parse_batch(&body, op == BatchOp::SetMany)?;

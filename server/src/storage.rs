@@ -342,7 +342,10 @@ mod tests {
             }
             after = page.keys.last().cloned();
         }
-        assert_eq!(seen, pairs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            seen,
+            pairs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
+        );
     }
 
     #[test]

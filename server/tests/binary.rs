@@ -26,29 +26,47 @@ fn start(data: &std::path::Path, extra: &[&str]) -> Running {
         .spawn()
         .expect("start kvplug-server");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let addr = line
         .split("http://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
-    assert!(addr.starts_with("127.0.0.1:"), "binds loopback by default: {addr}");
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "binds loopback by default: {addr}"
+    );
     Running { child, addr }
 }
 
 /// One request on a fresh connection; returns status, headers (lower-case names) and body.
 fn request(addr: &str, head: &str, body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    let head = format!("{head}\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "{head}\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -57,7 +75,10 @@ fn request(addr: &str, head: &str, body: &[u8]) -> (u16, Vec<(String, String)>, 
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[test]
@@ -65,19 +86,35 @@ fn acknowledged_writes_survive_a_hard_kill() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path(), &[]);
     for i in 0..50 {
-        let (status, _, _) = request(&server.addr, &format!("PUT /v1/buckets/b/keys/k{i} HTTP/1.1"), format!("v{i}").as_bytes());
+        let (status, _, _) = request(
+            &server.addr,
+            &format!("PUT /v1/buckets/b/keys/k{i} HTTP/1.1"),
+            format!("v{i}").as_bytes(),
+        );
         assert_eq!(status, 204);
     }
-    let (status, _, body) = request(&server.addr, "POST /v1/buckets/b/keys/n?increment=7 HTTP/1.1", b"");
+    let (status, _, body) = request(
+        &server.addr,
+        "POST /v1/buckets/b/keys/n?increment=7 HTTP/1.1",
+        b"",
+    );
     assert_eq!((status, body.as_slice()), (200, &b"7"[..]));
     drop(server); // SIGKILL: no shutdown path runs.
 
     let server = start(data.path(), &[]);
     for i in 0..50 {
-        let (status, _, body) = request(&server.addr, &format!("GET /v1/buckets/b/keys/k{i} HTTP/1.1"), b"");
+        let (status, _, body) = request(
+            &server.addr,
+            &format!("GET /v1/buckets/b/keys/k{i} HTTP/1.1"),
+            b"",
+        );
         assert_eq!((status, body), (200, format!("v{i}").into_bytes()));
     }
-    let (_, _, body) = request(&server.addr, "POST /v1/buckets/b/keys/n?increment=1 HTTP/1.1", b"");
+    let (_, _, body) = request(
+        &server.addr,
+        "POST /v1/buckets/b/keys/n?increment=1 HTTP/1.1",
+        b"",
+    );
     assert_eq!(body, b"8");
 }
 
@@ -89,21 +126,76 @@ fn malformed_requests_get_a_clear_4xx() {
         ("GET /v1/buckets/a.b/keys/k HTTP/1.1", b"", 400, "bad-name"),
         ("GET /v1/buckets/b/keys/%zz HTTP/1.1", b"", 400, "bad-name"),
         ("GET /v1/buckets/b/keys/%FF HTTP/1.1", b"", 400, "bad-name"),
-        ("GET /v1/buckets/b?cursor=%%% HTTP/1.1", b"", 400, "bad-cursor"),
-        ("GET /v1/buckets/b?limit=0 HTTP/1.1", b"", 400, "bad-request"),
-        ("POST /v1/buckets/b/keys/k?increment=1.5 HTTP/1.1", b"", 400, "bad-request"),
-        ("POST /v1/buckets/b/keys/k HTTP/1.1", b"", 400, "bad-request"),
-        ("PUT /v1/buckets/b/keys/k HTTP/1.1\r\nif-match: nonsense", b"v", 400, "bad-request"),
-        ("POST /v1/buckets/b/set-many HTTP/1.1", &[0, 0, 0, 9, b'k'], 400, "bad-frames"),
-        ("POST /v1/buckets/b/get-many HTTP/1.1", &[0, 0, 0, 1, 0xff], 400, "bad-frames"),
-        ("PATCH /v1/buckets/b/keys/k HTTP/1.1", b"", 405, "method-not-allowed"),
-        ("GET /v1/buckets/b/nothing-here HTTP/1.1", b"", 404, "not-found"),
+        (
+            "GET /v1/buckets/b?cursor=%%% HTTP/1.1",
+            b"",
+            400,
+            "bad-cursor",
+        ),
+        (
+            "GET /v1/buckets/b?limit=0 HTTP/1.1",
+            b"",
+            400,
+            "bad-request",
+        ),
+        (
+            "POST /v1/buckets/b/keys/k?increment=1.5 HTTP/1.1",
+            b"",
+            400,
+            "bad-request",
+        ),
+        (
+            "POST /v1/buckets/b/keys/k HTTP/1.1",
+            b"",
+            400,
+            "bad-request",
+        ),
+        (
+            "PUT /v1/buckets/b/keys/k HTTP/1.1\r\nif-match: nonsense",
+            b"v",
+            400,
+            "bad-request",
+        ),
+        (
+            "POST /v1/buckets/b/set-many HTTP/1.1",
+            &[0, 0, 0, 9, b'k'],
+            400,
+            "bad-frames",
+        ),
+        (
+            "POST /v1/buckets/b/get-many HTTP/1.1",
+            &[0, 0, 0, 1, 0xff],
+            400,
+            "bad-frames",
+        ),
+        (
+            "PATCH /v1/buckets/b/keys/k HTTP/1.1",
+            b"",
+            405,
+            "method-not-allowed",
+        ),
+        (
+            "GET /v1/buckets/b/nothing-here HTTP/1.1",
+            b"",
+            404,
+            "not-found",
+        ),
         ("GET /elsewhere HTTP/1.1", b"", 404, "not-found"),
-        ("GET /v1/buckets/b/keys/missing HTTP/1.1", b"", 404, "no-such-key"),
+        (
+            "GET /v1/buckets/b/keys/missing HTTP/1.1",
+            b"",
+            404,
+            "no-such-key",
+        ),
     ];
     for (head, body, status, code) in cases {
         let (got, headers, text) = request(&server.addr, head, body);
-        assert_eq!((got, header(&headers, "kvplug-error")), (*status, Some(*code)), "{head}: {}", String::from_utf8_lossy(&text));
+        assert_eq!(
+            (got, header(&headers, "kvplug-error")),
+            (*status, Some(*code)),
+            "{head}: {}",
+            String::from_utf8_lossy(&text)
+        );
     }
     // A malformed batch changed nothing.
     let (_, _, body) = request(&server.addr, "GET /v1/buckets/b HTTP/1.1", b"");
@@ -115,20 +207,44 @@ fn a_token_and_a_bucket_list_are_enforced() {
     let data = tempfile::tempdir().unwrap();
     let token = data.path().join("token");
     std::fs::write(&token, "tok-123\n").unwrap();
-    let server = start(data.path(), &["--token-file", token.to_str().unwrap(), "--bucket", "only"]);
+    let server = start(
+        data.path(),
+        &["--token-file", token.to_str().unwrap(), "--bucket", "only"],
+    );
     let (status, headers, _) = request(&server.addr, "HEAD /v1/buckets/only HTTP/1.1", b"");
-    assert_eq!((status, header(&headers, "www-authenticate")), (401, Some("Bearer")));
-    let (status, _, _) = request(&server.addr, "HEAD /v1/buckets/only HTTP/1.1\r\nauthorization: Bearer tok-12", b"");
+    assert_eq!(
+        (status, header(&headers, "www-authenticate")),
+        (401, Some("Bearer"))
+    );
+    let (status, _, _) = request(
+        &server.addr,
+        "HEAD /v1/buckets/only HTTP/1.1\r\nauthorization: Bearer tok-12",
+        b"",
+    );
     assert_eq!(status, 403);
-    let (status, _, _) = request(&server.addr, "HEAD /v1/buckets/only HTTP/1.1\r\nauthorization: Bearer tok-123", b"");
+    let (status, _, _) = request(
+        &server.addr,
+        "HEAD /v1/buckets/only HTTP/1.1\r\nauthorization: Bearer tok-123",
+        b"",
+    );
     assert_eq!(status, 204);
-    let (status, headers, _) = request(&server.addr, "HEAD /v1/buckets/other HTTP/1.1\r\nauthorization: Bearer tok-123", b"");
-    assert_eq!((status, header(&headers, "kvplug-error")), (404, Some("no-such-bucket")));
+    let (status, headers, _) = request(
+        &server.addr,
+        "HEAD /v1/buckets/other HTTP/1.1\r\nauthorization: Bearer tok-123",
+        b"",
+    );
+    assert_eq!(
+        (status, header(&headers, "kvplug-error")),
+        (404, Some("no-such-bucket"))
+    );
 }
 
 #[test]
 fn bad_command_lines_fail_with_usage() {
-    let output = Command::new(env!("CARGO_BIN_EXE_kvplug-server")).arg("--nope").output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kvplug-server"))
+        .arg("--nope")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown argument `--nope`"));
 }

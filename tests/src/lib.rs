@@ -95,7 +95,10 @@ impl Kv {
 
     pub async fn open(&mut self, name: &str) -> Result<ResourceAny, KvError> {
         let store_api = self.kv.wasi_keyvalue_store();
-        store_api.call_open(&mut self.store, name).await.expect(TRAPPED)
+        store_api
+            .call_open(&mut self.store, name)
+            .await
+            .expect(TRAPPED)
     }
 
     pub async fn get(&mut self, b: ResourceAny, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -105,17 +108,23 @@ impl Kv {
 
     pub async fn set(&mut self, b: ResourceAny, key: &str, value: &[u8]) -> Result<(), KvError> {
         let api = self.kv.wasi_keyvalue_store().bucket();
-        api.call_set(&mut self.store, b, key, value).await.expect(TRAPPED)
+        api.call_set(&mut self.store, b, key, value)
+            .await
+            .expect(TRAPPED)
     }
 
     pub async fn delete(&mut self, b: ResourceAny, key: &str) -> Result<(), KvError> {
         let api = self.kv.wasi_keyvalue_store().bucket();
-        api.call_delete(&mut self.store, b, key).await.expect(TRAPPED)
+        api.call_delete(&mut self.store, b, key)
+            .await
+            .expect(TRAPPED)
     }
 
     pub async fn exists(&mut self, b: ResourceAny, key: &str) -> Result<bool, KvError> {
         let api = self.kv.wasi_keyvalue_store().bucket();
-        api.call_exists(&mut self.store, b, key).await.expect(TRAPPED)
+        api.call_exists(&mut self.store, b, key)
+            .await
+            .expect(TRAPPED)
     }
 
     pub async fn list_keys(
@@ -124,12 +133,21 @@ impl Kv {
         cursor: Option<&str>,
     ) -> Result<KeyResponse, KvError> {
         let api = self.kv.wasi_keyvalue_store().bucket();
-        api.call_list_keys(&mut self.store, b, cursor).await.expect(TRAPPED)
+        api.call_list_keys(&mut self.store, b, cursor)
+            .await
+            .expect(TRAPPED)
     }
 
-    pub async fn increment(&mut self, b: ResourceAny, key: &str, delta: i64) -> Result<i64, KvError> {
+    pub async fn increment(
+        &mut self,
+        b: ResourceAny,
+        key: &str,
+        delta: i64,
+    ) -> Result<i64, KvError> {
         let api = self.kv.wasi_keyvalue_atomics();
-        api.call_increment(&mut self.store, b, key, delta).await.expect(TRAPPED)
+        api.call_increment(&mut self.store, b, key, delta)
+            .await
+            .expect(TRAPPED)
     }
 
     pub async fn cas_new(&mut self, b: ResourceAny, key: &str) -> Result<ResourceAny, KvError> {
@@ -144,7 +162,9 @@ impl Kv {
 
     pub async fn swap(&mut self, cas: ResourceAny, value: &[u8]) -> Result<(), CasError> {
         let api = self.kv.wasi_keyvalue_atomics();
-        api.call_swap(&mut self.store, cas, value).await.expect(TRAPPED)
+        api.call_swap(&mut self.store, cas, value)
+            .await
+            .expect(TRAPPED)
     }
 
     pub async fn get_many(
@@ -154,20 +174,32 @@ impl Kv {
     ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
         let api = self.kv.wasi_keyvalue_batch();
-        api.call_get_many(&mut self.store, b, &keys).await.expect(TRAPPED)
+        api.call_get_many(&mut self.store, b, &keys)
+            .await
+            .expect(TRAPPED)
     }
 
-    pub async fn set_many(&mut self, b: ResourceAny, pairs: &[(&str, &[u8])]) -> Result<(), KvError> {
-        let pairs: Vec<(String, Vec<u8>)> =
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect();
+    pub async fn set_many(
+        &mut self,
+        b: ResourceAny,
+        pairs: &[(&str, &[u8])],
+    ) -> Result<(), KvError> {
+        let pairs: Vec<(String, Vec<u8>)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+            .collect();
         let api = self.kv.wasi_keyvalue_batch();
-        api.call_set_many(&mut self.store, b, &pairs).await.expect(TRAPPED)
+        api.call_set_many(&mut self.store, b, &pairs)
+            .await
+            .expect(TRAPPED)
     }
 
     pub async fn delete_many(&mut self, b: ResourceAny, keys: &[&str]) -> Result<(), KvError> {
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
         let api = self.kv.wasi_keyvalue_batch();
-        api.call_delete_many(&mut self.store, b, &keys).await.expect(TRAPPED)
+        api.call_delete_many(&mut self.store, b, &keys)
+            .await
+            .expect(TRAPPED)
     }
 
     /// Every key of a bucket, following cursors; fails on a repeated key.

@@ -8,17 +8,33 @@ use kvplug_tests::{reference_server, runtime, settings};
 async fn the_quickstart_runs_and_its_data_persists_across_runs() {
     let data = tempfile::tempdir().unwrap();
     let mut log = Vec::new();
-    let first = kvplug_runner::quickstart::run(data.path(), &mut log).await.unwrap();
+    let first = kvplug_runner::quickstart::run(data.path(), &mut log)
+        .await
+        .unwrap();
     let first_out = first.output.stdout;
     assert!(first_out.contains("this is visit #1"), "{first_out}");
-    assert!(first_out.contains("first visitor recorded by CAS: visitor 1"), "{first_out}");
+    assert!(
+        first_out.contains("first visitor recorded by CAS: visitor 1"),
+        "{first_out}"
+    );
     assert!(first_out.contains("the book has 1 entries"), "{first_out}");
-    let second = kvplug_runner::quickstart::run(data.path(), &mut log).await.unwrap();
+    let second = kvplug_runner::quickstart::run(data.path(), &mut log)
+        .await
+        .unwrap();
     let second_out = second.output.stdout;
     assert!(second_out.contains("this is visit #2"), "{second_out}");
-    assert!(second_out.contains("latest visitor swapped by CAS: visitor 1 -> visitor 2"), "{second_out}");
-    assert!(second_out.contains("entry/0001: visitor 1 signed the book"), "{second_out}");
-    assert!(second_out.contains("entry/0002: visitor 2 signed the book"), "{second_out}");
+    assert!(
+        second_out.contains("latest visitor swapped by CAS: visitor 1 -> visitor 2"),
+        "{second_out}"
+    );
+    assert!(
+        second_out.contains("entry/0001: visitor 1 signed the book"),
+        "{second_out}"
+    );
+    assert!(
+        second_out.contains("entry/0002: visitor 2 signed the book"),
+        "{second_out}"
+    );
     // open, increment, set, get, cas.new, swap, one list page, get-many.
     assert_eq!(second.requests, 8);
     let log = String::from_utf8(log).unwrap();
@@ -51,11 +67,26 @@ async fn the_wac_cli_links_the_same_component() {
 
     let (_dir, server) = reference_server();
     let component = runtime().load(&by_cli).unwrap();
-    let args = ["example-app".to_owned(), "wac-book".to_owned(), "Ada".to_owned()];
-    let output = runtime().run_command(&component, &args, &settings(&server.url())).await.unwrap();
+    let args = [
+        "example-app".to_owned(),
+        "wac-book".to_owned(),
+        "Ada".to_owned(),
+    ];
+    let output = runtime()
+        .run_command(&component, &args, &settings(&server.url()))
+        .await
+        .unwrap();
     assert!(output.success, "{}{}", output.stdout, output.stderr);
-    assert!(output.stdout.contains("opened bucket `wac-book`"), "{}", output.stdout);
-    assert!(output.stdout.contains("entry/0001: Ada signed the book"), "{}", output.stdout);
+    assert!(
+        output.stdout.contains("opened bucket `wac-book`"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("entry/0001: Ada signed the book"),
+        "{}",
+        output.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,11 +94,23 @@ async fn the_app_reports_store_errors_instead_of_trapping() {
     kvplug_tests::artifacts();
     let dir = tempfile::tempdir().unwrap();
     let linked = dir.path().join("linked.wasm");
-    plug::plug_files(&artifacts::fixture_path("example-app"), &[&artifacts::adapter_path("http")], &linked).unwrap();
+    plug::plug_files(
+        &artifacts::fixture_path("example-app"),
+        &[&artifacts::adapter_path("http")],
+        &linked,
+    )
+    .unwrap();
     let component = runtime().load(&linked).unwrap();
     let mut allow_list = settings("http://127.0.0.1:9");
     allow_list.push(("buckets".into(), "only-this".into()));
-    let output = runtime().run_command(&component, &["example-app".into()], &allow_list).await.unwrap();
+    let output = runtime()
+        .run_command(&component, &["example-app".into()], &allow_list)
+        .await
+        .unwrap();
     assert!(!output.success);
-    assert!(output.stderr.contains("open `guestbook`: access denied"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("open `guestbook`: access denied"),
+        "{}",
+        output.stderr
+    );
 }

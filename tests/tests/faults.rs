@@ -15,10 +15,17 @@ fn with_token(url: &str) -> kvplug_runner::Settings {
 #[tokio::test(flavor = "multi_thread")]
 async fn server_down_is_an_error_naming_the_request() {
     // Bind and drop: the port is free and nobody listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut kv = Kv::new(with_token(&format!("http://127.0.0.1:{port}"))).await;
     let message = other_message(kv.open("b").await.unwrap_err());
-    assert!(message.contains("HEAD /v1/buckets/b") && message.contains("connection refused"), "{message}");
+    assert!(
+        message.contains("HEAD /v1/buckets/b") && message.contains("connection refused"),
+        "{message}"
+    );
     assert!(!message.contains(TOKEN));
 }
 
@@ -44,14 +51,29 @@ async fn server_stopped_mid_run_fails_calls_then_recovers() {
 async fn server_errors_keep_method_path_status_and_reason_but_not_the_token() {
     let fault = FaultServer::start(|request| {
         // A careless server that echoes the Authorization header in its error body.
-        let auth = request.headers.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.clone()).unwrap_or_default();
-        response(503, &["kvplug-error: internal"], format!("storage offline; you sent {auth}").as_bytes())
+        let auth = request
+            .headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        response(
+            503,
+            &["kvplug-error: internal"],
+            format!("storage offline; you sent {auth}").as_bytes(),
+        )
     });
     let mut kv = Kv::new(with_token(&fault.url())).await;
     let b = kv.open("b").await.unwrap();
     let message = other_message(kv.set(b, "a/key", b"v").await.unwrap_err());
-    assert!(message.contains("PUT /v1/buckets/b/keys/a%2Fkey"), "{message}");
-    assert!(message.contains("HTTP 503") && message.contains("storage offline"), "{message}");
+    assert!(
+        message.contains("PUT /v1/buckets/b/keys/a%2Fkey"),
+        "{message}"
+    );
+    assert!(
+        message.contains("HTTP 503") && message.contains("storage offline"),
+        "{message}"
+    );
     assert!(!message.contains(TOKEN), "token leaked: {message}");
     assert!(message.contains("<redacted>"), "{message}");
 }
@@ -60,11 +82,17 @@ async fn server_errors_keep_method_path_status_and_reason_but_not_the_token() {
 async fn malformed_and_truncated_bodies_are_errors() {
     let fault = FaultServer::start(|request| match request.method.as_str() {
         // A list page whose frame says 100 bytes and holds 3.
-        "GET" if request.path.contains("limit=") => response(200, &[], &[0, 0, 0, 100, b'a', b'b', b'c']),
+        "GET" if request.path.contains("limit=") => {
+            response(200, &[], &[0, 0, 0, 100, b'a', b'b', b'c'])
+        }
         // A value promised as 1000 bytes, cut after 10.
-        "GET" => Action::Raw(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\netag: \"1\"\r\n\r\n0123456789".to_vec()),
+        "GET" => Action::Raw(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\netag: \"1\"\r\n\r\n0123456789".to_vec(),
+        ),
         // get-many answering two values for one key.
-        "POST" if request.path.ends_with("/get-many") => response(200, &[], &[1, 0, 0, 0, 1, b'x', 0]),
+        "POST" if request.path.ends_with("/get-many") => {
+            response(200, &[], &[1, 0, 0, 0, 1, b'x', 0])
+        }
         // An increment result that is not a number.
         "POST" => response(200, &[], b"lots"),
         // Not even HTTP.
@@ -74,15 +102,24 @@ async fn malformed_and_truncated_bodies_are_errors() {
     let b = kv.open("b").await.unwrap();
 
     let message = other_message(kv.list_keys(b, None).await.unwrap_err());
-    assert!(message.contains("malformed response") && message.contains("GET /v1/buckets/b?limit="), "{message}");
+    assert!(
+        message.contains("malformed response") && message.contains("GET /v1/buckets/b?limit="),
+        "{message}"
+    );
     let message = other_message(kv.get(b, "k").await.unwrap_err());
-    assert!(message.contains("GET /v1/buckets/b/keys/k") && message.contains("cut short"), "{message}");
+    assert!(
+        message.contains("GET /v1/buckets/b/keys/k") && message.contains("cut short"),
+        "{message}"
+    );
     let message = other_message(kv.get_many(b, &["k"]).await.unwrap_err());
     assert!(message.contains("more values than keys"), "{message}");
     let message = other_message(kv.increment(b, "k", 1).await.unwrap_err());
     assert!(message.contains("not a number"), "{message}");
     let message = other_message(kv.set(b, "k", b"v").await.unwrap_err());
-    assert!(message.contains("PUT /v1/buckets/b/keys/k: the answer is not valid HTTP"), "{message}");
+    assert!(
+        message.contains("PUT /v1/buckets/b/keys/k: the answer is not valid HTTP"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,7 +133,10 @@ async fn a_silent_server_times_out_after_timeout_ms() {
     let message = other_message(kv.get(b, "k").await.unwrap_err());
     let waited = started.elapsed();
     assert!(message.contains("timed out"), "{message}");
-    assert!(waited < std::time::Duration::from_secs(5), "took {waited:?}");
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "took {waited:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,7 +156,10 @@ async fn values_beyond_the_servers_limit_are_refused_clearly() {
     let b = kv.open("b").await.unwrap();
     kv.set(b, "fits", &vec![7; 64 << 10]).await.unwrap();
     let message = other_message(kv.set(b, "too-big", &vec![7; 1 << 20]).await.unwrap_err());
-    assert!(message.contains("HTTP 413") && message.contains("too-large"), "{message}");
+    assert!(
+        message.contains("HTTP 413") && message.contains("too-large"),
+        "{message}"
+    );
     assert_eq!(kv.get(b, "too-big").await, Ok(None));
 }
 
@@ -151,9 +194,16 @@ async fn tokens_buckets_and_missing_settings() {
     let mut unset = Kv::new(vec![]).await;
     let message = other_message(unset.open("b").await.unwrap_err());
     assert!(message.contains("`url` is not set"), "{message}");
-    let mut bad = Kv::new(vec![("url".into(), format!("http://user:{TOKEN}@127.0.0.1:1"))]).await;
+    let mut bad = Kv::new(vec![(
+        "url".into(),
+        format!("http://user:{TOKEN}@127.0.0.1:1"),
+    )])
+    .await;
     let message = other_message(bad.open("b").await.unwrap_err());
-    assert!(message.contains("credentials") && !message.contains(TOKEN), "{message}");
+    assert!(
+        message.contains("credentials") && !message.contains(TOKEN),
+        "{message}"
+    );
     let mut bad = Kv::new(vec![("url".into(), "127.0.0.1:8787".into())]).await;
     let message = other_message(bad.open("b").await.unwrap_err());
     assert!(message.contains("http://"), "{message}");

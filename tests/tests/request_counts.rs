@@ -22,17 +22,40 @@ async fn every_operation_takes_exactly_one_request() {
 
     let mut rows = Vec::new();
     rows.push(("get", count!(server, kv.get(b, "x").await.unwrap())));
-    rows.push(("get (missing)", count!(server, kv.get(b, "nope").await.unwrap())));
+    rows.push((
+        "get (missing)",
+        count!(server, kv.get(b, "nope").await.unwrap()),
+    ));
     rows.push(("set", count!(server, kv.set(b, "k", b"v").await.unwrap())));
     rows.push(("delete", count!(server, kv.delete(b, "k").await.unwrap())));
     rows.push(("exists", count!(server, kv.exists(b, "x").await.unwrap())));
-    rows.push(("list-keys page", count!(server, kv.list_keys(b, None).await.unwrap())));
-    rows.push(("increment", count!(server, kv.increment(b, "n", 3).await.unwrap())));
+    rows.push((
+        "list-keys page",
+        count!(server, kv.list_keys(b, None).await.unwrap()),
+    ));
+    rows.push((
+        "increment",
+        count!(server, kv.increment(b, "n", 3).await.unwrap()),
+    ));
     let cas = kv.cas_new(b, "x").await.unwrap();
     rows.push(("swap", count!(server, kv.swap(cas, b"new").await.unwrap())));
-    rows.push(("get-many (3 keys)", count!(server, kv.get_many(b, &["x", "y", "z"]).await.unwrap())));
-    rows.push(("set-many (3 pairs)", count!(server, kv.set_many(b, &[("a", b""), ("b", b""), ("c", b"")]).await.unwrap())));
-    rows.push(("delete-many (3 keys)", count!(server, kv.delete_many(b, &["a", "b", "c"]).await.unwrap())));
+    rows.push((
+        "get-many (3 keys)",
+        count!(server, kv.get_many(b, &["x", "y", "z"]).await.unwrap()),
+    ));
+    rows.push((
+        "set-many (3 pairs)",
+        count!(
+            server,
+            kv.set_many(b, &[("a", b""), ("b", b""), ("c", b"")])
+                .await
+                .unwrap()
+        ),
+    ));
+    rows.push((
+        "delete-many (3 keys)",
+        count!(server, kv.delete_many(b, &["a", "b", "c"]).await.unwrap()),
+    ));
 
     println!("requests per call, kvplug-http.wasm against kvplug-server:");
     for (operation, requests) in &rows {
@@ -41,8 +64,16 @@ async fn every_operation_takes_exactly_one_request() {
     for (operation, requests) in rows {
         assert_eq!(requests, 1, "{operation} took {requests} requests");
     }
-    assert_eq!(count!(server, kv.cas_new(b, "x").await.unwrap()), 1, "cas.new reads once");
-    assert_eq!(count!(server, kv.open("other").await.unwrap()), 1, "open checks the bucket once");
+    assert_eq!(
+        count!(server, kv.cas_new(b, "x").await.unwrap()),
+        1,
+        "cas.new reads once"
+    );
+    assert_eq!(
+        count!(server, kv.open("other").await.unwrap()),
+        1,
+        "open checks the bucket once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -57,7 +88,10 @@ async fn large_batches_take_one_request_per_batch_limit() {
     assert_eq!(count!(server, kv.set_many(b, &pairs).await.unwrap()), 3);
     let values = kv.get_many(b, &refs).await.unwrap();
     assert_eq!(values.len(), 2500);
-    assert!(values.iter().zip(&keys).all(|(v, k)| v.as_ref().is_some_and(|(key, value)| key == k && value == k.as_bytes())));
+    assert!(values.iter().zip(&keys).all(|(v, k)| {
+        v.as_ref()
+            .is_some_and(|(key, value)| key == k && value == k.as_bytes())
+    }));
     assert_eq!(count!(server, kv.get_many(b, &refs).await.unwrap()), 3);
     assert_eq!(count!(server, kv.delete_many(b, &refs).await.unwrap()), 3);
     assert_eq!(kv.all_keys(b).await.unwrap().0, Vec::<String>::new());

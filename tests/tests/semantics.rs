@@ -25,8 +25,15 @@ async fn values_are_arbitrary_bytes_from_empty_to_large() {
     let mut kv = Kv::new(settings(&server.url())).await;
     let b = kv.open("bin").await.unwrap();
     let every_byte: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
-    let one_mib: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let four_mib: Vec<u8> = one_mib.iter().cycle().take(4 << 20).map(|b| b ^ 0x5a).collect();
+    let one_mib: Vec<u8> = (0..(1 << 20))
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let four_mib: Vec<u8> = one_mib
+        .iter()
+        .cycle()
+        .take(4 << 20)
+        .map(|b| b ^ 0x5a)
+        .collect();
     for (key, value) in [
         ("empty", Vec::new()),
         ("every-byte", every_byte),
@@ -65,7 +72,9 @@ async fn awkward_keys_round_trip_and_stay_in_their_bucket() {
         "\u{0}nul",
     ];
     for (i, key) in keys.iter().enumerate() {
-        kv.set(a, key, format!("value {i}").as_bytes()).await.unwrap();
+        kv.set(a, key, format!("value {i}").as_bytes())
+            .await
+            .unwrap();
     }
     for (i, key) in keys.iter().enumerate() {
         assert_eq!(
@@ -86,7 +95,9 @@ async fn awkward_keys_round_trip_and_stay_in_their_bucket() {
     assert_eq!(kv.get(b, "x").await, Ok(None));
     let empty_bucket = kv.open("").await.unwrap();
     assert_eq!(kv.get(empty_bucket, "").await, Ok(None));
-    kv.set(empty_bucket, "", b"in the unnamed bucket").await.unwrap();
+    kv.set(empty_bucket, "", b"in the unnamed bucket")
+        .await
+        .unwrap();
     assert_eq!(kv.get(a, "").await, Ok(Some(b"value 0".to_vec())));
 }
 
@@ -97,8 +108,14 @@ async fn listing_pages_with_a_cursor_and_every_key_appears_once() {
     settings.push(("page-size".into(), "7".into()));
     let mut kv = Kv::new(settings).await;
     let b = kv.open("many").await.unwrap();
-    assert_eq!(kv.all_keys(b).await.unwrap(), (vec![], 1), "empty bucket: one empty page");
-    let keys: Vec<String> = (0..300).map(|i| format!("key-{}", i * 7919 % 1000)).collect();
+    assert_eq!(
+        kv.all_keys(b).await.unwrap(),
+        (vec![], 1),
+        "empty bucket: one empty page"
+    );
+    let keys: Vec<String> = (0..300)
+        .map(|i| format!("key-{}", i * 7919 % 1000))
+        .collect();
     let pairs: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"x"[..])).collect();
     kv.set_many(b, &pairs).await.unwrap();
     let (mut listed, pages) = kv.all_keys(b).await.unwrap();
@@ -113,7 +130,10 @@ async fn listing_pages_with_a_cursor_and_every_key_appears_once() {
     assert!(page.cursor.is_some());
     // A cursor the server never issued is an error, not a silent restart.
     let bogus = kv.list_keys(b, Some("not a cursor?&limit=1")).await;
-    assert!(matches!(bogus, Err(KvError::Other(ref m)) if m.contains("bad-cursor")), "{bogus:?}");
+    assert!(
+        matches!(bogus, Err(KvError::Other(ref m)) if m.contains("bad-cursor")),
+        "{bogus:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,11 +141,16 @@ async fn batches_handle_present_missing_and_repeated_keys() {
     let (_dir, server) = reference_server();
     let mut kv = Kv::new(settings(&server.url())).await;
     let b = kv.open("batch").await.unwrap();
-    kv.set_many(b, &[("a", b"1"), ("b", b""), ("c", b"3"), ("a", b"1 again")])
-        .await
-        .unwrap();
+    kv.set_many(
+        b,
+        &[("a", b"1"), ("b", b""), ("c", b"3"), ("a", b"1 again")],
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        kv.get_many(b, &["a", "missing", "b", "a", "c"]).await.unwrap(),
+        kv.get_many(b, &["a", "missing", "b", "a", "c"])
+            .await
+            .unwrap(),
         vec![
             Some(("a".into(), b"1 again".to_vec())),
             None,
@@ -149,7 +174,11 @@ async fn increment_stores_ascii_decimal_and_refuses_non_numbers() {
     let (_dir, server) = reference_server();
     let mut kv = Kv::new(settings(&server.url())).await;
     let b = kv.open("counters").await.unwrap();
-    assert_eq!(kv.increment(b, "n", 5).await, Ok(5), "missing key starts at 0");
+    assert_eq!(
+        kv.increment(b, "n", 5).await,
+        Ok(5),
+        "missing key starts at 0"
+    );
     assert_eq!(kv.increment(b, "n", -8).await, Ok(-3));
     assert_eq!(kv.get(b, "n").await, Ok(Some(b"-3".to_vec())));
     kv.set(b, "preset", b"41").await.unwrap();
@@ -157,10 +186,19 @@ async fn increment_stores_ascii_decimal_and_refuses_non_numbers() {
 
     kv.set(b, "text", b"forty-two").await.unwrap();
     let message = kvplug_tests::other_message(kv.increment(b, "text", 1).await.unwrap_err());
-    assert!(message.contains("409") && message.contains("not-a-number"), "{message}");
-    assert_eq!(kv.get(b, "text").await, Ok(Some(b"forty-two".to_vec())), "left untouched");
+    assert!(
+        message.contains("409") && message.contains("not-a-number"),
+        "{message}"
+    );
+    assert_eq!(
+        kv.get(b, "text").await,
+        Ok(Some(b"forty-two".to_vec())),
+        "left untouched"
+    );
 
-    kv.set(b, "max", i64::MAX.to_string().as_bytes()).await.unwrap();
+    kv.set(b, "max", i64::MAX.to_string().as_bytes())
+        .await
+        .unwrap();
     let message = kvplug_tests::other_message(kv.increment(b, "max", 1).await.unwrap_err());
     assert!(message.contains("overflow"), "{message}");
 }
@@ -209,9 +247,15 @@ async fn compare_and_swap_is_conditional_on_the_captured_version() {
     let Err(CasError::CasFailed(fresh)) = kv.swap(late, b"mine").await else {
         panic!("create-if-absent over an existing key must fail");
     };
-    assert_eq!(kv.cas_current(fresh).await, Ok(Some(b"rival got there".to_vec())));
+    assert_eq!(
+        kv.cas_current(fresh).await,
+        Ok(Some(b"rival got there".to_vec()))
+    );
     kv.swap(fresh, b"mine after retry").await.unwrap();
-    assert_eq!(kv.get(b, "k2").await, Ok(Some(b"mine after retry".to_vec())));
+    assert_eq!(
+        kv.get(b, "k2").await,
+        Ok(Some(b"mine after retry".to_vec()))
+    );
 
     // Swap on an unchanged value succeeds.
     let cas = kv.cas_new(b, "k").await.unwrap();
@@ -224,7 +268,11 @@ async fn compare_and_swap_is_conditional_on_the_captured_version() {
     let Err(CasError::CasFailed(fresh)) = kv.swap(cas, b"lost").await else {
         panic!("swap after a concurrent write must fail");
     };
-    assert_eq!(kv.get(b, "k").await, Ok(Some(b"rival".to_vec())), "no blind write");
+    assert_eq!(
+        kv.get(b, "k").await,
+        Ok(Some(b"rival".to_vec())),
+        "no blind write"
+    );
     assert_eq!(kv.cas_current(fresh).await, Ok(Some(b"rival".to_vec())));
     kv.swap(fresh, b"won").await.unwrap();
     assert_eq!(kv.get(b, "k").await, Ok(Some(b"won".to_vec())));
@@ -232,7 +280,10 @@ async fn compare_and_swap_is_conditional_on_the_captured_version() {
     // Writing the same bytes back still moves the version (no ABA).
     let cas = kv.cas_new(b, "k").await.unwrap();
     rival.set(rb, "k", b"won").await.unwrap();
-    assert!(matches!(kv.swap(cas, b"x").await, Err(CasError::CasFailed(_))));
+    assert!(matches!(
+        kv.swap(cas, b"x").await,
+        Err(CasError::CasFailed(_))
+    ));
 
     // A key deleted after the handle was made: the fresh handle sees it absent.
     let cas = kv.cas_new(b, "k").await.unwrap();

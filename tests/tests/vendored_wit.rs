@@ -12,11 +12,15 @@ fn repo() -> &'static Path {
 
 /// Every difference between the files under `wit/deps` and the record.
 fn check(wit: &Path) -> Vec<String> {
-    let record: toml::Table = toml::from_str(&std::fs::read_to_string(wit.join("deps.toml")).unwrap()).unwrap();
+    let record: toml::Table =
+        toml::from_str(&std::fs::read_to_string(wit.join("deps.toml")).unwrap()).unwrap();
     let mut recorded = BTreeMap::new();
     for package in record["package"].as_array().unwrap() {
         let dir = package["dir"].as_str().unwrap();
-        assert!(package.get("crate").is_some() || package.get("origin").is_some(), "{dir} has no origin");
+        assert!(
+            package.get("crate").is_some() || package.get("origin").is_some(),
+            "{dir} has no origin"
+        );
         for (file, hash) in package["files"].as_table().unwrap() {
             recorded.insert(format!("{dir}/{file}"), hash.as_str().unwrap().to_owned());
         }
@@ -27,7 +31,11 @@ fn check(wit: &Path) -> Vec<String> {
         let dir = dir.unwrap();
         for file in std::fs::read_dir(dir.path()).unwrap() {
             let file = file.unwrap();
-            let name = format!("{}/{}", dir.file_name().to_string_lossy(), file.file_name().to_string_lossy());
+            let name = format!(
+                "{}/{}",
+                dir.file_name().to_string_lossy(),
+                file.file_name().to_string_lossy()
+            );
             let hash = format!("{:x}", Sha256::digest(std::fs::read(file.path()).unwrap()));
             seen += 1;
             match recorded.get(&name) {
@@ -69,8 +77,14 @@ fn the_check_notices_an_edit_and_an_extra_file() {
     std::fs::write(&types, text).unwrap();
     std::fs::write(wit.join("deps/io/extra.wit"), "package x:y;").unwrap();
     let problems = check(&wit);
-    assert!(problems.contains(&"http/types.wit changed".to_owned()), "{problems:?}");
-    assert!(problems.contains(&"io/extra.wit is not recorded".to_owned()), "{problems:?}");
+    assert!(
+        problems.contains(&"http/types.wit changed".to_owned()),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&"io/extra.wit is not recorded".to_owned()),
+        "{problems:?}"
+    );
 }
 
 #[test]

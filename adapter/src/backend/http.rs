@@ -62,7 +62,10 @@ impl RestBackend {
     fn fetch(&self, verb: Verb, key: &str) -> Result<Option<Response>, Error> {
         let path = kvplug_protocol::key_path(&self.bucket, key);
         let response = self.client.send(verb, &path, &[], &[])?;
-        match (response.status, response.header(kvplug_protocol::HEADER_ERROR)) {
+        match (
+            response.status,
+            response.header(kvplug_protocol::HEADER_ERROR),
+        ) {
             (200, _) => Ok(Some(response)),
             (404, Some(codes::NO_SUCH_KEY)) => Ok(None),
             _ => Err(self.client.status_error(verb, &path, &response)),
@@ -78,7 +81,12 @@ impl RestBackend {
         mut on_response: impl FnMut(&'a [T], Response) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let path = kvplug_protocol::batch_path(&self.bucket, op);
-        for chunk in chunks(items, kvplug_protocol::MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, size) {
+        for chunk in chunks(
+            items,
+            kvplug_protocol::MAX_BATCH_ENTRIES,
+            MAX_BATCH_BYTES,
+            size,
+        ) {
             let mut body = Vec::new();
             for item in chunk {
                 encode(&mut body, item)
@@ -139,14 +147,12 @@ impl Backend for RestBackend {
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         let path = kvplug_protocol::key_path(&self.bucket, key);
-        self.expect_success(Verb::Put, &path, &[], value)
-            .map(drop)
+        self.expect_success(Verb::Put, &path, &[], value).map(drop)
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {
         let path = kvplug_protocol::key_path(&self.bucket, key);
-        self.expect_success(Verb::Delete, &path, &[], &[])
-            .map(drop)
+        self.expect_success(Verb::Delete, &path, &[], &[]).map(drop)
     }
 
     fn exists(&self, key: &str) -> Result<bool, Error> {
@@ -216,7 +222,10 @@ impl Backend for RestBackend {
             Version::Tag(tag) => ("if-match", tag.as_str()),
         };
         let response = self.client.send(Verb::Put, &path, &[condition], value)?;
-        match (response.status, response.header(kvplug_protocol::HEADER_ERROR)) {
+        match (
+            response.status,
+            response.header(kvplug_protocol::HEADER_ERROR),
+        ) {
             (200..=299, _) => Ok(Swap::Done),
             // The server sends what is stored now, so a retry needs no extra read.
             (412, Some(codes::VERSION_MISMATCH)) => {

@@ -106,7 +106,9 @@ impl batch::Guest for Adapter {
     ) -> Result<Vec<Option<(String, Vec<u8>)>>> {
         let values = bucket.get::<Bucket>().backend.get_many(&keys)?;
         if values.len() != keys.len() {
-            return Err(Error::Invalid(String::from("kvplug: get-many lost track of its keys")).into());
+            return Err(
+                Error::Invalid(String::from("kvplug: get-many lost track of its keys")).into(),
+            );
         }
         Ok(keys
             .into_iter()

@@ -9,6 +9,9 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .map_or_else(|| PathBuf::from(".kvplug-data"), PathBuf::from);
     kvplug_runner::quickstart::run(&data_dir, &mut std::io::stdout()).await?;
-    println!("==> run it again: the visit counter and the entries persist in {}", data_dir.display());
+    println!(
+        "==> run it again: the visit counter and the entries persist in {}",
+        data_dir.display()
+    );
     Ok(())
 }
