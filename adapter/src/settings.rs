@@ -73,28 +73,8 @@ impl Settings {
                 .filter(|name| !name.is_empty())
                 .collect::<Vec<_>>()
         });
-        let timeout_ms = match lookup("timeout-ms")? {
-            None => DEFAULT_TIMEOUT_MS,
-            Some(text) => text
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| (1..=3_600_000).contains(ms))
-                .ok_or_else(|| {
-                    Error::Settings("`timeout-ms` must be a whole number from 1 to 3600000".into())
-                })?,
-        };
-        let page_size = match lookup("page-size")? {
-            None => DEFAULT_PAGE_SIZE,
-            Some(text) => text
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=10_000).contains(n))
-                .ok_or_else(|| {
-                    Error::Settings("`page-size` must be a whole number from 1 to 10000".into())
-                })?,
-        };
+        let timeout_ms = number(&mut lookup, "timeout-ms", 1..=3_600_000, DEFAULT_TIMEOUT_MS)?;
+        let page_size = number(&mut lookup, "page-size", 1..=10_000, DEFAULT_PAGE_SIZE)?;
         Ok(Settings {
             endpoint,
             token,
@@ -110,6 +90,30 @@ impl Settings {
             Some(allowed) if !allowed.iter().any(|name| name == bucket) => Err(Error::AccessDenied),
             _ => Ok(()),
         }
+    }
+}
+
+/// A whole-number setting within `range`, or `default` when unset.
+fn number<T: core::str::FromStr + PartialOrd + core::fmt::Display>(
+    lookup: &mut impl FnMut(&str) -> Result<Option<String>, Error>,
+    name: &str,
+    range: core::ops::RangeInclusive<T>,
+    default: T,
+) -> Result<T, Error> {
+    match lookup(name)? {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                Error::Settings(alloc::format!(
+                    "`{name}` must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            }),
     }
 }
 

@@ -31,6 +31,12 @@ impl WasiView for Host {
     }
 }
 
+impl wasmtime_wasi_io::IoView for Host {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
 impl WasiHttpView for Host {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
@@ -64,6 +70,20 @@ impl Runtime {
         let engine = Engine::new(&Config::new())?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |host: &mut Host| {
+            WasiConfig::from(&host.config)
+        })?;
+        Ok(Runtime { engine, linker })
+    }
+
+    /// A runtime that links only `wasi:io`, `wasi:http` and `wasi:config`. An adapter that
+    /// instantiates here needs nothing else from its host: its `wasi:clocks/monotonic-clock`
+    /// import carries only the `duration` type, which needs no host function.
+    pub fn adapter_only() -> Result<Runtime> {
+        let engine = Engine::new(&Config::new())?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi_io::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |host: &mut Host| {
             WasiConfig::from(&host.config)

@@ -51,6 +51,14 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
     Box::new(response)
 }
 
+fn frames_reply(body: Vec<u8>) -> Reply {
+    let mut response = reply(StatusCode::OK, body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(FRAMES_TYPE));
+    response
+}
+
 fn with_etag(mut response: Reply, version: u64) -> Reply {
     if let Ok(value) = HeaderValue::from_str(&kvplug_protocol::format_etag(version)) {
         response.headers_mut().insert(ETAG, value);
@@ -411,10 +419,7 @@ async fn list(state: &Arc<State>, bucket: String, query: Option<&str>) -> Result
     for key in &page.keys {
         frames::put(&mut body, key.as_bytes()).map_err(internal)?;
     }
-    let mut response = reply(StatusCode::OK, body);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(FRAMES_TYPE));
+    let mut response = frames_reply(body);
     if let (true, Some(last)) = (page.more, page.keys.last()) {
         let cursor = HeaderValue::from_str(&names::encode(last)).map_err(internal)?;
         response
@@ -471,11 +476,7 @@ async fn batch(
                 for value in &values {
                     frames::put_optional(&mut out, value.as_deref()).map_err(internal)?;
                 }
-                let mut response = reply(StatusCode::OK, out);
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static(FRAMES_TYPE));
-                Ok(response)
+                Ok(frames_reply(out))
             }
             BatchOp::SetMany => {
                 s.set_many(&bucket, &entries).map_err(internal)?;

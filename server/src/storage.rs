@@ -99,14 +99,7 @@ impl Storage {
     pub fn get(&self, bucket: &str, key: &str) -> Result<Option<Entry>, StorageError> {
         let txn = self.db.begin_read().map_err(storage_err)?;
         let table = txn.open_table(ENTRIES).map_err(storage_err)?;
-        let entry = table.get((bucket, key)).map_err(storage_err)?;
-        Ok(entry.map(|guard| {
-            let (version, value) = guard.value();
-            Entry {
-                version,
-                value: value.to_vec(),
-            }
-        }))
+        lookup(&table, bucket, key)
     }
 
     /// The entries at `keys`, in order, read in one transaction.
@@ -250,6 +243,14 @@ fn read_entry(
     key: &str,
 ) -> Result<Option<Entry>, StorageError> {
     let table = txn.open_table(ENTRIES).map_err(storage_err)?;
+    lookup(&table, bucket, key)
+}
+
+fn lookup(
+    table: &impl ReadableTable<(&'static str, &'static str), (u64, &'static [u8])>,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Entry>, StorageError> {
     let entry = table.get((bucket, key)).map_err(storage_err)?;
     Ok(entry.map(|guard| {
         let (version, value) = guard.value();

@@ -86,8 +86,13 @@ impl Kv {
 
     /// Instantiates `adapter` with `settings`.
     pub async fn with_adapter(adapter: &Component, settings: Settings) -> Kv {
-        let mut store = runtime().store(&settings, &[]);
-        let kv = KeyvalueProvider::instantiate_async(&mut store, adapter, runtime().linker())
+        Kv::on(runtime(), adapter, settings).await
+    }
+
+    /// Instantiates `adapter` with `settings` on `runtime`.
+    pub async fn on(runtime: &Runtime, adapter: &Component, settings: Settings) -> Kv {
+        let mut store = runtime.store(&settings, &[]);
+        let kv = KeyvalueProvider::instantiate_async(&mut store, adapter, runtime.linker())
             .await
             .expect("instantiate the adapter");
         Kv { store, kv }

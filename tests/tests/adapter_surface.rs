@@ -3,6 +3,7 @@
 //! that every 0.2 host can satisfy.
 
 use kvplug_compose::{artifacts, surface};
+use kvplug_tests::{Kv, reference_server, settings};
 
 #[test]
 fn the_http_adapter_imports_only_the_allow_list() {
@@ -41,4 +42,16 @@ fn the_check_rejects_stray_imports_and_non_adapters() {
     let error = surface::check_adapter(&found).unwrap_err().to_string();
     assert!(error.contains("not a kvplug adapter"), "{error}");
     assert!(surface::surface(b"not wasm").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_adapter_runs_with_only_http_io_and_config_linked() {
+    kvplug_tests::artifacts();
+    let runtime = kvplug_runner::Runtime::adapter_only().unwrap();
+    let adapter = runtime.load(&artifacts::adapter_path("http")).unwrap();
+    let (_dir, server) = reference_server();
+    let mut kv = Kv::on(&runtime, &adapter, settings(&server.url())).await;
+    let b = kv.open("minimal").await.unwrap();
+    kv.set(b, "k", b"v").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"v".to_vec())));
 }
