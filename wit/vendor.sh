@@ -27,6 +27,7 @@ edition = "2024"
 [dependencies]
 wasi = "=0.13.0"
 wasmtime-wasi-config = "=48.0.8"
+wasmtime-wasi-keyvalue = "=48.0.8"
 TOML
 mkdir -p "$tmp/src" && echo 'fn main() {}' > "$tmp/src/main.rs"
 cargo metadata --format-version 1 --manifest-path "$tmp/Cargo.toml" > "$tmp/meta.json"
@@ -38,6 +39,7 @@ wasi = ("wasi", "0.13.0+wasi-0.2.0")
 origins = {d: (f"wasi:{d}@0.2.0",) + wasi + (f"wit/deps/{d}",)
            for d in ["cli", "clocks", "filesystem", "http", "io", "random", "sockets"]}
 origins["config"] = ("wasi:config@0.2.0-rc.1", "wasmtime-wasi-config", "48.0.8", "wit/deps/config")
+origins["keyvalue-draft"] = ("wasi:keyvalue@0.2.0-draft", "wasmtime-wasi-keyvalue", "48.0.8", "wit/deps/keyvalue")
 for d, (_, crate, ver, cpath) in origins.items():
     dst = os.path.join(wit, "deps", d)
     shutil.rmtree(dst, ignore_errors=True)

@@ -8,7 +8,7 @@
 use alloc::string::String;
 use core::fmt;
 
-use crate::bindings::exports::wasi::keyvalue::store::Error as WitError;
+use crate::bindings::exports::wasi::{keyvalue0_2_0_draft, keyvalue0_2_0_draft2};
 
 /// Everything that can go wrong in the adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,26 +69,27 @@ impl fmt::Display for Error {
     }
 }
 
-impl Error {
-    /// The `wasi:keyvalue` error for this failure.
-    pub fn into_wit(self) -> WitError {
-        match self {
-            Error::NoSuchStore => WitError::NoSuchStore,
-            Error::AccessDenied => WitError::AccessDenied,
-            other => WitError::Other(alloc::format!("kvplug: {other}")),
+/// Both drafts declare the same `error` variant; this is the one mapping into either.
+macro_rules! into_wit {
+    ($($kv:ident),*) => {$(
+        impl From<Error> for $kv::store::Error {
+            fn from(error: Error) -> Self {
+                match error {
+                    Error::NoSuchStore => Self::NoSuchStore,
+                    Error::AccessDenied => Self::AccessDenied,
+                    other => Self::Other(alloc::format!("kvplug: {other}")),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl From<Error> for WitError {
-    fn from(error: Error) -> Self {
-        error.into_wit()
-    }
-}
+into_wit!(keyvalue0_2_0_draft, keyvalue0_2_0_draft2);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyvalue0_2_0_draft2::store::Error as WitError;
 
     #[test]
     fn other_errors_name_method_path_and_status() {
@@ -98,7 +99,7 @@ mod tests {
             status: 500,
             reason: "internal: disk full".into(),
         };
-        let WitError::Other(message) = error.into_wit() else {
+        let WitError::Other(message) = WitError::from(error) else {
             panic!("a status error must be `other`");
         };
         assert_eq!(
@@ -106,11 +107,11 @@ mod tests {
             "kvplug: PUT /v1/buckets/b/keys/k: HTTP 500: internal: disk full"
         );
         assert!(matches!(
-            Error::NoSuchStore.into_wit(),
+            WitError::from(Error::NoSuchStore),
             WitError::NoSuchStore
         ));
         assert!(matches!(
-            Error::AccessDenied.into_wit(),
+            WitError::from(Error::AccessDenied),
             WitError::AccessDenied
         ));
     }

@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result, bail};
 pub const BACKENDS: &[&str] = &["http"];
 
 /// The guest programs under `fixtures/`, each a binary of that workspace.
-pub const FIXTURES: &[&str] = &["example-app"];
+pub const FIXTURES: &[&str] = &["example-app", "conformance-draft", "conformance-draft2"];
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 

@@ -36,11 +36,14 @@ pub const ADAPTER_IMPORTS: &[&str] = &[
     "wasi:config/store@0.2.0-rc.1",
 ];
 
-/// What every adapter exports.
+/// What every adapter exports: both drafts, so one artifact links with apps on either.
 pub const ADAPTER_EXPORTS: &[&str] = &[
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
     "wasi:keyvalue/batch@0.2.0-draft2",
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/atomics@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
 ];
 
 /// Fails unless `surface` is an adapter's: every import on the allow-list, every

@@ -20,6 +20,7 @@ pub struct Host {
     http: WasiHttpCtx,
     table: ResourceTable,
     config: WasiConfigVariables,
+    keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx,
 }
 
 impl WasiView for Host {
@@ -91,6 +92,17 @@ impl Runtime {
         Ok(Runtime { engine, linker })
     }
 
+    /// A runtime whose `wasi:keyvalue@0.2.0-draft` is wasmtime's own in-memory host
+    /// (`wasmtime-wasi-keyvalue`), not an adapter: the second implementation the
+    /// conformance suite is checked against.
+    pub fn with_native_keyvalue() -> Result<Runtime> {
+        let mut runtime = Runtime::new()?;
+        wasmtime_wasi_keyvalue::add_to_linker(&mut runtime.linker, |host: &mut Host| {
+            wasmtime_wasi_keyvalue::WasiKeyValue::new(&host.keyvalue, &mut host.table)
+        })?;
+        Ok(runtime)
+    }
+
     /// The engine, for compiling components.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -141,6 +153,7 @@ impl Runtime {
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
                 config,
+                keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx::builder().build(),
             },
         )
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::{BatchOp, codes, names};
@@ -180,26 +180,46 @@ fn check_bucket(state: &State, bucket: &str) -> Result<(), Refusal> {
     }
 }
 
-async fn read_body(state: &State, body: Incoming, headers: &HeaderMap) -> Result<Bytes, Refusal> {
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            codes::TOO_LARGE,
-            format!("body larger than {} bytes", state.max_body),
-        )
-    };
+/// How much of an oversized body the server still reads (and discards) before answering 413.
+///
+/// Answering without reading would close the connection with unread data, and the kernel
+/// then resets it: the client can lose the 413 and see only "connection reset". Reading the
+/// rest lets the client receive a clear answer. Beyond this much, the server gives up and
+/// closes anyway.
+const DRAIN_LIMIT: usize = 256 << 20;
+
+async fn read_body(
+    state: &State,
+    mut body: Incoming,
+    headers: &HeaderMap,
+) -> Result<Bytes, Refusal> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.max_body as u64) {
-        return Err(too_large());
+    let mut collected = Vec::with_capacity(declared.map_or(0, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX).min(state.max_body)
+    }));
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| bad_request(format!("failed to read body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            total = total.saturating_add(data.len());
+            if total <= state.max_body {
+                collected.extend_from_slice(data);
+            } else if total > DRAIN_LIMIT {
+                break;
+            }
+        }
     }
-    match Limited::new(body, state.max_body).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(bad_request(format!("failed to read body: {e}"))),
+    if total > state.max_body {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            format!("body larger than {} bytes", state.max_body),
+        ));
     }
+    Ok(Bytes::from(collected))
 }
 
 /// Runs a storage call off the async workers: redb commits block on `fsync`.

@@ -18,8 +18,18 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use exports::wasi::keyvalue::atomics::CasError;
-pub use exports::wasi::keyvalue::store::{Error as KvError, KeyResponse};
+/// Host bindings for an adapter's `wasi:keyvalue@0.2.0-draft` exports.
+pub mod draft {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "kvplug:adapter/keyvalue-provider-draft",
+        exports: { default: async },
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+pub use exports::wasi::keyvalue0_2_0_draft2::atomics::CasError;
+pub use exports::wasi::keyvalue0_2_0_draft2::store::{Error as KvError, KeyResponse};
 
 /// The built `kvplug-http.wasm` and fixtures; built on first use, once per test binary.
 pub fn artifacts() -> &'static artifacts::Built {
@@ -99,7 +109,7 @@ impl Kv {
     }
 
     pub async fn open(&mut self, name: &str) -> Result<ResourceAny, KvError> {
-        let store_api = self.kv.wasi_keyvalue_store();
+        let store_api = self.kv.wasi_keyvalue0_2_0_draft2_store();
         store_api
             .call_open(&mut self.store, name)
             .await
@@ -107,26 +117,26 @@ impl Kv {
     }
 
     pub async fn get(&mut self, b: ResourceAny, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let api = self.kv.wasi_keyvalue_store().bucket();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_store().bucket();
         api.call_get(&mut self.store, b, key).await.expect(TRAPPED)
     }
 
     pub async fn set(&mut self, b: ResourceAny, key: &str, value: &[u8]) -> Result<(), KvError> {
-        let api = self.kv.wasi_keyvalue_store().bucket();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_store().bucket();
         api.call_set(&mut self.store, b, key, value)
             .await
             .expect(TRAPPED)
     }
 
     pub async fn delete(&mut self, b: ResourceAny, key: &str) -> Result<(), KvError> {
-        let api = self.kv.wasi_keyvalue_store().bucket();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_store().bucket();
         api.call_delete(&mut self.store, b, key)
             .await
             .expect(TRAPPED)
     }
 
     pub async fn exists(&mut self, b: ResourceAny, key: &str) -> Result<bool, KvError> {
-        let api = self.kv.wasi_keyvalue_store().bucket();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_store().bucket();
         api.call_exists(&mut self.store, b, key)
             .await
             .expect(TRAPPED)
@@ -137,7 +147,7 @@ impl Kv {
         b: ResourceAny,
         cursor: Option<&str>,
     ) -> Result<KeyResponse, KvError> {
-        let api = self.kv.wasi_keyvalue_store().bucket();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_store().bucket();
         api.call_list_keys(&mut self.store, b, cursor)
             .await
             .expect(TRAPPED)
@@ -149,24 +159,24 @@ impl Kv {
         key: &str,
         delta: i64,
     ) -> Result<i64, KvError> {
-        let api = self.kv.wasi_keyvalue_atomics();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_atomics();
         api.call_increment(&mut self.store, b, key, delta)
             .await
             .expect(TRAPPED)
     }
 
     pub async fn cas_new(&mut self, b: ResourceAny, key: &str) -> Result<ResourceAny, KvError> {
-        let api = self.kv.wasi_keyvalue_atomics().cas();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_atomics().cas();
         api.call_new(&mut self.store, b, key).await.expect(TRAPPED)
     }
 
     pub async fn cas_current(&mut self, cas: ResourceAny) -> Result<Option<Vec<u8>>, KvError> {
-        let api = self.kv.wasi_keyvalue_atomics().cas();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_atomics().cas();
         api.call_current(&mut self.store, cas).await.expect(TRAPPED)
     }
 
     pub async fn swap(&mut self, cas: ResourceAny, value: &[u8]) -> Result<(), CasError> {
-        let api = self.kv.wasi_keyvalue_atomics();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_atomics();
         api.call_swap(&mut self.store, cas, value)
             .await
             .expect(TRAPPED)
@@ -178,7 +188,7 @@ impl Kv {
         keys: &[&str],
     ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-        let api = self.kv.wasi_keyvalue_batch();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_batch();
         api.call_get_many(&mut self.store, b, &keys)
             .await
             .expect(TRAPPED)
@@ -193,7 +203,7 @@ impl Kv {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
             .collect();
-        let api = self.kv.wasi_keyvalue_batch();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_batch();
         api.call_set_many(&mut self.store, b, &pairs)
             .await
             .expect(TRAPPED)
@@ -201,7 +211,7 @@ impl Kv {
 
     pub async fn delete_many(&mut self, b: ResourceAny, keys: &[&str]) -> Result<(), KvError> {
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-        let api = self.kv.wasi_keyvalue_batch();
+        let api = self.kv.wasi_keyvalue0_2_0_draft2_batch();
         api.call_delete_many(&mut self.store, b, &keys)
             .await
             .expect(TRAPPED)
