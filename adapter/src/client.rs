@@ -19,7 +19,7 @@ use crate::bindings::wasi::http::types::{
 use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
 use crate::error::Error;
 use crate::settings::Settings;
-use crate::url::{self, Endpoint};
+use kvplug_settings::url::{self, Endpoint};
 
 /// Largest response body the adapter buffers; beyond it the call fails instead of exhausting
 /// the user's memory.

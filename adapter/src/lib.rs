@@ -27,8 +27,7 @@ mod client;
 mod error;
 mod exports;
 mod settings;
-mod url;
 
-// Unit tests link std, which brings its own allocator and panic handler.
+// The allocator, panic handler and ABI entry points of a no_std component.
 #[cfg(all(target_arch = "wasm32", not(test)))]
-mod wasm_runtime;
+use kvplug_guest_rt as _;

@@ -15,7 +15,12 @@ use anyhow::{Context as _, Result, bail};
 pub const BACKENDS: &[&str] = &["http"];
 
 /// The guest programs under `fixtures/`, each a binary of that workspace.
-pub const FIXTURES: &[&str] = &["example-app", "conformance-draft", "conformance-draft2"];
+pub const FIXTURES: &[&str] = &[
+    "example-app",
+    "conformance-draft",
+    "conformance-draft2",
+    "http-app",
+];
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -81,7 +86,35 @@ fn run(mut command: Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds `kvplug-<backend>.wasm` (profile `wasm-release`) and returns its path.
+/// Builds `package` of this workspace for wasm (profile `wasm-release`) with `features`
+/// only, and collects the result as `target/kvplug/<name>.wasm`.
+fn build_component(package: &str, features: &str, name: &str) -> Result<PathBuf> {
+    let mut command = cargo();
+    command.args([
+        "build",
+        "--quiet",
+        "-p",
+        package,
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "wasm-release",
+        "--no-default-features",
+    ]);
+    if !features.is_empty() {
+        command.args(["--features", features]);
+    }
+    run(command, &format!("`{name}.wasm`"))?;
+    let built = target_dir()
+        .join(WASM_TARGET)
+        .join("wasm-release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    let out = out_dir().join(format!("{name}.wasm"));
+    copy_atomically(&built, &out)?;
+    Ok(out)
+}
+
+/// Builds `kvplug-<backend>.wasm` and returns its path.
 pub fn build_adapter(backend: &str) -> Result<PathBuf> {
     if !BACKENDS.contains(&backend) {
         bail!(
@@ -89,28 +122,28 @@ pub fn build_adapter(backend: &str) -> Result<PathBuf> {
             BACKENDS.join(", ")
         );
     }
-    let mut command = cargo();
-    command.args([
-        "build",
-        "--quiet",
-        "-p",
-        "kvplug-adapter",
-        "--target",
-        WASM_TARGET,
-        "--profile",
-        "wasm-release",
-        "--no-default-features",
-        "--features",
-        backend,
-    ]);
-    run(command, &format!("the `{backend}` adapter"))?;
-    let built = target_dir()
-        .join(WASM_TARGET)
-        .join("wasm-release")
-        .join("kvplug_adapter.wasm");
-    let out = adapter_path(backend);
-    copy_atomically(&built, &out)?;
-    Ok(out)
+    build_component("kvplug-adapter", backend, &format!("kvplug-{backend}"))
+}
+
+/// The configuration components: what `kvplug seal` fills in, with and without a fallback
+/// to the runtime's `wasi:config`, and the one that reads environment variables.
+pub const CONFIG_COMPONENTS: &[(&str, &str, &str)] = &[
+    ("kvplug-config-static", "kvplug-config-static", ""),
+    ("kvplug-config-layered", "kvplug-config-static", "layered"),
+    ("kvplug-config-env", "kvplug-config-env", ""),
+];
+
+/// The path of config component `name` next to the artifacts (built or not).
+pub fn config_path(name: &str) -> PathBuf {
+    out_dir().join(format!("{name}.wasm"))
+}
+
+/// Builds every configuration component.
+pub fn build_config_components() -> Result<Vec<PathBuf>> {
+    CONFIG_COMPONENTS
+        .iter()
+        .map(|(name, package, features)| build_component(package, features, name))
+        .collect()
 }
 
 /// Builds every guest program under `fixtures/` (release) and returns their paths, in
@@ -134,10 +167,13 @@ pub fn build_fixtures() -> Result<Vec<PathBuf>> {
     FIXTURES
         .iter()
         .map(|name| {
-            let built = fixtures_target
-                .join(WASM_TARGET)
-                .join("release")
-                .join(format!("{name}.wasm"));
+            // Binaries keep their name; libraries (HTTP handlers) get `-` turned into `_`.
+            let release = fixtures_target.join(WASM_TARGET).join("release");
+            let built = [name.to_string(), name.replace('-', "_")]
+                .iter()
+                .map(|stem| release.join(format!("{stem}.wasm")))
+                .find(|path| path.exists())
+                .unwrap_or_else(|| release.join(format!("{name}.wasm")));
             let out = fixture_path(name);
             copy_atomically(&built, &out)?;
             Ok(out)
@@ -150,18 +186,29 @@ pub fn build_fixtures() -> Result<Vec<PathBuf>> {
 pub struct Built {
     /// `(backend, path)` of each adapter.
     pub adapters: Vec<(&'static str, PathBuf)>,
+    /// `(name, path)` of each configuration component.
+    pub configs: Vec<(&'static str, PathBuf)>,
     /// `(name, path)` of each fixture.
     pub fixtures: Vec<(&'static str, PathBuf)>,
 }
 
-/// Builds every adapter and fixture.
+/// Builds every adapter, configuration component and fixture.
 pub fn build_all() -> Result<Built> {
     let adapters = BACKENDS
         .iter()
         .map(|backend| Ok((*backend, build_adapter(backend)?)))
         .collect::<Result<Vec<_>>>()?;
+    let configs = CONFIG_COMPONENTS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .zip(build_config_components()?)
+        .collect();
     let fixtures = FIXTURES.iter().copied().zip(build_fixtures()?).collect();
-    Ok(Built { adapters, fixtures })
+    Ok(Built {
+        adapters,
+        configs,
+        fixtures,
+    })
 }
 
 fn copy_atomically(from: &Path, to: &Path) -> Result<()> {

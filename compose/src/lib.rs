@@ -1,7 +1,9 @@
 //! Host-side tooling that users run in build pipelines: building the kvplug artifacts,
-//! plugging an adapter into an application (what `wac plug` does, in-process), and checking
-//! an artifact's imports against what an adapter may import.
+//! plugging an adapter into an application (what `wac plug` does, in-process), sealing
+//! settings into an adapter, and checking an artifact's imports against what an adapter may
+//! import.
 
 pub mod artifacts;
 pub mod plug;
+pub mod seal;
 pub mod surface;

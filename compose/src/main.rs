@@ -3,13 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use kvplug_compose::{artifacts, plug, surface};
+use kvplug_compose::{artifacts, plug, seal, surface};
 
 const USAGE: &str = "\
 usage:
   kvplug build                                 build every adapter and fixture into target/kvplug/
   kvplug plug APP.wasm --plug PLUG.wasm... -o OUT.wasm
                                                link APP with the plugs (same semantics as `wac plug`)
+  kvplug seal ADAPTER.wasm --set NAME=VALUE... [--runtime-config] [--config-component C.wasm]
+              [--emit-config CONFIG.wasm] -o SEALED.wasm
+                                               bake settings into ADAPTER: the result imports only
+                                               wasi:http (with --runtime-config, unsealed settings
+                                               still come from the runtime's wasi:config)
   kvplug check [--adapter] ARTIFACT.wasm       print imports and exports; with --adapter, fail
                                                unless the imports keep to the adapter allow-list
 ";
@@ -26,6 +31,13 @@ fn main() -> Result<()> {
             for (backend, path) in &built.adapters {
                 println!(
                     "adapter {backend:<12} {:>9} bytes  {}",
+                    size(path),
+                    path.display()
+                );
+            }
+            for (name, path) in &built.configs {
+                println!(
+                    "config  {name:<22} {:>9} bytes  {}",
                     size(path),
                     path.display()
                 );
@@ -67,6 +79,58 @@ fn main() -> Result<()> {
             let plug_refs: Vec<&Path> = plugs.iter().map(PathBuf::as_path).collect();
             plug::plug_files(&app, &plug_refs, &output)?;
             println!("wrote {} ({} bytes)", output.display(), size(&output));
+            Ok(())
+        }
+        Some("seal") => {
+            let mut adapter = None;
+            let mut request = seal::Request::default();
+            let mut config = None;
+            let mut emit_config = None;
+            let mut output = None;
+            let mut rest = args.iter().skip(1);
+            while let Some(arg) = rest.next() {
+                let mut path = |flag: &str| -> Result<PathBuf> {
+                    Ok(PathBuf::from(
+                        rest.next()
+                            .with_context(|| format!("`{flag}` needs a file"))?,
+                    ))
+                };
+                match arg.as_str() {
+                    "--set" => {
+                        let pair = rest.next().context("`--set` needs NAME=VALUE")?;
+                        let (name, value) =
+                            pair.split_once('=').context("`--set` needs NAME=VALUE")?;
+                        request.settings.push((name.to_owned(), value.to_owned()));
+                    }
+                    "--runtime-config" => request.layered = true,
+                    "--config-component" => config = Some(path(arg)?),
+                    "--emit-config" => emit_config = Some(path(arg)?),
+                    "-o" | "--output" => output = Some(path(arg)?),
+                    other if adapter.is_none() && !other.starts_with('-') => {
+                        adapter = Some(PathBuf::from(other));
+                    }
+                    other => bail!("unexpected argument `{other}`\n{USAGE}"),
+                }
+            }
+            let (Some(adapter), Some(output)) = (adapter, output) else {
+                bail!("`seal` needs ADAPTER.wasm and -o SEALED.wasm\n{USAGE}");
+            };
+            let config =
+                config.unwrap_or_else(|| seal::default_config_component(&adapter, request.layered));
+            let started = std::time::Instant::now();
+            let sealed = seal::seal_files(&adapter, &config, &request, &output)?;
+            let took = started.elapsed();
+            if let Some(path) = emit_config {
+                artifacts::write_atomically(&path, &sealed.config)?;
+            }
+            println!(
+                "sealed {} setting(s) into {} ({} bytes; config component {} bytes) in {:.1} ms",
+                request.settings.len(),
+                output.display(),
+                sealed.adapter.len(),
+                sealed.config.len(),
+                took.as_secs_f64() * 1e3
+            );
             Ok(())
         }
         Some("check") => {

@@ -123,17 +123,21 @@ impl Runtime {
     /// A store whose instance sees `settings` through `wasi:config`, with `args` and
     /// captured stdout/stderr (see [`Runtime::run_command`]).
     pub fn store(&self, settings: &Settings, args: &[String]) -> Store<Host> {
-        self.store_with_pipes(settings, args, None)
+        self.store_with_pipes(settings, args, &[], None)
     }
 
     fn store_with_pipes(
         &self,
         settings: &Settings,
         args: &[String],
+        env: &[(String, String)],
         pipes: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
     ) -> Store<Host> {
         let mut wasi = WasiCtx::builder();
         wasi.args(args);
+        for (name, value) in env {
+            wasi.env(name, value);
+        }
         match pipes {
             Some((stdout, stderr)) => {
                 wasi.stdout(stdout).stderr(stderr);
@@ -166,11 +170,23 @@ impl Runtime {
         args: &[String],
         settings: &Settings,
     ) -> Result<RunOutput> {
+        self.run_command_with_env(component, args, settings, &[])
+            .await
+    }
+
+    /// [`Runtime::run_command`] with environment variables `env`.
+    pub async fn run_command_with_env(
+        &self,
+        component: &Component,
+        args: &[String],
+        settings: &Settings,
+        env: &[(String, String)],
+    ) -> Result<RunOutput> {
         const CAPTURE: usize = 16 << 20;
         let stdout = MemoryOutputPipe::new(CAPTURE);
         let stderr = MemoryOutputPipe::new(CAPTURE);
         let mut store =
-            self.store_with_pipes(settings, args, Some((stdout.clone(), stderr.clone())));
+            self.store_with_pipes(settings, args, env, Some((stdout.clone(), stderr.clone())));
         let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
             &mut store,
             component,

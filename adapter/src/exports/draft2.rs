@@ -7,7 +7,7 @@ use super::{Adapter, shared_glue};
 use crate::backend::{Active, Backend, Swap, Versioned};
 use crate::bindings::exports::wasi::keyvalue0_2_0_draft2 as kv;
 use crate::error::Error;
-use crate::settings::Settings;
+use crate::settings;
 use kv::{atomics, store};
 
 /// The `bucket` resource: an open connection to one bucket.
@@ -38,8 +38,8 @@ impl store::Guest for Adapter {
     type Bucket = Bucket;
 
     fn open(identifier: String) -> Result<store::Bucket, store::Error> {
-        let settings = Settings::load()?;
-        settings.check_bucket(&identifier)?;
+        let settings = settings::load()?;
+        settings::check_bucket(&settings, &identifier)?;
         let backend = Active::open(&settings, &identifier)?;
         Ok(store::Bucket::new(Bucket { backend }))
     }

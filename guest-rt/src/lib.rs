@@ -1,16 +1,22 @@
-//! What `no_std` on wasm32-wasip2 leaves for us to supply: an allocator, a panic handler,
+//! What a `no_std` component on wasm32-wasip2 (the adapters, the config components) must
+//! supply itself: an allocator, a panic handler,
 //! the canonical-ABI `cabi_realloc` (wit-bindgen relies on wasi-libc's) and `memcmp`.
 //!
 //! We deliberately do not link wasi-libc: its `libc.a` carries a component-type section
 //! that re-versions every `wasi:io` import to the libc's WASI release (0.2.6 with Rust 1.95),
-//! while this adapter targets `wasi:http@0.2.0` and its `wasi:io@0.2.0` so that every 0.2
+//! while our components target `wasi:http@0.2.0` and its `wasi:io@0.2.0` so that every 0.2
 //! host can satisfy it. `memcmp` is the only libc symbol left once bulk-memory (on by
 //! default for this target) lowers `memcpy`/`memset` to instructions.
 
+#![no_std]
+// Host builds (clippy, unit tests of dependents) get std's runtime instead.
+#![cfg(all(target_arch = "wasm32", not(test)))]
 #![expect(
     unsafe_code,
     reason = "the canonical ABI's allocation entry point is unsafe"
 )]
+
+extern crate alloc;
 
 use alloc::alloc::{Layout, alloc, realloc};
 
