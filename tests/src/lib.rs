@@ -3,6 +3,7 @@
 //! server, and a fault-injecting server for what a real server will not do.
 
 pub mod fault_server;
+pub mod process;
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,91 @@
+//! The `kvplug` command as a pipeline step: failures exit non-zero, say what is wrong, and
+//! leave no output file behind.
+
+use std::process::Command;
+
+use kvplug_compose::artifacts;
+
+fn kvplug(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_kvplug"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn seal_and_check_fail_cleanly_on_bad_input() {
+    let adapter = artifacts::build_adapter("http").unwrap();
+    artifacts::build_config_components().unwrap();
+    let adapter = adapter.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sealed.wasm");
+    let out_arg = out.to_str().unwrap();
+    let not_wasm = dir.path().join("notes.txt");
+    std::fs::write(&not_wasm, "not a component").unwrap();
+    let not_wasm = not_wasm.to_str().unwrap();
+
+    for (args, expected) in [
+        (
+            vec![
+                "seal",
+                adapter,
+                "--set",
+                "url=http://h",
+                "--set",
+                "colour=blue",
+                "-o",
+                out_arg,
+            ],
+            "unknown setting `colour`",
+        ),
+        (
+            vec![
+                "seal",
+                adapter,
+                "--set",
+                "url=localhost:8787",
+                "-o",
+                out_arg,
+            ],
+            "must start with http://",
+        ),
+        (
+            vec!["seal", adapter, "--set", "url", "-o", out_arg],
+            "NAME=VALUE",
+        ),
+        (
+            vec!["seal", not_wasm, "--set", "url=http://h", "-o", out_arg],
+            "not a kvplug adapter",
+        ),
+    ] {
+        let (ok, text) = kvplug(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(text.contains(expected), "{args:?}: {text}");
+        assert!(!out.exists(), "{args:?} wrote an output");
+    }
+
+    let (ok, text) = kvplug(&[
+        "seal",
+        adapter,
+        "--set",
+        "url=http://127.0.0.1:1",
+        "-o",
+        out_arg,
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("sealed 1 setting(s)"), "{text}");
+    let (ok, text) = kvplug(&["check", "--adapter", out_arg]);
+    assert!(ok, "{text}");
+    assert!(!text.contains("wasi:config"), "{text}");
+    let (ok, text) = kvplug(&["check", "--adapter", not_wasm]);
+    assert!(
+        !ok && text.contains("not a valid WebAssembly component"),
+        "{text}"
+    );
+}

@@ -1,0 +1,130 @@
+//! Running other programs in tests: the wasmtime CLI, node, jco. Each is started on
+//! loopback only, and killed with its whole process group when the guard drops.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A child process (and everything it started), killed on drop.
+pub struct Running {
+    child: Child,
+}
+
+impl Running {
+    /// Starts `command` in a process group of its own.
+    pub fn start(mut command: Command) -> Running {
+        command.process_group(0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
+        Running { child }
+    }
+
+    /// Waits until `port` on loopback accepts connections; fails the test after `limit`.
+    pub fn wait_for_port(&mut self, port: u16, limit: Duration) {
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the server exited before listening: {status}");
+            }
+            assert!(
+                started.elapsed() < limit,
+                "nothing listened on port {port} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // The negative pid addresses the whole group (jco serve runs workers).
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg("--")
+            .arg(format!("-{}", self.child.id()))
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status and the body.
+pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    // Chunked bodies (jco serve) arrive framed; these tests send small bodies, one chunk.
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        body.split("\r\n")
+            .skip(1)
+            .step_by(2)
+            .collect::<Vec<_>>()
+            .concat()
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+/// Runs `command` to completion, failing the test with its output if it cannot start.
+pub fn output(mut command: Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {command:?}: {e}"))
+}
+
+/// `tests/js`, where jco and the WASI shims are installed (`npm ci`).
+pub fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// The jco command.
+pub fn jco() -> Command {
+    let jco = js_dir().join("node_modules/.bin/jco");
+    assert!(
+        jco.exists(),
+        "jco is not installed: run `npm ci` in tests/js (scripts/test does)"
+    );
+    Command::new(jco)
+}
+
+/// A fresh directory under `tests/js/out`, inside the npm package so that transpiled code
+/// resolves `@bytecodealliance/preview2-shim`.
+pub fn js_out_dir(name: &str) -> PathBuf {
+    let dir = js_dir()
+        .join("out")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

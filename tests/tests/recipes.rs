@@ -1,0 +1,102 @@
+//! The `.wac` recipes in `compose/recipes`, composed by the real `wac compose` and run on
+//! embedded wasmtime against the reference server, as the README tells users to.
+
+use std::path::Path;
+use std::process::Command;
+
+use kvplug_compose::{artifacts, seal, surface};
+use kvplug_tests::{reference_server, runtime, settings};
+
+fn compose(recipe: &str, deps: &[(&str, &Path)], out: &Path) {
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../compose/recipes")
+        .join(recipe);
+    let mut command = Command::new("wac");
+    command.arg("compose").arg(&recipe).arg("-o").arg(out);
+    for (package, path) in deps {
+        command
+            .arg("--dep")
+            .arg(format!("{package}={}", path.display()));
+    }
+    let output = command.output().expect("the `wac` CLI must be installed");
+    assert!(
+        output.status.success(),
+        "wac compose {}: {}",
+        recipe.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_recipe_composes_and_runs() {
+    kvplug_tests::artifacts();
+    let (_data, server) = reference_server();
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = artifacts::adapter_path("http");
+    let app = artifacts::fixture_path("example-app");
+
+    let sealed_config = dir.path().join("config.wasm");
+    let request = seal::Request {
+        settings: vec![("url".into(), server.url())],
+        layered: false,
+    };
+    let sealed = seal::seal(
+        &std::fs::read(&adapter).unwrap(),
+        &std::fs::read(artifacts::config_path("kvplug-config-static")).unwrap(),
+        &request,
+    )
+    .unwrap();
+    std::fs::write(&sealed_config, &sealed.config).unwrap();
+    let env_config = artifacts::config_path("kvplug-config-env");
+
+    let recipes: [(
+        &str,
+        Vec<(&str, &Path)>,
+        kvplug_runner::Settings,
+        Vec<(String, String)>,
+    ); 3] = [
+        ("app-adapter.wac", vec![], settings(&server.url()), vec![]),
+        (
+            "app-sealed-adapter.wac",
+            vec![("kvplug:config", &sealed_config)],
+            vec![],
+            vec![],
+        ),
+        (
+            "app-adapter-env.wac",
+            vec![("kvplug:config", &env_config)],
+            vec![],
+            vec![("KVPLUG_URL".into(), server.url())],
+        ),
+    ];
+    for (visit, (recipe, mut deps, config, env)) in recipes.into_iter().enumerate() {
+        deps.push(("kvplug:adapter", &adapter));
+        deps.push(("kvplug:app", &app));
+        let out = dir.path().join(recipe.replace(".wac", ".wasm"));
+        compose(recipe, &deps, &out);
+        let imports = surface::surface(&std::fs::read(&out).unwrap())
+            .unwrap()
+            .imports;
+        assert_eq!(
+            imports.iter().any(|i| i == seal::CONFIG_IMPORT),
+            recipe == "app-adapter.wac",
+            "{recipe}: {imports:?}"
+        );
+        let component = runtime().load(&out).unwrap();
+        let output = runtime()
+            .run_command_with_env(&component, &["example-app".into()], &config, &env)
+            .await
+            .unwrap();
+        assert!(
+            output.success,
+            "{recipe}: {}{}",
+            output.stdout, output.stderr
+        );
+        let expected = format!("this is visit #{}", visit + 1);
+        assert!(
+            output.stdout.contains(&expected),
+            "{recipe}: {}",
+            output.stdout
+        );
+    }
+}

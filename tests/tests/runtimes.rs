@@ -1,0 +1,214 @@
+//! The same linked components, unmodified, on other runtimes: the wasmtime CLI (`run` and
+//! `serve`) and jco on Node (`transpile` + node, and `serve`), each against a real
+//! reference server on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kvplug_compose::{artifacts, plug, seal};
+use kvplug_tests::process::{Running, free_port, http, jco, js_out_dir, output};
+use kvplug_tests::reference_server;
+
+/// `app` plugged with `plugs` (in order: the first is plugged into the app, the rest into
+/// the result), written to `dir`.
+fn link(dir: &Path, name: &str, app: &Path, plugs: Vec<Vec<u8>>) -> PathBuf {
+    kvplug_tests::artifacts();
+    let mut bytes = std::fs::read(app).unwrap();
+    for plug_bytes in plugs {
+        bytes = plug::plug_bytes(bytes, vec![plug_bytes]).unwrap();
+    }
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn adapter() -> Vec<u8> {
+    kvplug_tests::artifacts();
+    std::fs::read(artifacts::adapter_path("http")).unwrap()
+}
+
+fn sealed_adapter(url: &str) -> Vec<u8> {
+    let config = std::fs::read(artifacts::config_path("kvplug-config-static")).unwrap();
+    let request = seal::Request {
+        settings: vec![("url".into(), url.into())],
+        layered: false,
+    };
+    seal::seal(&adapter(), &config, &request).unwrap().adapter
+}
+
+/// The adapter with the env-config component plugged in: settings from `KVPLUG_*`.
+fn env_configured_adapter() -> Vec<u8> {
+    let env = std::fs::read(artifacts::config_path("kvplug-config-env")).unwrap();
+    plug::plug_bytes(adapter(), vec![env]).unwrap()
+}
+
+fn wasmtime() -> Command {
+    Command::new("wasmtime")
+}
+
+fn assert_guestbook(run: &std::process::Output, visit: u32) {
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("this is visit #{visit}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("read in one batch"), "{stdout}");
+}
+
+#[test]
+fn wasmtime_run_with_runtime_config_and_sealed() {
+    let (_data, server) = reference_server();
+    let dir = tempfile::tempdir().unwrap();
+    let app = artifacts::fixture_path("example-app");
+
+    let linked = link(dir.path(), "unsealed", &app, vec![adapter()]);
+    let mut command = wasmtime();
+    command
+        .args(["run", "-S", "http", "-S", "config", "-S"])
+        .arg(format!("config-var=url={}", server.url()))
+        .arg(&linked);
+    assert_guestbook(&output(command), 1);
+
+    // Sealed: the runtime needs nothing but wasi:http.
+    let linked = link(
+        dir.path(),
+        "sealed",
+        &app,
+        vec![sealed_adapter(&server.url())],
+    );
+    let mut command = wasmtime();
+    command.args(["run", "-S", "http"]).arg(&linked);
+    assert_guestbook(&output(command), 2);
+
+    // Settings from the environment, through the env-config component.
+    let linked = link(dir.path(), "env", &app, vec![env_configured_adapter()]);
+    let mut command = wasmtime();
+    command
+        .args(["run", "-S", "http", "--env"])
+        .arg(format!("KVPLUG_URL={}", server.url()))
+        .arg(&linked);
+    assert_guestbook(&output(command), 3);
+}
+
+/// Exercises the notes service on `port`: the way a person would use it.
+fn use_notes_service(port: u16) {
+    assert_eq!(
+        http(port, "PUT", "/notes/shopping", b"milk, eggs"),
+        (204, String::new())
+    );
+    assert_eq!(
+        http(port, "PUT", "/notes/ideas", b"write a blog post"),
+        (204, String::new())
+    );
+    assert_eq!(
+        http(port, "GET", "/notes/shopping", b""),
+        (200, "milk, eggs".into())
+    );
+    let (status, list) = http(port, "GET", "/notes", b"");
+    assert_eq!(status, 200);
+    let mut names: Vec<&str> = list.lines().collect();
+    names.sort();
+    assert_eq!(names, ["ideas", "shopping"]);
+    assert_eq!(http(port, "POST", "/visits", b""), (200, "1\n".into()));
+    assert_eq!(http(port, "POST", "/visits", b""), (200, "2\n".into()));
+    assert_eq!(
+        http(port, "DELETE", "/notes/ideas", b""),
+        (204, String::new())
+    );
+    assert_eq!(http(port, "GET", "/notes/ideas", b"").0, 404);
+}
+
+#[test]
+fn wasmtime_serve_runs_the_http_app() {
+    let (_data, server) = reference_server();
+    let dir = tempfile::tempdir().unwrap();
+    let linked = link(
+        dir.path(),
+        "http-app",
+        &artifacts::fixture_path("http-app"),
+        vec![adapter()],
+    );
+    let port = free_port();
+    let mut command = wasmtime();
+    command
+        .args(["serve", "-S", "cli", "-S", "config", "-S"])
+        .arg(format!("config-var=url={}", server.url()))
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(&linked);
+    let mut serving = Running::start(command);
+    serving.wait_for_port(port, Duration::from_secs(60));
+    use_notes_service(port);
+}
+
+fn transpile(component: &Path, dir: &Path) {
+    let mut command = jco();
+    command
+        .arg("transpile")
+        .arg(component)
+        .arg("-o")
+        .arg(dir.join("gen"))
+        .arg("--quiet");
+    let out = output(command);
+    assert!(
+        out.status.success(),
+        "jco transpile failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stem = component.file_stem().unwrap().to_string_lossy();
+    std::fs::write(
+        dir.join("run.mjs"),
+        format!("import {{ run }} from './gen/{stem}.js';\nrun.run();\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn jco_on_node_runs_the_sealed_and_the_env_configured_app() {
+    let (_data, server) = reference_server();
+    let app = artifacts::fixture_path("example-app");
+
+    let dir = js_out_dir("sealed");
+    let linked = link(&dir, "app", &app, vec![sealed_adapter(&server.url())]);
+    transpile(&linked, &dir);
+    let mut node = Command::new("node");
+    node.arg(dir.join("run.mjs"));
+    assert_guestbook(&output(node), 1);
+
+    let dir = js_out_dir("env");
+    let linked = link(&dir, "app", &app, vec![env_configured_adapter()]);
+    transpile(&linked, &dir);
+    let mut node = Command::new("node");
+    node.arg(dir.join("run.mjs"))
+        .env("KVPLUG_URL", server.url());
+    assert_guestbook(&output(node), 2);
+}
+
+#[test]
+fn jco_serve_runs_the_http_app() {
+    let (_data, server) = reference_server();
+    let dir = js_out_dir("serve");
+    let linked = link(
+        &dir,
+        "http-app",
+        &artifacts::fixture_path("http-app"),
+        vec![sealed_adapter(&server.url())],
+    );
+    let port = free_port();
+    let mut command = jco();
+    command
+        .arg("serve")
+        .arg("--host")
+        .arg("127.0.0.1")
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--jco-dir")
+        .arg(dir.join("served"))
+        .arg(&linked);
+    let mut serving = Running::start(command);
+    serving.wait_for_port(port, Duration::from_secs(60));
+    use_notes_service(port);
+}
