@@ -1,16 +1,37 @@
-# Sourced by scripts/quickstart and scripts/test: installs what a fresh machine of this kind
-# lacks. Each step checks first, so a second run costs nothing.
-# usage: source scripts/setup.sh [--with-wac]
+# Sourced by the scripts in this folder: installs what a fresh machine of this kind lacks.
+# Each step checks first, so a second run costs nothing.
+# usage: source scripts/setup.sh; kvplug_setup [--with-tools]
+
+# The wasmtime CLI features this project uses (run, serve, wasi:http, wasi:config): the
+# full default set takes about twice as long to build.
+WASMTIME_FEATURES=run,serve,cranelift,component-model,component-model-async,wasi-http,wasi-config,wasi-keyvalue,cache,config,parallel-compilation,pooling-allocator,wat,logging
 
 kvplug_setup() {
     if ! rustup target list --installed | grep -qx wasm32-wasip2; then
         echo "==> installing the wasm32-wasip2 target"
         rustup target add wasm32-wasip2
     fi
-    if [ "${1:-}" = "--with-wac" ] && [ "$(wac --version 2>/dev/null)" != "wac-cli 0.12.0" ]; then
-        # Only the `wit` feature: `wac plug` on local files needs no registry client, and
-        # leaving it out halves the install (about 2 minutes here instead of 5).
+    [ "${1:-}" = "--with-tools" ] || return 0
+    if [ "$(wac --version 2>/dev/null)" != "wac-cli 0.12.0" ]; then
+        # Only the `wit` feature: `wac plug`/`wac compose` on local files need no registry
+        # client, and leaving it out halves the install (about 2 minutes here).
         echo "==> installing wac-cli 0.12.0"
         cargo install --locked wac-cli --version 0.12.0 --no-default-features --features wit
+    fi
+    case "$(wasmtime --version 2>/dev/null)" in
+        "wasmtime 48.0.8"*) ;;
+        *)
+            echo "==> installing wasmtime-cli 48.0.8 (the newest that builds with rustc 1.95)"
+            cargo install --locked wasmtime-cli --version 48.0.8 --no-default-features \
+                --features "$WASMTIME_FEATURES"
+            ;;
+    esac
+    if ! command -v node >/dev/null; then
+        echo "==> installing Node.js"
+        apt-get update -qq && apt-get install -y -qq nodejs npm
+    fi
+    if [ ! -x tests/js/node_modules/.bin/jco ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
+        echo "==> installing jco and the WASI shims (tests/js/package-lock.json)"
+        (cd tests/js && npm ci --no-audit --no-fund)
     fi
 }

@@ -49,12 +49,14 @@ async fn every_recipe_composes_and_runs() {
     std::fs::write(&sealed_config, &sealed.config).unwrap();
     let env_config = artifacts::config_path("kvplug-config-env");
 
-    let recipes: [(
-        &str,
-        Vec<(&str, &Path)>,
+    // (recipe, extra dependencies, runtime wasi:config, environment)
+    type Recipe<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a Path)>,
         kvplug_runner::Settings,
         Vec<(String, String)>,
-    ); 3] = [
+    );
+    let recipes: [Recipe; 3] = [
         ("app-adapter.wac", vec![], settings(&server.url()), vec![]),
         (
             "app-sealed-adapter.wac",

@@ -1,0 +1,5 @@
+//! The benchmark's measurements, as a library so that the test suite can run them once with
+//! a tiny repetition count to prove they work (no timing is asserted anywhere).
+
+pub mod artifacts;
+pub mod report;
