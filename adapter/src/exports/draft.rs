@@ -15,7 +15,6 @@ use super::{Adapter, shared_glue};
 use crate::backend::{Active, Backend};
 use crate::bindings::exports::wasi::keyvalue0_2_0_draft as kv;
 use crate::error::Error;
-use crate::settings;
 use kv::{atomics, store};
 
 /// How many continuation cursors a bucket handle remembers.
@@ -81,11 +80,8 @@ impl store::Guest for Adapter {
     type Bucket = Bucket;
 
     fn open(identifier: String) -> Result<store::Bucket, store::Error> {
-        let settings = settings::load()?;
-        settings::check_bucket(&settings, &identifier)?;
-        let backend = Active::open(&settings, &identifier)?;
         Ok(store::Bucket::new(Bucket {
-            backend,
+            backend: super::open_backend(&identifier)?,
             cursors: RefCell::default(),
         }))
     }

@@ -7,7 +7,6 @@ use super::{Adapter, shared_glue};
 use crate::backend::{Active, Backend, Swap, Versioned};
 use crate::bindings::exports::wasi::keyvalue0_2_0_draft2 as kv;
 use crate::error::Error;
-use crate::settings;
 use kv::{atomics, store};
 
 /// The `bucket` resource: an open connection to one bucket.
@@ -38,10 +37,9 @@ impl store::Guest for Adapter {
     type Bucket = Bucket;
 
     fn open(identifier: String) -> Result<store::Bucket, store::Error> {
-        let settings = settings::load()?;
-        settings::check_bucket(&settings, &identifier)?;
-        let backend = Active::open(&settings, &identifier)?;
-        Ok(store::Bucket::new(Bucket { backend }))
+        Ok(store::Bucket::new(Bucket {
+            backend: super::open_backend(&identifier)?,
+        }))
     }
 }
 

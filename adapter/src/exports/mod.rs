@@ -18,6 +18,14 @@ use crate::error::Error;
 /// The type all exported interfaces are implemented on.
 pub(crate) struct Adapter;
 
+/// `open` in either draft: read the settings, apply the allow-list, connect.
+pub(crate) fn open_backend(identifier: &str) -> Result<crate::backend::Active, Error> {
+    use crate::backend::Backend as _;
+    let settings = crate::settings::load()?;
+    crate::settings::check_bucket(&settings, identifier)?;
+    crate::backend::Active::open(&settings, identifier)
+}
+
 /// Implements the draft-independent part of `bucket` and the whole `batch` interface for the
 /// draft whose generated module is `$kv` and whose bucket resource type is `$bucket` (a
 /// struct with a `backend` field).
