@@ -32,6 +32,9 @@ kvplug_setup() {
     fi
     if [ ! -x tests/js/node_modules/.bin/jco ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
         echo "==> installing jco and the WASI shims (tests/js/package-lock.json)"
-        (cd tests/js && npm ci --no-audit --no-fund)
+        # Not `npm ci`: npm 11 rejects this lock file because some of jco's optional,
+        # other-platform packages resolve to no version. `npm install` with the lock present
+        # installs exactly the locked versions and leaves the lock unchanged (checked).
+        (cd tests/js && npm install --no-audit --no-fund)
     fi
 }
