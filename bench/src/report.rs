@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::artifacts::Measured;
+use crate::memory::Memory;
+use crate::timing::{Client, Plan, Sample};
 
 fn command_line(program: &str, args: &[&str]) -> String {
     std::process::Command::new(program)
@@ -48,8 +50,205 @@ fn ms(d: std::time::Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
+/// Everything a benchmark run produced.
+pub struct Results {
+    pub artifacts: Measured,
+    pub artifact_runs: usize,
+    pub requests: Vec<crate::requests::Row>,
+    pub plan: Plan,
+    pub samples: Vec<Sample>,
+    pub memory: Option<Memory>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn size_name(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+/// Per-round ratios `a / b` of op time at `size`: median, min and max.
+fn ratio(samples: &[Sample], size: usize, a: Client, b: Client) -> Option<(f64, f64, f64)> {
+    let pick = |client: Client, round: usize| {
+        samples
+            .iter()
+            .find(|s| s.client == client && s.size == size && s.round == round)
+            .map(Sample::op_us)
+    };
+    let rounds = samples.iter().map(|s| s.round).max()? + 1;
+    let ratios: Vec<f64> = (0..rounds)
+        .filter_map(|round| Some(pick(a, round)? / pick(b, round)?))
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(0.0, f64::max);
+    Some((median(ratios), min, max))
+}
+
+fn timing_section(out: &mut String, plan: &Plan, samples: &[Sample]) {
+    let _ = writeln!(out, "\n## Time per operation\n");
+    let _ = writeln!(
+        out,
+        "Each run does N `set`s, then N `get`s of the same keys; an *op* is the mean of one set \
+         and one get. {} interleaved rounds, the client order rotating each round; figures are \
+         medians over rounds, ratios are taken round by round (median [min–max]). Everything \
+         talks to one in-process kvplug-server on 127.0.0.1 with `fsync` off, so that the HTTP \
+         path, not the disk, is measured. wasmtime opens a new connection per request; jco keeps \
+         connections alive.\n",
+        plan.rounds
+    );
+    let _ = writeln!(out, "| client | what |\n|---|---|");
+    for client in &plan.clients {
+        let _ = writeln!(out, "| {} | {} |", client.name(), client.describe());
+    }
+    for &(size, n) in &plan.sizes {
+        let _ = writeln!(out, "\n### {} values (N = {n})\n", size_name(size));
+        let _ = writeln!(
+            out,
+            "| client | set µs | get µs | op µs | op µs min–max |\n|---|---:|---:|---:|---|"
+        );
+        for &client in &plan.clients {
+            let runs: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.client == client && s.size == size)
+                .collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let per = |d: fn(&Sample) -> std::time::Duration| {
+                median(
+                    runs.iter()
+                        .map(|s| d(s).as_secs_f64() * 1e6 / s.n as f64)
+                        .collect(),
+                )
+            };
+            let ops: Vec<f64> = runs.iter().map(|s| s.op_us()).collect();
+            let min = ops.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = ops.iter().copied().fold(0.0, f64::max);
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} | {:.1} | **{:.1}** | {min:.1}–{max:.1} |",
+                client.name(),
+                per(|s| s.set),
+                per(|s| s.get),
+                median(ops.clone())
+            );
+        }
+    }
+    let _ = writeln!(out, "\n### Ratios\n");
+    let mut header = String::from("| ratio |");
+    let mut rule = String::from("|---|");
+    for &(size, _) in &plan.sizes {
+        header.push_str(&format!(" {} |", size_name(size)));
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header} goal |\n{rule}---|");
+    let rows = [
+        (
+            Client::EmbeddedKv,
+            Client::EmbeddedHttp,
+            "adapter overhead, embedded",
+            "≤ 1.02 up to 64 KiB, ≤ 1.05 at 4 MiB",
+        ),
+        (
+            Client::CliKv,
+            Client::CliHttp,
+            "adapter overhead, wasmtime CLI",
+            "≤ 1.02 up to 64 KiB, ≤ 1.05 at 4 MiB",
+        ),
+        (
+            Client::EmbeddedKv,
+            Client::NativeNew,
+            "embedded vs native, same connection policy",
+            "≤ 1.0",
+        ),
+        (
+            Client::CliKv,
+            Client::NativeNew,
+            "CLI vs native, same connection policy",
+            "≤ 1.0",
+        ),
+        (
+            Client::EmbeddedKv,
+            Client::NativeKeepAlive,
+            "embedded vs native keep-alive",
+            "for reference",
+        ),
+        (
+            Client::Jco,
+            Client::CliKv,
+            "jco vs wasmtime CLI",
+            "for information",
+        ),
+    ];
+    for (a, b, what, goal) in rows {
+        let mut line = format!("| {} / {} ({what}) |", a.name(), b.name());
+        for &(size, _) in &plan.sizes {
+            match ratio(samples, size, a, b) {
+                Some((m, lo, hi)) => line.push_str(&format!(" {m:.2} [{lo:.2}–{hi:.2}] |")),
+                None => line.push_str(" – |"),
+            }
+        }
+        let _ = writeln!(out, "{line} {goal} |");
+    }
+}
+
 /// The markdown report.
-pub fn render(measured: &Measured, runs: usize) -> String {
+pub fn render(results: &Results) -> String {
+    let mut out = render_artifacts(&results.artifacts, results.artifact_runs);
+    let _ = writeln!(out, "\n## Requests per `wasi:keyvalue` call\n");
+    let _ = writeln!(
+        out,
+        "kvplug-http.wasm against kvplug-server, counted by the server.\n"
+    );
+    let _ = writeln!(out, "| call | requests | limit | |\n|---|---:|---:|---|");
+    for (call, requests, limit) in &results.requests {
+        let verdict = if requests <= limit {
+            "met"
+        } else {
+            "**not met**"
+        };
+        let _ = writeln!(out, "| {call} | {requests} | {limit} | {verdict} |");
+    }
+    timing_section(&mut out, &results.plan, &results.samples);
+    if let Some(memory) = results.memory {
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        let _ = writeln!(
+            out,
+            "\n## Adapter linear memory for {} values\n",
+            size_name(memory.size)
+        );
+        let _ = writeln!(
+            out,
+            "The adapter alone, driven through its exports: its linear memory after `open`, and after \
+             a `set` and a `get` of one value (memories never shrink, so this is the peak).\n"
+        );
+        let _ = writeln!(
+            out,
+            "| after open | after set + get | growth / value | goal |\n|---:|---:|---:|---|"
+        );
+        let growth = (memory.peak - memory.after_open) as f64 / memory.size as f64;
+        let _ = writeln!(
+            out,
+            "| {:.2} MiB | {:.2} MiB | {growth:.2}× | ≤ 2× ({}) |",
+            mib(memory.after_open),
+            mib(memory.peak),
+            if growth <= 2.0 { "met" } else { "not met" }
+        );
+    }
+    out
+}
+
+/// The artifacts part of the report.
+pub fn render_artifacts(measured: &Measured, runs: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# kvplug benchmark results\n");
     let _ = writeln!(

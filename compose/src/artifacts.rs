@@ -20,6 +20,8 @@ pub const FIXTURES: &[&str] = &[
     "conformance-draft",
     "conformance-draft2",
     "http-app",
+    "kv-bench",
+    "http-bench",
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

@@ -21,6 +21,43 @@ pub struct Host {
     table: ResourceTable,
     config: WasiConfigVariables,
     keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx,
+    memory: MemoryMeter,
+}
+
+/// Counts the linear memory an instance has: wasmtime reports every memory's creation
+/// (from 0 to its initial size) and growth here, and memories never shrink, so the sum is
+/// the instance's peak.
+#[derive(Debug, Default)]
+pub struct MemoryMeter {
+    bytes: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryMeter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.bytes += desired.saturating_sub(current);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+impl Host {
+    /// Bytes of linear memory across every memory of the instance (its peak so far).
+    pub fn linear_memory(&self) -> usize {
+        self.memory.bytes
+    }
 }
 
 impl WasiView for Host {
@@ -150,7 +187,7 @@ impl Runtime {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        Store::new(
+        let mut store = Store::new(
             &self.engine,
             Host {
                 wasi: wasi.build(),
@@ -158,8 +195,11 @@ impl Runtime {
                 table: ResourceTable::new(),
                 config,
                 keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx::builder().build(),
+                memory: MemoryMeter::default(),
             },
-        )
+        );
+        store.limiter(|host| &mut host.memory);
+        store
     }
 
     /// Runs a command component (`wasi:cli/run`) to completion and captures what it printed.

@@ -35,6 +35,9 @@ pub struct Config {
     pub buckets: Option<HashSet<String>>,
     /// Largest request body accepted, in bytes.
     pub max_body: usize,
+    /// `fsync` every write before acknowledging it. Only benchmarks turn this off, to
+    /// measure the HTTP path rather than the disk; an unsynced write can be lost in a crash.
+    pub durable: bool,
 }
 
 impl Config {
@@ -46,6 +49,7 @@ impl Config {
             token: None,
             buckets: None,
             max_body: 64 << 20,
+            durable: true,
         }
     }
 }
@@ -71,7 +75,7 @@ impl Server {
                 config.data_dir.display()
             )
         })?;
-        let storage = Storage::open(&config.data_dir.join(DATABASE_FILE))?;
+        let storage = Storage::open(&config.data_dir.join(DATABASE_FILE), config.durable)?;
         let state = Arc::new(State {
             storage,
             token: config.token,

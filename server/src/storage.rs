@@ -82,17 +82,19 @@ pub struct Page {
 /// The database.
 pub struct Storage {
     db: Database,
+    durable: bool,
 }
 
 impl Storage {
-    /// Opens (or creates) the database file at `path`.
-    pub fn open(path: &Path) -> Result<Self, StorageError> {
+    /// Opens (or creates) the database file at `path`. With `durable`, every commit is
+    /// on disk before it returns.
+    pub fn open(path: &Path, durable: bool) -> Result<Self, StorageError> {
         let db = Database::create(path).map_err(storage_err)?;
         let txn = db.begin_write().map_err(storage_err)?;
         txn.open_table(ENTRIES).map_err(storage_err)?;
         txn.open_table(META).map_err(storage_err)?;
         txn.commit().map_err(storage_err)?;
-        Ok(Storage { db })
+        Ok(Storage { db, durable })
     }
 
     /// The entry at `key`, if any.
@@ -230,7 +232,11 @@ impl Storage {
         &self,
         body: impl FnOnce(&WriteTransaction) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let txn = self.db.begin_write().map_err(storage_err)?;
+        let mut txn = self.db.begin_write().map_err(storage_err)?;
+        if !self.durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(storage_err)?;
+        }
         let result = body(&txn)?;
         txn.commit().map_err(storage_err)?;
         Ok(result)
@@ -290,7 +296,7 @@ mod tests {
 
     fn storage() -> (tempfile::TempDir, Storage) {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(&dir.path().join("kv.redb")).unwrap();
+        let storage = Storage::open(&dir.path().join("kv.redb"), true).unwrap();
         (dir, storage)
     }
 

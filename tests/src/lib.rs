@@ -109,6 +109,11 @@ impl Kv {
         Kv { store, kv }
     }
 
+    /// Bytes of linear memory the adapter instance has grown to.
+    pub fn linear_memory(&self) -> usize {
+        self.store.data().linear_memory()
+    }
+
     pub async fn open(&mut self, name: &str) -> Result<ResourceAny, KvError> {
         let store_api = self.kv.wasi_keyvalue0_2_0_draft2_store();
         store_api
