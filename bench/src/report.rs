@@ -171,6 +171,12 @@ fn timing_section(out: &mut String, plan: &Plan, samples: &[Sample]) {
             "≤ 1.0",
         ),
         (
+            Client::EmbeddedHttp,
+            Client::NativeNew,
+            "the runtime's own wasi:http vs native, no adapter",
+            "the floor for the row above",
+        ),
+        (
             Client::CliKv,
             Client::NativeNew,
             "CLI vs native, same connection policy",
