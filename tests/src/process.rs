@@ -119,12 +119,31 @@ pub fn jco() -> Command {
 }
 
 /// A fresh directory under `tests/js/out`, inside the npm package so that transpiled code
-/// resolves `@bytecodealliance/preview2-shim`.
-pub fn js_out_dir(name: &str) -> PathBuf {
-    let dir = js_dir()
-        .join("out")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// resolves `@bytecodealliance/preview2-shim`; removed when dropped.
+pub struct JsOut {
+    path: PathBuf,
+}
+
+impl JsOut {
+    pub fn new(name: &str) -> JsOut {
+        let path = js_dir()
+            .join("out")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        JsOut { path }
+    }
+}
+
+impl std::ops::Deref for JsOut {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for JsOut {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

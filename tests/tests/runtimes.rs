@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kvplug_compose::{artifacts, plug, seal};
-use kvplug_tests::process::{Running, free_port, http, jco, js_out_dir, output};
+use kvplug_tests::process::{JsOut, Running, free_port, http, jco, output};
 use kvplug_tests::reference_server;
 
 /// `app` plugged with `plugs` (in order: the first is plugged into the app, the rest into
@@ -171,14 +171,14 @@ fn jco_on_node_runs_the_sealed_and_the_env_configured_app() {
     let (_data, server) = reference_server();
     let app = artifacts::fixture_path("example-app");
 
-    let dir = js_out_dir("sealed");
+    let dir = JsOut::new("sealed");
     let linked = link(&dir, "app", &app, vec![sealed_adapter(&server.url())]);
     transpile(&linked, &dir);
     let mut node = Command::new("node");
     node.arg(dir.join("run.mjs"));
     assert_guestbook(&output(node), 1);
 
-    let dir = js_out_dir("env");
+    let dir = JsOut::new("env");
     let linked = link(&dir, "app", &app, vec![env_configured_adapter()]);
     transpile(&linked, &dir);
     let mut node = Command::new("node");
@@ -190,7 +190,7 @@ fn jco_on_node_runs_the_sealed_and_the_env_configured_app() {
 #[test]
 fn jco_serve_runs_the_http_app() {
     let (_data, server) = reference_server();
-    let dir = js_out_dir("serve");
+    let dir = JsOut::new("serve");
     let linked = link(
         &dir,
         "http-app",
