@@ -27,6 +27,10 @@ pub const MAX_RESPONSE_BYTES: u64 = 256 << 20;
 
 /// The HTTP methods the backends use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    not(feature = "http"),
+    expect(dead_code, reason = "each backend but `http` uses a subset")
+)]
 pub enum Verb {
     Get,
     Head,
@@ -68,6 +72,10 @@ pub struct Response {
 
 impl Response {
     /// The first value of header `name` (lower case), if it is valid UTF-8.
+    #[cfg_attr(
+        not(feature = "http"),
+        expect(dead_code, reason = "kept for backends that read response headers")
+    )]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -80,16 +88,27 @@ impl Response {
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: Endpoint,
-    token: Option<String>,
+    /// The whole `authorization` header value, in the backend's scheme.
+    authorization: Option<String>,
+    /// Strings that must never be quoted back from a response: the token and the header.
+    secrets: Vec<String>,
     timeout_ns: u64,
 }
 
 impl Client {
-    /// A client for the service in `settings`.
-    pub fn new(settings: &Settings) -> Client {
+    /// A client for the service in `settings` that sends `authorization` with every request.
+    pub fn new(settings: &Settings, authorization: Option<String>) -> Client {
+        let secrets = settings
+            .token
+            .iter()
+            .chain(authorization.iter())
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
         Client {
             endpoint: settings.endpoint.clone(),
-            token: settings.token.clone(),
+            authorization,
+            secrets,
             timeout_ns: settings.timeout_ms.saturating_mul(1_000_000),
         }
     }
@@ -157,11 +176,8 @@ impl Client {
     ) -> Result<OutgoingRequest, Error> {
         let invalid = |what: &str| Error::Invalid(format!("{} {target}: {what}", verb.name()));
         let mut fields: Vec<(String, Vec<u8>)> = Vec::with_capacity(headers.len() + 2);
-        if let Some(token) = &self.token {
-            fields.push((
-                "authorization".into(),
-                format!("Bearer {token}").into_bytes(),
-            ));
+        if let Some(authorization) = &self.authorization {
+            fields.push(("authorization".into(), authorization.as_bytes().to_vec()));
         }
         if !matches!(verb, Verb::Get | Verb::Head) || !body.is_empty() {
             fields.push(("content-length".into(), body.len().to_string().into_bytes()));
@@ -276,42 +292,43 @@ impl Client {
         })
     }
 
-    /// The error for a response whose status the operation does not expect.
-    ///
-    /// 401 and 403 are `access-denied`; a 404 that names the bucket is `no-such-store`;
-    /// everything else keeps method, path, status and a short reason from the body.
-    pub fn status_error(&self, verb: Verb, path: &str, response: &Response) -> Error {
-        let code = response.header(kvplug_protocol::HEADER_ERROR);
-        match (response.status, code) {
-            (401 | 403, _) => Error::AccessDenied,
-            (404, Some(kvplug_protocol::codes::NO_SUCH_BUCKET)) => Error::NoSuchStore,
-            (status, code) => Error::Status {
-                method: verb.name(),
-                path: self.target(path),
-                status,
-                reason: self.reason(code, &response.body, status),
-            },
-        }
-    }
-
-    /// A one-line reason: the error code, then the start of the body, without the token.
-    fn reason(&self, code: Option<&str>, body: &[u8], status: u16) -> String {
+    /// `text` as one short line with every secret replaced; redaction comes first so that
+    /// the cut can never leave half a secret behind.
+    pub fn scrub(&self, text: &str) -> String {
         const MAX: usize = 160;
-        let text = String::from_utf8_lossy(body);
-        let mut line: String = text
+        // A window long enough that a secret starting inside the kept part is whole in it.
+        let window = MAX + self.secrets.iter().map(String::len).max().unwrap_or(0);
+        let mut text: String = text.chars().take(window).collect();
+        for secret in &self.secrets {
+            text = text.replace(secret.as_str(), "<redacted>");
+        }
+        let line: String = text
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .take(MAX)
             .collect();
-        if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
-            line = line.replace(token, "<redacted>");
-        }
-        let line = line.trim();
-        match (code, line.is_empty()) {
-            (Some(code), true) => code.to_owned(),
-            (Some(code), false) => format!("{code}: {line}"),
-            (None, false) => line.to_owned(),
-            (None, true) => canonical_reason(status).to_owned(),
+        String::from(line.trim())
+    }
+
+    /// The error for a status the operation does not expect, with a reason the backend
+    /// worded (scrubbed here; the status's name when it is empty). 401 and 403 are
+    /// `access-denied`.
+    pub fn status_with(&self, verb: Verb, path: &str, status: u16, reason: &str) -> Error {
+        match status {
+            401 | 403 => Error::AccessDenied,
+            _ => {
+                let reason = self.scrub(reason);
+                Error::Status {
+                    method: verb.name(),
+                    path: self.target(path),
+                    status,
+                    reason: if reason.is_empty() {
+                        String::from(canonical_reason(status))
+                    } else {
+                        reason
+                    },
+                }
+            }
         }
     }
 }

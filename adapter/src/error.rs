@@ -14,6 +14,10 @@ use crate::bindings::exports::wasi::{keyvalue0_2_0_draft, keyvalue0_2_0_draft2};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The service does not know the bucket.
+    #[cfg_attr(
+        all(any(feature = "etcd", feature = "redis"), not(test)),
+        expect(dead_code, reason = "key-prefix buckets always exist")
+    )]
     NoSuchStore,
     /// The service refused our credentials, or the bucket allow-list excludes the bucket.
     AccessDenied,
@@ -32,6 +36,17 @@ pub enum Error {
         path: String,
         detail: String,
     },
+    /// The service understood the request and refused it in its own words (a Redis error
+    /// reply travels in an HTTP 200).
+    #[cfg_attr(
+        not(feature = "redis"),
+        expect(dead_code, reason = "only some services refuse in their own words")
+    )]
+    Refused {
+        method: &'static str,
+        path: String,
+        reason: String,
+    },
     /// An answer that breaks the protocol (bad framing, missing header, not a number).
     Malformed {
         method: &'static str,
@@ -40,6 +55,13 @@ pub enum Error {
     },
     /// The operation was refused before anything was sent.
     Invalid(String),
+    /// A bounded retry loop gave up: concurrent writers kept winning, or the service kept
+    /// throttling.
+    #[cfg_attr(
+        not(feature = "etcd"),
+        expect(dead_code, reason = "only backends with retry loops give up")
+    )]
+    GaveUp(String),
 }
 
 impl fmt::Display for Error {
@@ -58,13 +80,18 @@ impl fmt::Display for Error {
                 method,
                 path,
                 detail,
+            }
+            | Error::Refused {
+                method,
+                path,
+                reason: detail,
             } => write!(f, "{method} {path}: {detail}"),
             Error::Malformed {
                 method,
                 path,
                 detail,
             } => write!(f, "{method} {path}: malformed response: {detail}"),
-            Error::Invalid(message) => f.write_str(message),
+            Error::Invalid(message) | Error::GaveUp(message) => f.write_str(message),
         }
     }
 }

@@ -49,12 +49,18 @@ pub fn encode(name: &str) -> String {
         if is_plain(byte) {
             out.push(char::from(byte));
         } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+            push_escaped(&mut out, byte);
         }
     }
     out
+}
+
+/// Appends `byte` as `%XX` (upper-case hex), for any other encoder with its own plain set.
+pub fn push_escaped(out: &mut String, byte: u8) {
+    out.push('%');
+    for nibble in [byte >> 4, byte & 0xf] {
+        out.push(char::from(HEX[usize::from(nibble)]));
+    }
 }
 
 fn hex_value(byte: u8) -> Option<u8> {

@@ -10,6 +10,7 @@
 use std::ops::Bound;
 use std::path::Path;
 
+use kvplug_protocol::counter::{self, CounterError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 const ENTRIES: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("entries");
@@ -177,18 +178,11 @@ impl Storage {
         delta: i64,
     ) -> Result<Result<(i64, u64), IncrementError>, StorageError> {
         self.write(|txn| {
-            let current = match read_entry(txn, bucket, key)? {
-                None => 0,
-                Some(entry) => match std::str::from_utf8(&entry.value)
-                    .ok()
-                    .and_then(|text| text.parse::<i64>().ok())
-                {
-                    Some(number) => number,
-                    None => return Ok(Err(IncrementError::NotANumber)),
-                },
-            };
-            let Some(sum) = current.checked_add(delta) else {
-                return Ok(Err(IncrementError::Overflow));
+            let current = read_entry(txn, bucket, key)?;
+            let sum = match counter::add(current.as_ref().map(|e| e.value.as_slice()), delta) {
+                Ok(sum) => sum,
+                Err(CounterError::NotANumber) => return Ok(Err(IncrementError::NotANumber)),
+                Err(CounterError::Overflow) => return Ok(Err(IncrementError::Overflow)),
             };
             let version = store_entry(txn, bucket, key, sum.to_string().as_bytes())?;
             Ok(Ok((sum, version)))

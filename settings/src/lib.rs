@@ -20,7 +20,14 @@ use crate::url::Endpoint;
 /// Every setting an adapter reads. Others are ignored by the adapter (a runtime's config
 /// may be shared with the application) and refused by the sealing tool (a typo there would
 /// otherwise vanish silently).
-pub const NAMES: [&str; 5] = ["url", "token", "buckets", "timeout-ms", "page-size"];
+pub const NAMES: [&str; 6] = [
+    "url",
+    "token",
+    "buckets",
+    "timeout-ms",
+    "page-size",
+    "prefix",
+];
 
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_PAGE_SIZE: u32 = 1000;
@@ -30,7 +37,8 @@ const DEFAULT_PAGE_SIZE: u32 = 1000;
 pub struct Settings {
     /// `url`: the service.
     pub endpoint: Endpoint,
-    /// `token`: sent as `Authorization: Bearer <token>`.
+    /// `token`: the credential, in the form the backend takes it (a bearer token for `http`,
+    /// `user:password` sent as HTTP Basic for `redis`).
     pub token: Option<String>,
     /// `buckets`: comma-separated allow-list; `open` of anything else is `access-denied`.
     pub buckets: Option<Vec<String>>,
@@ -38,6 +46,9 @@ pub struct Settings {
     pub timeout_ms: u64,
     /// `page-size`: keys asked for per `list-keys` page.
     pub page_size: u32,
+    /// `prefix`: where kvplug's keys live in a shared keyspace (`etcd`, `redis`), so that one
+    /// cluster can serve several applications; empty by default.
+    pub prefix: String,
 }
 
 // Hand-written so that the token can never reach a log line through `{:?}`.
@@ -49,6 +60,7 @@ impl core::fmt::Debug for Settings {
             .field("buckets", &self.buckets)
             .field("timeout_ms", &self.timeout_ms)
             .field("page_size", &self.page_size)
+            .field("prefix", &self.prefix)
             .finish()
     }
 }
@@ -87,7 +99,7 @@ const PAGE_SIZE_RANGE: core::ops::RangeInclusive<u32> = 1..=10_000;
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     match name {
         "url" => url::parse(value).map(drop),
-        "token" | "buckets" => Ok(()),
+        "token" | "buckets" | "prefix" => Ok(()),
         "timeout-ms" => parse_number(name, value, TIMEOUT_RANGE).map(drop),
         "page-size" => parse_number(name, value, PAGE_SIZE_RANGE).map(drop),
         other => Err(format!(
@@ -119,12 +131,14 @@ impl Settings {
             None => DEFAULT_PAGE_SIZE,
             Some(text) => parse_number("page-size", &text, PAGE_SIZE_RANGE)?,
         };
+        let prefix = lookup("prefix")?.unwrap_or_default();
         Ok(Settings {
             endpoint,
             token,
             buckets,
             timeout_ms,
             page_size,
+            prefix,
         })
     }
 
@@ -160,8 +174,10 @@ mod tests {
             ("buckets", "a, b,,c"),
             ("timeout-ms", "250"),
             ("page-size", "7"),
+            ("prefix", "apps/one/"),
         ])
         .unwrap();
+        assert_eq!(s.prefix, "apps/one/");
         assert_eq!(
             s.buckets.as_deref(),
             Some(&["a".into(), "b".into(), "c".into()][..])

@@ -4,6 +4,7 @@
 
 pub mod fault_server;
 pub mod process;
+pub mod services;
 
 use std::sync::OnceLock;
 
@@ -58,6 +59,27 @@ pub fn http_adapter() -> &'static Component {
     })
 }
 
+/// `kvplug-<backend>.wasm`, compiled once per test binary.
+pub fn adapter(backend: &str) -> &'static Component {
+    static COMPONENTS: OnceLock<std::collections::BTreeMap<&'static str, Component>> =
+        OnceLock::new();
+    let components = COMPONENTS.get_or_init(|| {
+        artifacts()
+            .adapters
+            .iter()
+            .map(|(name, path)| {
+                let component = runtime()
+                    .load(path)
+                    .unwrap_or_else(|e| panic!("compile {}: {e:?}", path.display()));
+                (*name, component)
+            })
+            .collect()
+    });
+    components
+        .get(backend)
+        .unwrap_or_else(|| panic!("no adapter for backend `{backend}`"))
+}
+
 /// Settings with just `url`.
 pub fn settings(url: &str) -> Settings {
     vec![("url".to_owned(), url.to_owned())]
@@ -93,6 +115,11 @@ impl Kv {
     /// Instantiates `kvplug-http.wasm` with `settings`.
     pub async fn new(settings: Settings) -> Kv {
         Kv::with_adapter(http_adapter(), settings).await
+    }
+
+    /// Instantiates the adapter for `service`, with its settings.
+    pub async fn connect(service: &dyn services::Service) -> Kv {
+        Kv::with_adapter(adapter(service.backend()), service.settings()).await
     }
 
     /// Instantiates `adapter` with `settings`.
@@ -251,4 +278,27 @@ pub fn other_message(error: KvError) -> String {
         KvError::Other(message) => message,
         other => panic!("expected `other`, got {other:?}"),
     }
+}
+
+/// Runs each named `async fn(&dyn Service)` as one test per backend, each against a service
+/// of its own (`services::start`): `http::case`, `etcd::case`, `redis::case`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod http { $crate::backend_tests!("http"; $($case),*); }
+        mod etcd { $crate::backend_tests!("etcd"; $($case),*); }
+        mod redis { $crate::backend_tests!("redis"; $($case),*); }
+    };
+}
+
+/// One test per case for one backend; see [`on_every_backend`].
+#[macro_export]
+macro_rules! backend_tests {
+    ($backend:literal; $($case:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $case() {
+            let service = $crate::services::start($backend);
+            super::$case(&*service).await;
+        }
+    )*};
 }

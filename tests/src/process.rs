@@ -61,25 +61,35 @@ impl Drop for Running {
 
 /// One HTTP/1.1 request on a fresh connection; returns the status and the body.
 pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    try_http(port, method, path, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
+}
+
+/// Like [`http`], with failures returned rather than failing the test (for polling).
+pub fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let incomplete = || std::io::Error::other("not a complete HTTP response");
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(incomplete)?;
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("a status");
+        .ok_or_else(incomplete)?;
     // Chunked bodies (jco serve) arrive framed; these tests send small bodies, one chunk.
     let chunked = head
         .to_ascii_lowercase()
@@ -93,7 +103,7 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     } else {
         body.to_owned()
     };
-    (status, body)
+    Ok((status, body))
 }
 
 /// Runs `command` to completion, failing the test with its output if it cannot start.

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::{BatchOp, codes, names};
 
-use super::{Backend, Page, Swap, Version, Versioned};
+use super::{Backend, Page, Swap, Version, Versioned, chunks};
 use crate::client::{Client, Response, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
@@ -27,6 +27,23 @@ pub struct RestBackend {
 }
 
 impl RestBackend {
+    /// The error for an unexpected answer: a 404 that names the bucket is `no-such-store`,
+    /// and the protocol's error code leads the reason.
+    fn status_error(&self, verb: Verb, path: &str, response: &Response) -> Error {
+        let code = response.header(kvplug_protocol::HEADER_ERROR);
+        if response.status == 404 && code == Some(codes::NO_SUCH_BUCKET) {
+            return Error::NoSuchStore;
+        }
+        let body = String::from_utf8_lossy(&response.body);
+        let reason = match code {
+            Some(code) if body.trim().is_empty() => String::from(code),
+            Some(code) => format!("{code}: {body}"),
+            None => body.into_owned(),
+        };
+        self.client
+            .status_with(verb, path, response.status, &reason)
+    }
+
     fn malformed(&self, verb: Verb, path: &str, detail: impl ToString) -> Error {
         Error::Malformed {
             method: verb.name(),
@@ -54,7 +71,7 @@ impl RestBackend {
         if (200..300).contains(&response.status) {
             Ok(response)
         } else {
-            Err(self.client.status_error(verb, path, &response))
+            Err(self.status_error(verb, path, &response))
         }
     }
 
@@ -68,7 +85,7 @@ impl RestBackend {
         ) {
             (200, _) => Ok(Some(response)),
             (404, Some(codes::NO_SUCH_KEY)) => Ok(None),
-            _ => Err(self.client.status_error(verb, &path, &response)),
+            _ => Err(self.status_error(verb, &path, &response)),
         }
     }
 
@@ -99,39 +116,13 @@ impl RestBackend {
     }
 }
 
-/// Splits `items` into runs of at most `max_entries` and, where possible, `max_bytes`
-/// (an item larger than `max_bytes` travels alone).
-fn chunks<T>(
-    items: &[T],
-    max_entries: usize,
-    max_bytes: usize,
-    size: impl Fn(&T) -> usize,
-) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    core::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut bytes = 0;
-        let mut end = 0;
-        for item in rest.iter().take(max_entries) {
-            let item_bytes = size(item);
-            if end > 0 && bytes + item_bytes > max_bytes {
-                break;
-            }
-            bytes += item_bytes;
-            end += 1;
-        }
-        let (chunk, tail) = rest.split_at(end);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
 impl Backend for RestBackend {
     fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
         let backend = RestBackend {
-            client: Rc::new(Client::new(settings)),
+            client: Rc::new(Client::new(
+                settings,
+                settings.token.as_ref().map(|t| format!("Bearer {t}")),
+            )),
             bucket: Rc::from(bucket),
             page_size: settings.page_size,
         };
@@ -241,7 +232,7 @@ impl Backend for RestBackend {
                 };
                 Ok(Swap::Conflict(current))
             }
-            _ => Err(self.client.status_error(Verb::Put, &path, &response)),
+            _ => Err(self.status_error(Verb::Put, &path, &response)),
         }
     }
 
@@ -292,21 +283,5 @@ impl Backend for RestBackend {
             |body, key| frames::put(body, key.as_bytes()),
             |_, _| Ok(()),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_respect_entry_and_byte_limits() {
-        let items = [1usize, 1, 1, 1, 1];
-        let sizes: Vec<usize> = chunks(&items, 2, 100, |n| *n).map(<[usize]>::len).collect();
-        assert_eq!(sizes, [2, 2, 1]);
-        let big = [60usize, 60, 10, 200, 1];
-        let sizes: Vec<usize> = chunks(&big, 10, 100, |n| *n).map(<[usize]>::len).collect();
-        assert_eq!(sizes, [1, 2, 1, 1]);
-        assert_eq!(chunks(&[] as &[usize], 2, 2, |n| *n).count(), 0);
     }
 }

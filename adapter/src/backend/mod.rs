@@ -9,15 +9,31 @@ use alloc::vec::Vec;
 use crate::error::Error;
 use crate::settings::Settings;
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "redis")]
+pub mod redis;
 
-#[cfg(feature = "http")]
 /// The backend of this build.
+#[cfg(feature = "http")]
 pub type Active = http::RestBackend;
+/// The backend of this build.
+#[cfg(feature = "etcd")]
+pub type Active = etcd::EtcdBackend;
+/// The backend of this build.
+#[cfg(feature = "redis")]
+pub type Active = redis::RedisBackend;
 
-#[cfg(not(any(feature = "http")))]
+#[cfg(not(any(feature = "http", feature = "etcd", feature = "redis")))]
 compile_error!("enable exactly one backend feature, e.g. `--features http`");
+#[cfg(any(
+    all(feature = "http", feature = "etcd"),
+    all(feature = "http", feature = "redis"),
+    all(feature = "etcd", feature = "redis"),
+))]
+compile_error!("enable exactly one backend feature: each artifact speaks to one service");
 
 /// One page of keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,4 +86,100 @@ pub trait Backend: Clone + Sized {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error>;
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error>;
     fn delete_many(&self, keys: &[String]) -> Result<(), Error>;
+}
+
+/// Splits `items` into runs of at most `max_entries` and, where possible, `max_bytes`
+/// (an item larger than `max_bytes` travels alone).
+fn chunks<T>(
+    items: &[T],
+    max_entries: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    core::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut end = 0;
+        for item in rest.iter().take(max_entries) {
+            let item_bytes = size(item);
+            if end > 0 && bytes + item_bytes > max_bytes {
+                break;
+            }
+            bytes += item_bytes;
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// The pairs of a batch with each key once, holding its last value: what sequential sets
+/// would leave behind. Services that refuse a key twice in one transaction need this.
+#[cfg_attr(
+    not(any(feature = "etcd", test)),
+    expect(
+        dead_code,
+        reason = "for services that refuse a key twice in one transaction"
+    )
+)]
+fn last_wins(pairs: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
+    let mut seen = alloc::collections::BTreeSet::new();
+    let mut kept: Vec<_> = pairs
+        .iter()
+        .rev()
+        .filter(|(key, _)| seen.insert(key.as_str()))
+        .collect();
+    kept.reverse();
+    kept
+}
+
+/// The keys of a batch, each once, in first-seen order.
+#[cfg_attr(
+    not(any(feature = "etcd", test)),
+    expect(
+        dead_code,
+        reason = "for services that refuse a key twice in one transaction"
+    )
+)]
+fn distinct(keys: &[String]) -> Vec<&String> {
+    let mut seen = alloc::collections::BTreeSet::new();
+    keys.iter()
+        .filter(|key| seen.insert(key.as_str()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn chunks_respect_entry_and_byte_limits() {
+        let items = [1usize, 1, 1, 1, 1];
+        let sizes: Vec<usize> = chunks(&items, 2, 100, |n| *n).map(<[usize]>::len).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        let big = [60usize, 60, 10, 200, 1];
+        let sizes: Vec<usize> = chunks(&big, 10, 100, |n| *n).map(<[usize]>::len).collect();
+        assert_eq!(sizes, [1, 2, 1, 1]);
+        assert_eq!(chunks(&[] as &[usize], 2, 2, |n| *n).count(), 0);
+    }
+
+    #[test]
+    fn duplicates_keep_the_last_value_and_first_position() {
+        let pairs: Vec<(String, Vec<u8>)> = [("a", 1u8), ("b", 2), ("a", 3), ("c", 4)]
+            .iter()
+            .map(|(k, v)| (String::from(*k), alloc::vec![*v]))
+            .collect();
+        let kept: Vec<(&str, u8)> = last_wins(&pairs)
+            .iter()
+            .map(|(k, v)| (k.as_str(), v[0]))
+            .collect();
+        assert_eq!(kept, [("b", 2), ("a", 3), ("c", 4)]);
+        let keys: Vec<String> = ["x", "y", "x"].iter().map(|k| String::from(*k)).collect();
+        assert_eq!(distinct(&keys), [&keys[0], &keys[1]]);
+    }
 }

@@ -1,0 +1,499 @@
+//! The `redis` backend: Redis behind webdis, one HTTP request per operation.
+//!
+//! A bucket is the key prefix `<prefix><encoded bucket>:` (the encoded name never contains
+//! `:`, so buckets cannot overlap), and each value is a plain Redis string, so other Redis
+//! clients see ordinary keys and `INCRBY` works natively.
+//!
+//! webdis turns `/<COMMAND>/<arg>/…` into a Redis command. Two of its quirks shape this
+//! module (both measured, see `docs/backends.md`): its RESP output (`.raw`) drops nil elements
+//! and nested arrays, and its JSON output is not binary-safe. So every reply the adapter
+//! reads is a single value: plain commands for single keys, and for everything else a Lua
+//! script that packs its answer into one binary string of `kvplug_protocol::frames`. Values
+//! never travel in the URL: a request body is webdis's last argument, binary-safe. Scripts
+//! are called by SHA-1 (`EVALSHA`) and sent in full only when Redis does not have them yet.
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use kvplug_codec::base64;
+use kvplug_codec::resp::{self, Reply};
+use kvplug_protocol::frames::{self, FrameError};
+use kvplug_protocol::names;
+
+use super::{Backend, Page, Swap, Version, Versioned, chunks};
+use crate::client::{Client, Verb};
+use crate::error::Error;
+use crate::settings::Settings;
+
+/// Entries per batch script: bounds how long one script holds Redis (scripts run alone).
+const MAX_BATCH_ENTRIES: usize = 1000;
+/// Key and value bytes per batch request (webdis accepts up to 128 MiB).
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// A Lua script and its SHA-1 (checked by a test), the name `EVALSHA` knows it by.
+struct Script {
+    sha1: &'static str,
+    source: &'static str,
+}
+
+/// `KEYS[1]` → `A` if absent, else `P` + SHA-1 of the value (the CAS version) + the value.
+const READ_VERSIONED: Script = Script {
+    sha1: "0cf04ac1553aad55c9ad2056f70285a2b006d6e5",
+    source: "local v = redis.call('GET', KEYS[1])
+if v then return 'P' .. redis.sha1hex(v) .. v end
+return 'A'",
+};
+
+/// Sets `KEYS[1]` to `ARGV[2]` (webdis drops an empty body: absent means empty) only if
+/// its version is still `ARGV[1]`, and answers `D`; otherwise answers like READ_VERSIONED.
+const WRITE_IF: Script = Script {
+    sha1: "caf60ec85259a233986a6618dd6bdd6f32c925e8",
+    source: "local v = redis.call('GET', KEYS[1])
+local version = 'absent'
+if v then version = redis.sha1hex(v) end
+if version == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2] or '')
+  return 'D'
+end
+if v then return 'P' .. version .. v end
+return 'A'",
+};
+
+/// Shared head of the batch scripts: `ARGV[1]` is the bucket's prefix, `ARGV[2]` the
+/// request body, read frame by frame.
+macro_rules! with_frames {
+    ($body:literal) => {
+        concat!(
+            "local space, blob, pos = ARGV[1], ARGV[2] or '', 1
+local function frame()
+  local n = struct.unpack('>I4', blob, pos)
+  local s = string.sub(blob, pos + 4, pos + 3 + n)
+  pos = pos + 4 + n
+  return s
+end
+",
+            $body
+        )
+    };
+}
+
+/// Optional frames of the values of the keys framed in the body.
+const GET_MANY: Script = Script {
+    sha1: "9420d6a2786cfa9b4dd593f1aa4a2a0a3fe10e59",
+    source: with_frames!(
+        "local out = {}
+while pos <= #blob do
+  local v = redis.call('GET', space .. frame())
+  if v then out[#out + 1] = '\\1' .. struct.pack('>I4', #v) .. v else out[#out + 1] = '\\0' end
+end
+return table.concat(out)"
+    ),
+};
+
+/// Sets the key/value frame pairs of the body, atomically (a script runs alone).
+const SET_MANY: Script = Script {
+    sha1: "1ce90b19f95f1b7ba93440394d0d4d771e8ed06e",
+    source: with_frames!(
+        "while pos <= #blob do
+  local k = frame()
+  redis.call('SET', space .. k, frame())
+end
+return 'D'"
+    ),
+};
+
+/// Deletes the keys framed in the body.
+const DELETE_MANY: Script = Script {
+    sha1: "c56197e2cff19d762e53a0d369615ac4010f1b01",
+    source: with_frames!(
+        "while pos <= #blob do
+  redis.call('DEL', space .. frame())
+end
+return 'D'"
+    ),
+};
+
+/// One page of the bucket: `SCAN` from cursor `ARGV[3]` for keys matching `ARGV[2]`, until
+/// `ARGV[4]` keys or 16 rounds (so one call never holds Redis for a whole large keyspace),
+/// answered as the next cursor's frame then each key's frame without the bucket prefix.
+const LIST: Script = Script {
+    sha1: "69e515cb5ab40b93bd6e1c249b6f4c3409a8f2ae",
+    source: "local space, cursor, want, out = ARGV[1], ARGV[3], tonumber(ARGV[4]), {}
+for _ = 1, 16 do
+  local r = redis.call('SCAN', cursor, 'MATCH', ARGV[2], 'COUNT', want)
+  cursor = r[1]
+  for _, k in ipairs(r[2]) do
+    local key = string.sub(k, #space + 1)
+    out[#out + 1] = struct.pack('>I4', #key) .. key
+  end
+  if cursor == '0' or #out >= want then break end
+end
+return struct.pack('>I4', #cursor) .. cursor .. table.concat(out)",
+};
+
+/// A bucket in a Redis database, reached through webdis.
+#[derive(Debug, Clone)]
+pub struct RedisBackend {
+    client: Rc<Client>,
+    /// `<prefix><encoded bucket>:`, the start of every key of the bucket.
+    space: Rc<str>,
+    page_size: u32,
+}
+
+/// Appends `arg` as one webdis path segment: everything but `A-Za-z0-9_~-` percent-encoded.
+/// `.` must be encoded because webdis strips a format extension (`.txt`, `.json`, …) from
+/// the last segment before decoding, and `+` because webdis decodes it as a space.
+fn push_arg(path: &mut String, arg: &[u8]) {
+    path.push('/');
+    for &byte in arg {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'~' | b'-') {
+            path.push(char::from(byte));
+        } else {
+            names::push_escaped(path, byte);
+        }
+    }
+}
+
+/// `/<COMMAND>/<args…>.raw`: the explicit extension asks for RESP and protects the last
+/// argument from being read as one.
+fn command(name: &str, args: &[&[u8]]) -> String {
+    let mut path = String::with_capacity(64);
+    path.push('/');
+    path.push_str(name);
+    for arg in args {
+        push_arg(&mut path, arg);
+    }
+    path.push_str(".raw");
+    path
+}
+
+/// `text` with Redis's glob characters escaped, for `SCAN … MATCH`.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl RedisBackend {
+    fn key(&self, key: &str) -> Vec<u8> {
+        let mut full = Vec::with_capacity(self.space.len() + key.len());
+        full.extend_from_slice(self.space.as_bytes());
+        full.extend_from_slice(key.as_bytes());
+        full
+    }
+
+    /// Sends one command and returns Redis's reply; Redis errors become [`Error::Refused`].
+    fn call(&self, verb: Verb, path: &str, body: &[u8]) -> Result<Reply, Error> {
+        let response = self.client.send(verb, path, &[], body)?;
+        match response.status {
+            200 => match resp::parse(&response.body) {
+                Ok(Reply::Error(message)) => Err(Error::Refused {
+                    method: verb.name(),
+                    path: self.client.target(path),
+                    reason: format!("Redis: {}", self.client.scrub(&message)),
+                }),
+                Ok(reply) => Ok(reply),
+                Err(e) => Err(self.malformed(verb, path, e)),
+            },
+            // webdis says 403 both for a command its ACL disables and for missing or wrong
+            // credentials, and never which: not `access-denied`, which would hide the first.
+            403 => Err(Error::Refused {
+                method: verb.name(),
+                path: self.client.target(path),
+                reason: format!(
+                    "HTTP 403: webdis refused `{}`: its ACL disables the command, or the `token` credentials are missing or wrong",
+                    path.trim_start_matches('/')
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                ),
+            }),
+            503 => Err(self
+                .client
+                .status_with(verb, path, 503, "webdis cannot reach Redis")),
+            status => Err(self.client.status_with(
+                verb,
+                path,
+                status,
+                &String::from_utf8_lossy(&response.body),
+            )),
+        }
+    }
+
+    fn malformed(&self, verb: Verb, path: &str, detail: impl ToString) -> Error {
+        Error::Malformed {
+            method: verb.name(),
+            path: self.client.target(path),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Runs `script` by its SHA-1, loading it with `EVAL` only if Redis answers that it
+    /// does not know it (a fresh or restarted Redis): one request in the steady state.
+    fn eval(
+        &self,
+        script: &Script,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        body: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let count = keys.len().to_string();
+        let mut all: Vec<&[u8]> = Vec::with_capacity(keys.len() + args.len() + 2);
+        all.push(script.sha1.as_bytes());
+        all.push(count.as_bytes());
+        all.extend_from_slice(keys);
+        all.extend_from_slice(args);
+        // webdis drops an empty body instead of passing an empty last argument.
+        let verb = if body.is_empty() {
+            Verb::Get
+        } else {
+            Verb::Put
+        };
+        let path = command("EVALSHA", &all);
+        let reply = match self.call(verb, &path, body) {
+            Err(Error::Refused { reason, .. }) if reason.starts_with("Redis: NOSCRIPT") => {
+                if let Some(name) = all.first_mut() {
+                    *name = script.source.as_bytes();
+                }
+                let path = command("EVAL", &all);
+                return self.bulk(verb, &path, self.call(verb, &path, body)?);
+            }
+            other => other?,
+        };
+        self.bulk(verb, &path, reply)
+    }
+
+    /// The bytes of a bulk-string reply.
+    fn bulk(&self, verb: Verb, path: &str, reply: Reply) -> Result<Vec<u8>, Error> {
+        match reply {
+            Reply::Bulk(Some(bytes)) => Ok(bytes),
+            _ => Err(self.malformed(verb, path, "expected a string reply")),
+        }
+    }
+
+    fn integer(&self, verb: Verb, path: &str, reply: Reply) -> Result<i64, Error> {
+        match reply {
+            Reply::Integer(n) => Ok(n),
+            _ => Err(self.malformed(verb, path, "expected an integer reply")),
+        }
+    }
+
+    /// A READ_VERSIONED-shaped answer.
+    fn versioned(&self, answer: &[u8]) -> Result<Versioned, Error> {
+        match answer.split_first() {
+            Some((b'A', [])) => Ok(Versioned {
+                value: None,
+                version: Version::Absent,
+            }),
+            Some((b'P', rest)) if rest.len() >= 40 => {
+                let (sha, value) = rest.split_at(40);
+                Ok(Versioned {
+                    value: Some(value.to_vec()),
+                    version: Version::Tag(String::from_utf8_lossy(sha).into_owned()),
+                })
+            }
+            _ => Err(self.malformed(Verb::Get, "/EVALSHA", "not a versioned value")),
+        }
+    }
+
+    /// Runs a batch script over `items` in chunks, each item written as frames.
+    fn batch<T>(
+        &self,
+        script: &Script,
+        items: &[T],
+        size: impl Fn(&T) -> usize,
+        encode: impl Fn(&mut Vec<u8>, &T) -> Result<(), FrameError>,
+        mut answer: impl FnMut(&[T], Vec<u8>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        for chunk in chunks(items, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, size) {
+            let mut body = Vec::new();
+            for item in chunk {
+                encode(&mut body, item)
+                    .map_err(|e| Error::Invalid(format!("cannot encode batch: {e}")))?;
+            }
+            let reply = self.eval(script, &[], &[self.space.as_bytes()], &body)?;
+            answer(chunk, reply)?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for RedisBackend {
+    fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
+        // A bucket is a key prefix and always exists: opening one needs no request.
+        let authorization = settings
+            .token
+            .as_ref()
+            .map(|credentials| format!("Basic {}", base64::encode(credentials.as_bytes())));
+        Ok(RedisBackend {
+            client: Rc::new(Client::new(settings, authorization)),
+            space: Rc::from(format!("{}{}:", settings.prefix, names::encode(bucket))),
+            page_size: settings.page_size,
+        })
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let path = command("GET", &[&self.key(key)]);
+        match self.call(Verb::Get, &path, &[])? {
+            Reply::Bulk(value) => Ok(value),
+            _ => Err(self.malformed(Verb::Get, &path, "expected a string reply")),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        // The value is the body, webdis's last argument; an empty one is an empty segment.
+        let (verb, path) = if value.is_empty() {
+            (Verb::Get, command("SET", &[&self.key(key), b""]))
+        } else {
+            (Verb::Put, command("SET", &[&self.key(key)]))
+        };
+        match self.call(verb, &path, value)? {
+            Reply::Simple(_) => Ok(()),
+            _ => Err(self.malformed(verb, &path, "expected OK")),
+        }
+    }
+
+    fn delete(&self, key: &str) -> Result<(), Error> {
+        let path = command("DEL", &[&self.key(key)]);
+        let reply = self.call(Verb::Get, &path, &[])?;
+        self.integer(Verb::Get, &path, reply).map(drop)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, Error> {
+        let path = command("EXISTS", &[&self.key(key)]);
+        let reply = self.call(Verb::Get, &path, &[])?;
+        Ok(self.integer(Verb::Get, &path, reply)? > 0)
+    }
+
+    fn list(&self, cursor: Option<&str>) -> Result<Page, Error> {
+        let pattern = format!("{}*", glob_escape(&self.space));
+        let count = self.page_size.to_string();
+        let answer = self.eval(
+            &LIST,
+            &[],
+            &[
+                self.space.as_bytes(),
+                pattern.as_bytes(),
+                cursor.unwrap_or("0").as_bytes(),
+                count.as_bytes(),
+            ],
+            &[],
+        )?;
+        let bad = |e: FrameError| self.malformed(Verb::Get, "/EVALSHA", e);
+        let mut reader = frames::Reader::new(&answer);
+        let next = reader.key().map_err(bad)?;
+        let mut keys = Vec::new();
+        while !reader.is_empty() {
+            keys.push(String::from(reader.key().map_err(bad)?));
+        }
+        let cursor = (next != "0").then(|| String::from(next));
+        Ok(Page { keys, cursor })
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        let delta = delta.to_string();
+        let path = command("INCRBY", &[&self.key(key), delta.as_bytes()]);
+        let reply = self.call(Verb::Get, &path, &[])?;
+        self.integer(Verb::Get, &path, reply)
+    }
+
+    fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
+        let answer = self.eval(&READ_VERSIONED, &[&self.key(key)], &[], &[])?;
+        self.versioned(&answer)
+    }
+
+    fn write_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
+        let version = match expected {
+            Version::Absent => "absent",
+            Version::Tag(sha) => sha.as_str(),
+        };
+        // An empty value travels as no body at all, which the script reads as empty.
+        let answer = self.eval(&WRITE_IF, &[&self.key(key)], &[version.as_bytes()], value)?;
+        if answer == b"D" {
+            Ok(Swap::Done)
+        } else {
+            Ok(Swap::Conflict(self.versioned(&answer)?))
+        }
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let mut values = Vec::with_capacity(keys.len());
+        self.batch(
+            &GET_MANY,
+            keys,
+            String::len,
+            |body, key| frames::put(body, key.as_bytes()),
+            |chunk, answer| {
+                let bad = |e| self.malformed(Verb::Put, "/EVALSHA", e);
+                let mut reader = frames::Reader::new(&answer);
+                for _ in chunk {
+                    values.push(reader.optional().map_err(bad)?.map(<[u8]>::to_vec));
+                }
+                Ok(())
+            },
+        )?;
+        Ok(values)
+    }
+
+    fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        self.batch(
+            &SET_MANY,
+            pairs,
+            |(key, value)| key.len() + value.len(),
+            |body, (key, value)| {
+                frames::put(body, key.as_bytes())?;
+                frames::put(body, value)
+            },
+            |_, _| Ok(()),
+        )
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        self.batch(
+            &DELETE_MANY,
+            keys,
+            String::len,
+            |body, key| frames::put(body, key.as_bytes()),
+            |_, _| Ok(()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha1::Digest as _;
+
+    #[test]
+    fn script_names_are_their_sha1() {
+        for script in [
+            &READ_VERSIONED,
+            &WRITE_IF,
+            &GET_MANY,
+            &SET_MANY,
+            &DELETE_MANY,
+            &LIST,
+        ] {
+            let digest = sha1::Sha1::digest(script.source.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(script.sha1, hex, "script:\n{}", script.source);
+        }
+    }
+
+    #[test]
+    fn arguments_survive_webdis_path_rules() {
+        assert_eq!(
+            command("SET", &[b"b:x.txt", b"a+b c/d"]),
+            "/SET/b%3Ax%2Etxt/a%2Bb%20c%2Fd.raw"
+        );
+        assert_eq!(command("GET", &[b"k", b""]), "/GET/k/.raw");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}

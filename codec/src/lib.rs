@@ -1,0 +1,11 @@
+//! Small codecs the adapter's backends speak: base64 (etcd, DynamoDB), JSON (their HTTP APIs) and
+//! RESP2 (Redis replies through webdis). `no_std` + `alloc`, no dependencies, and no code path that
+//! panics: malformed input is always an error value, because a trap would kill the component.
+
+#![no_std]
+
+extern crate alloc;
+
+pub mod base64;
+pub mod json;
+pub mod resp;

@@ -1,0 +1,143 @@
+//! The base64 codec against the `base64` crate, plus its edge cases.
+
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{
+    GeneralPurpose, GeneralPurposeConfig, STANDARD, STANDARD_NO_PAD,
+};
+use kvplug_codec::base64::{DecodeError, decode, encode, encode_into};
+
+/// A fixed xorshift generator, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn matches_the_base64_crate_for_lengths_up_to_300() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for len in 0..300 {
+        for _ in 0..4 {
+            let data = rng.bytes(len);
+            let ours = encode(&data);
+            assert_eq!(ours, STANDARD.encode(&data), "len {len}");
+            assert_eq!(decode(&ours).unwrap(), data, "len {len}");
+            assert_eq!(
+                decode(&STANDARD_NO_PAD.encode(&data)).unwrap(),
+                data,
+                "len {len}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_byte_value_at_every_group_position() {
+    for shift in 0..3 {
+        let data: Vec<u8> = std::iter::repeat_n(0u8, shift).chain(0..=255).collect();
+        let text = encode(&data);
+        assert_eq!(text, STANDARD.encode(&data));
+        assert_eq!(decode(&text).unwrap(), data);
+    }
+}
+
+#[test]
+fn known_vectors() {
+    // RFC 4648 §10.
+    for (plain, coded) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(encode(plain.as_bytes()), coded);
+        assert_eq!(decode(coded).unwrap(), plain.as_bytes());
+        assert_eq!(
+            decode(coded.trim_end_matches('=')).unwrap(),
+            plain.as_bytes()
+        );
+    }
+}
+
+#[test]
+fn encode_into_appends() {
+    let mut out = String::from("{\"v\":\"");
+    encode_into(&mut out, b"hello");
+    out.push_str("\"}");
+    assert_eq!(out, "{\"v\":\"aGVsbG8=\"}");
+    encode_into(&mut out, b"");
+    assert_eq!(out, "{\"v\":\"aGVsbG8=\"}");
+}
+
+#[test]
+fn rejects_malformed_input() {
+    for bad in ["A", "AAAAA", "AAAAAAAAA"] {
+        assert_eq!(decode(bad), Err(DecodeError::InvalidLength), "{bad:?}");
+    }
+    for bad in [
+        "Q===",
+        "====",
+        "=AAA",
+        "AA=A",
+        "Zm9v!A==",
+        "Zm9v YmFy",
+        "Zm9v\nYmFy",
+        "Zm9-",
+        "Zm9_",
+        "é123",
+    ] {
+        assert!(decode(bad).is_err(), "{bad:?}");
+    }
+    assert!(!DecodeError::InvalidByte.to_string().is_empty());
+}
+
+#[test]
+fn accepts_what_a_lenient_base64_crate_accepts() {
+    // Trailing bits unchecked and padding optional, as our decoder documents.
+    let lenient = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let symbols = b"AQgz09+/=-";
+    let mut rng = Rng(42);
+    for _ in 0..200_000 {
+        let len = (rng.next() % 13) as usize;
+        let text: String = (0..len)
+            .map(|_| char::from(symbols[(rng.next() % symbols.len() as u64) as usize]))
+            .collect();
+        let theirs = lenient.decode(&text);
+        let ours = decode(&text);
+        match (&ours, &theirs) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text:?}"),
+            (Err(_), Err(_)) => {}
+            // The crate also takes partial padding ("g0="); ours wants padding to fill the group.
+            (Err(DecodeError::InvalidByte), Ok(_))
+                if text.ends_with('=') && !text.len().is_multiple_of(4) => {}
+            _ => panic!("{text:?}: ours {ours:?}, theirs {theirs:?}"),
+        }
+    }
+}
+
+#[test]
+fn four_mebibytes_round_trip() {
+    let data = Rng(7).bytes(4 << 20);
+    let text = encode(&data);
+    assert_eq!(text.len(), (4usize << 20).div_ceil(3) * 4);
+    assert_eq!(text.capacity(), text.len());
+    assert_eq!(decode(&text).unwrap(), data);
+}

@@ -1,0 +1,257 @@
+//! The real services behind each backend, started on free loopback ports for one test and
+//! stopped when dropped: kvplug-server (in process), etcd, and Redis behind webdis.
+//!
+//! A missing binary fails the test with the command that installs it: a backend is never
+//! skipped.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kvplug_runner::Settings;
+
+use crate::process::{Running, free_port};
+
+/// A running service that one adapter backend speaks to.
+pub trait Service: Send + Sync {
+    /// The backend (`kvplug-<backend>.wasm`) that talks to this service.
+    fn backend(&self) -> &'static str;
+    /// The settings an adapter needs to reach it.
+    fn settings(&self) -> Settings;
+}
+
+/// Starts the service for `backend` with its defaults.
+pub fn start(backend: &str) -> Box<dyn Service> {
+    match backend {
+        "http" => Box::new(Reference::start()),
+        // Big enough for the 4 MiB values of the semantics tests; the default is 1.5 MiB.
+        "etcd" => Box::new(Etcd::start(&["--max-request-bytes", "10485760"])),
+        "redis" => Box::new(Redis::start()),
+        other => panic!("no test service for backend `{other}`"),
+    }
+}
+
+/// kvplug-server with its data in a temporary directory.
+pub struct Reference {
+    pub server: kvplug_server::Server,
+    _data: tempfile::TempDir,
+}
+
+impl Reference {
+    pub fn start() -> Reference {
+        let (data, server) = crate::reference_server();
+        Reference {
+            server,
+            _data: data,
+        }
+    }
+}
+
+impl Service for Reference {
+    fn backend(&self) -> &'static str {
+        "http"
+    }
+    fn settings(&self) -> Settings {
+        crate::settings(&self.server.url())
+    }
+}
+
+fn require(binary: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()));
+    assert!(
+        found,
+        "`{binary}` is not installed: `apt-get install {package}` (scripts/setup.sh does)"
+    );
+}
+
+/// One etcd member, data in a temporary directory.
+pub struct Etcd {
+    process: Option<Running>,
+    data: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+    extra: Vec<String>,
+}
+
+impl Etcd {
+    /// Starts a single-member cluster; `extra` are further etcd flags.
+    pub fn start(extra: &[&str]) -> Etcd {
+        require("etcd", "etcd-server");
+        let mut etcd = Etcd {
+            process: None,
+            data: tempfile::tempdir().expect("temporary directory"),
+            client_port: free_port(),
+            peer_port: free_port(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        etcd.resume();
+        etcd
+    }
+
+    /// `http://127.0.0.1:<client port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Kills the member (its data stays).
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts the member again on the same ports and data.
+    pub fn resume(&mut self) {
+        let client = self.url();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut command = Command::new("etcd");
+        command
+            .args(["--name", "kvplug-test", "--data-dir"])
+            .arg(self.data.path().join("member"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("kvplug-test={peer}")])
+            .args(["--log-outputs", "stderr", "--logger", "zap"])
+            .args(&self.extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file(self.data.path(), "etcd.log"));
+        let mut running = Running::start(command);
+        running.wait_for_port(self.client_port, Duration::from_secs(20));
+        wait_for_http(self.client_port, "/health", "\"health\":\"true\"");
+        self.process = Some(running);
+    }
+}
+
+impl Service for Etcd {
+    fn backend(&self) -> &'static str {
+        "etcd"
+    }
+    fn settings(&self) -> Settings {
+        crate::settings(&self.url())
+    }
+}
+
+/// redis-server with webdis in front of it.
+pub struct Redis {
+    redis: Option<Running>,
+    webdis: Option<Running>,
+    dir: tempfile::TempDir,
+    redis_port: u16,
+    webdis_port: u16,
+    /// `user:password` webdis demands for every command, if any.
+    basic_auth: Option<String>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// Starts Redis and webdis; with `basic_auth`, webdis serves only requests that carry
+    /// those HTTP Basic credentials.
+    pub fn start_with(basic_auth: Option<&str>) -> Redis {
+        require("redis-server", "redis-server");
+        require("webdis", "webdis");
+        let mut redis = Redis {
+            redis: None,
+            webdis: None,
+            dir: tempfile::tempdir().expect("temporary directory"),
+            redis_port: free_port(),
+            webdis_port: free_port(),
+            basic_auth: basic_auth.map(str::to_owned),
+        };
+        redis.resume_redis();
+        redis.start_webdis();
+        redis
+    }
+
+    /// webdis's address.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.webdis_port)
+    }
+
+    /// Kills Redis; webdis stays up and answers without it.
+    pub fn stop_redis(&mut self) {
+        self.redis = None;
+    }
+
+    /// Starts Redis again on the same port (its data is gone: it runs without persistence).
+    pub fn resume_redis(&mut self) {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.redis_port.to_string())
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(self.dir.path())
+            .stdout(log_file(self.dir.path(), "redis.log"))
+            .stderr(std::process::Stdio::null());
+        let mut running = Running::start(command);
+        running.wait_for_port(self.redis_port, Duration::from_secs(20));
+        self.redis = Some(running);
+    }
+
+    fn start_webdis(&mut self) {
+        // Commands an application must never reach through webdis are disabled, as a
+        // production deployment would; the adapter needs none of them.
+        let disabled = r#"{"disabled":["DEBUG","FLUSHALL","FLUSHDB","CONFIG","SHUTDOWN","KEYS"]}"#;
+        let acl = match &self.basic_auth {
+            None => format!("[{disabled}]"),
+            Some(credentials) => format!(
+                r#"[{{"disabled":["*"]}},{{"http_basic_auth":"{credentials}","enabled":["*"]}},{disabled}]"#
+            ),
+        };
+        let config = format!(
+            r#"{{"redis_host":"127.0.0.1","redis_port":{},"http_host":"127.0.0.1","http_port":{},
+"threads":2,"pool_size":8,"daemonize":false,"database":0,"acl":{acl},
+"verbosity":3,"logfile":"{}"}}"#,
+            self.redis_port,
+            self.webdis_port,
+            self.dir.path().join("webdis.log").display()
+        );
+        let path = self.dir.path().join("webdis.json");
+        std::fs::write(&path, config).expect("write webdis.json");
+        let mut command = Command::new("webdis");
+        command
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut running = Running::start(command);
+        running.wait_for_port(self.webdis_port, Duration::from_secs(20));
+        self.webdis = Some(running);
+    }
+}
+
+impl Service for Redis {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+    fn settings(&self) -> Settings {
+        let mut settings = crate::settings(&self.url());
+        if let Some(credentials) = &self.basic_auth {
+            settings.push(("token".to_owned(), credentials.clone()));
+        }
+        settings
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::File::create(dir.join(name)).expect("create a log file")
+}
+
+/// Polls `path` on loopback until the body contains `expect`.
+fn wait_for_http(port: u16, path: &str, expect: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let ready = crate::process::try_http(port, "GET", path, b"")
+            .is_ok_and(|(status, body)| status == 200 && body.contains(expect));
+        if ready {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{path} on port {port} never answered {expect}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
