@@ -2,6 +2,7 @@
 //! wasmtime runtime, typed calls into an adapter's `wasi:keyvalue` exports, the reference
 //! server, and a fault-injecting server for what a real server will not do.
 
+pub mod counting_proxy;
 pub mod fault_server;
 pub mod process;
 pub mod services;

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use kvplug_compose::{artifacts, plug};
 use kvplug_runner::{RunOutput, Runtime};
-use kvplug_tests::{reference_server, runtime, settings};
+use kvplug_tests::{runtime, services};
 
 /// One line of the matrix.
 struct Row {
@@ -70,11 +70,11 @@ async fn run(
     output
 }
 
-fn linked(suite: &str, dir: &Path) -> std::path::PathBuf {
-    let out = dir.join(format!("{suite}.linked.wasm"));
+fn linked(suite: &str, backend: &str, dir: &Path) -> std::path::PathBuf {
+    let out = dir.join(format!("{suite}.{backend}.linked.wasm"));
     plug::plug_files(
         &artifacts::fixture_path(suite),
-        &[&artifacts::adapter_path("http")],
+        &[&artifacts::adapter_path(backend)],
         &out,
     )
     .unwrap();
@@ -87,29 +87,35 @@ async fn the_suite_passes_everywhere_and_the_matrix_is_current() {
     let dir = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
 
-    for (suite, draft) in [
-        ("conformance-draft2", "0.2.0-draft2"),
-        ("conformance-draft", "0.2.0-draft"),
+    for (backend, implementation) in [
+        ("http", "kvplug-http.wasm + kvplug-server"),
+        ("etcd", "kvplug-etcd.wasm + etcd 3.4 (v3 JSON gateway)"),
+        ("redis", "kvplug-redis.wasm + Redis 7.0 behind webdis 0.1.9"),
     ] {
-        let (_data, server) = reference_server();
-        let mut s = settings(&server.url());
-        // Small pages, so that listing 300 keys really pages.
-        s.push(("page-size".into(), "16".into()));
-        let output = run(runtime(), &linked(suite, dir.path()), &[], s).await;
-        let (passed, failed, expected) = summary(&output);
-        assert!(
-            output.success && failed == 0 && expected == 0,
-            "{suite} on kvplug-http:\n{}",
-            output.stdout
-        );
-        rows.push(Row {
-            draft,
-            implementation: "kvplug-http.wasm + kvplug-server",
-            runtime: "embedded wasmtime 48",
-            passed,
-            failed,
-            expected,
-        });
+        for (suite, draft) in [
+            ("conformance-draft2", "0.2.0-draft2"),
+            ("conformance-draft", "0.2.0-draft"),
+        ] {
+            let service = services::start(backend);
+            let mut s = service.settings();
+            // Small pages, so that listing 300 keys really pages.
+            s.push(("page-size".into(), "16".into()));
+            let output = run(runtime(), &linked(suite, backend, dir.path()), &[], s).await;
+            let (passed, failed, expected) = summary(&output);
+            assert!(
+                output.success && failed == 0 && expected == 0,
+                "{suite} on kvplug-{backend}:\n{}",
+                output.stdout
+            );
+            rows.push(Row {
+                draft,
+                implementation,
+                runtime: "embedded wasmtime 48",
+                passed,
+                failed,
+                expected,
+            });
+        }
     }
 
     let native = Runtime::with_native_keyvalue().unwrap();
