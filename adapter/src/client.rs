@@ -98,10 +98,18 @@ pub struct Client {
 impl Client {
     /// A client for the service in `settings` that sends `authorization` with every request.
     pub fn new(settings: &Settings, authorization: Option<String>) -> Client {
+        // The password of a `user:password` token is a secret on its own too.
+        let password = settings
+            .token
+            .as_deref()
+            .and_then(|token| token.split_once(':'))
+            .map(|(_, password)| String::from(password))
+            .filter(|password| password.len() >= 4);
         let secrets = settings
             .token
             .iter()
             .chain(authorization.iter())
+            .chain(password.iter())
             .filter(|s| !s.is_empty())
             .cloned()
             .collect();

@@ -141,16 +141,18 @@ pub struct Redis {
     webdis_port: u16,
     /// `user:password` webdis demands for every command, if any.
     basic_auth: Option<String>,
+    /// Commands webdis refuses on top of the administrative ones.
+    disabled: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
-        Redis::start_with(None)
+        Redis::start_with(None, &[])
     }
 
     /// Starts Redis and webdis; with `basic_auth`, webdis serves only requests that carry
-    /// those HTTP Basic credentials.
-    pub fn start_with(basic_auth: Option<&str>) -> Redis {
+    /// those HTTP Basic credentials; `disabled` are further commands its ACL refuses.
+    pub fn start_with(basic_auth: Option<&str>, disabled: &[&str]) -> Redis {
         require("redis-server", "redis-server");
         require("webdis", "webdis");
         let mut redis = Redis {
@@ -160,6 +162,7 @@ impl Redis {
             redis_port: free_port(),
             webdis_port: free_port(),
             basic_auth: basic_auth.map(str::to_owned),
+            disabled: disabled.iter().map(|c| format!("\"{c}\"")).collect(),
         };
         redis.resume_redis();
         redis.start_webdis();
@@ -169,6 +172,16 @@ impl Redis {
     /// webdis's address.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.webdis_port)
+    }
+
+    /// Kills webdis (Redis stays up).
+    pub fn stop_webdis(&mut self) {
+        self.webdis = None;
+    }
+
+    /// Starts webdis again on the same port.
+    pub fn resume_webdis(&mut self) {
+        self.start_webdis();
     }
 
     /// Kills Redis; webdis stays up and answers without it.
@@ -194,7 +207,12 @@ impl Redis {
     fn start_webdis(&mut self) {
         // Commands an application must never reach through webdis are disabled, as a
         // production deployment would; the adapter needs none of them.
-        let disabled = r#"{"disabled":["DEBUG","FLUSHALL","FLUSHDB","CONFIG","SHUTDOWN","KEYS"]}"#;
+        let mut commands = vec!["DEBUG", "FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDOWN", "KEYS"]
+            .into_iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>();
+        commands.extend(self.disabled.iter().cloned());
+        let disabled = format!(r#"{{"disabled":[{}]}}"#, commands.join(","));
         let acl = match &self.basic_auth {
             None => format!("[{disabled}]"),
             Some(credentials) => format!(

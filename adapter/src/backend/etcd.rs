@@ -75,7 +75,9 @@ impl EtcdBackend {
             .ok()
             .and_then(|doc| doc.get("message").and_then(Value::as_str).map(String::from));
         let reason = match message {
-            Some(m) if m.contains("request is too large") => {
+            // Between the limit and 512 KiB above it etcd says "request is too large"; beyond,
+            // its gRPC layer says "received message larger than max" (HTTP 429).
+            Some(m) if m.contains("request is too large") || m.contains("larger than max") => {
                 format!("{m} (etcd's --max-request-bytes, 1.5 MiB unless the cluster sets more)")
             }
             Some(m) => m,
@@ -199,6 +201,14 @@ impl EtcdBackend {
     }
 }
 
+/// A write's answer must be etcd's: a 200 from anything else (a misdirected `url`) would
+/// otherwise pass for a stored value.
+fn acknowledged(doc: &Value<'_>) -> Result<(), &'static str> {
+    doc.get("header")
+        .map(drop)
+        .ok_or("not an etcd answer (no `header`)")
+}
+
 /// A transaction's `responses`; absent when there were none.
 fn responses<'d, 'a>(doc: &'d Value<'a>) -> Result<&'d [Value<'a>], &'static str> {
     match doc.get("responses") {
@@ -263,12 +273,12 @@ impl Backend for EtcdBackend {
         let mut body = format!("{{\"key\":\"{}\",\"value\":\"", self.key(key));
         base64::encode_into(&mut body, value);
         body.push_str("\"}");
-        self.call(PUT, &body).map(drop)
+        self.exchange(PUT, &body, acknowledged)
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {
         let body = format!("{{\"key\":\"{}\"}}", self.key(key));
-        self.call(DELETE_RANGE, &body).map(drop)
+        self.exchange(DELETE_RANGE, &body, acknowledged)
     }
 
     fn exists(&self, key: &str) -> Result<bool, Error> {

@@ -1,0 +1,307 @@
+//! Faults and bad input on the etcd and Redis backends, against the real services where
+//! they can produce the fault (stopped mid-run, etcd's request limit, webdis's ACL and
+//! credentials) and the fault server where only a fake will (echoed secrets, garbage,
+//! silence). Every one is a `wasi:keyvalue` error naming method and path, never a trap.
+
+use kvplug_tests::fault_server::{Action, FaultServer, response};
+use kvplug_tests::services::{Etcd, Redis, Service};
+use kvplug_tests::{Kv, adapter, other_message, settings};
+
+const SECRET: &str = "s3cr3t-passw0rd";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_stopped_mid_run_fails_calls_then_recovers_with_the_data() {
+    let mut etcd = Etcd::start(&[]);
+    let mut kv = Kv::connect(&etcd).await;
+    let b = kv.open("b").await.unwrap();
+    kv.set(b, "k", b"kept").await.unwrap();
+    etcd.stop();
+    let message = other_message(kv.get(b, "k").await.unwrap_err());
+    assert!(
+        message.contains("POST /v3/kv/range") && message.contains("connection refused"),
+        "{message}"
+    );
+    let message = other_message(kv.increment(b, "n", 1).await.unwrap_err());
+    assert!(message.contains("POST /v3/kv/txn"), "{message}");
+    etcd.resume();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"kept".to_vec())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_request_too_large_is_a_clear_error_and_loses_nothing() {
+    // etcd's default limit: 1.5 MiB per request.
+    let etcd = Etcd::start(&[]);
+    let mut kv = Kv::connect(&etcd).await;
+    let b = kv.open("b").await.unwrap();
+    kv.set(b, "big", &vec![7u8; 1 << 20]).await.unwrap();
+    // Just above the limit etcd itself refuses; further above, its gRPC layer does.
+    for (size, words) in [
+        (1_600_000, "HTTP 400: etcdserver: request is too large"),
+        (
+            2_500_000,
+            "HTTP 429: grpc: received message larger than max",
+        ),
+    ] {
+        let message = other_message(kv.set(b, "big", &vec![8u8; size]).await.unwrap_err());
+        assert!(
+            message.contains("POST /v3/kv/put")
+                && message.contains(words)
+                && message.contains("--max-request-bytes"),
+            "{message}"
+        );
+    }
+    let too_big = vec![9u8; 1_600_000];
+    let message = other_message(
+        kv.set_many(b, &[("a", b"small"), ("huge", &too_big)])
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        message.contains("POST /v3/kv/txn: HTTP 400: etcdserver: request is too large"),
+        "{message}"
+    );
+    // A CAS swap that is refused leaves the value as it was.
+    let cas = kv.cas_new(b, "big").await.unwrap();
+    assert!(kv.swap(cas, &too_big).await.is_err());
+    assert_eq!(kv.get(b, "big").await, Ok(Some(vec![7u8; 1 << 20])));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_stopped_behind_webdis_is_named_then_recovers() {
+    let mut redis = Redis::start();
+    let mut kv = Kv::connect(&redis).await;
+    let b = kv.open("b").await.unwrap();
+    kv.set(b, "k", b"v").await.unwrap();
+    redis.stop_redis();
+    let message = other_message(kv.get(b, "k").await.unwrap_err());
+    assert!(
+        message.contains("GET /GET/b%3Ak.raw: HTTP 503: webdis cannot reach Redis"),
+        "{message}"
+    );
+    // Redis runs without persistence here: after the restart the store is empty, and the
+    // scripts are loaded again on first use.
+    redis.resume_redis();
+    let started = std::time::Instant::now();
+    loop {
+        match kv.set(b, "k", b"again").await {
+            Ok(()) => break,
+            Err(e) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("webdis never reconnected: {e:?}"),
+        }
+    }
+    let cas = kv.cas_new(b, "k").await.unwrap();
+    kv.swap(cas, b"swapped").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"swapped".to_vec())));
+
+    redis.stop_webdis();
+    let message = other_message(kv.exists(b, "k").await.unwrap_err());
+    assert!(
+        message.contains("GET /EXISTS/b%3Ak.raw") && message.contains("connection refused"),
+        "{message}"
+    );
+    redis.resume_webdis();
+    assert_eq!(kv.exists(b, "k").await, Ok(true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_webdis_disables_is_named() {
+    // An operator who turned scripting off: single-key operations work, CAS cannot.
+    let redis = Redis::start_with(None, &["EVALSHA", "EVAL"]);
+    let mut kv = Kv::connect(&redis).await;
+    let b = kv.open("b").await.unwrap();
+    kv.set(b, "k", b"v").await.unwrap();
+    assert_eq!(kv.increment(b, "n", 2).await, Ok(2));
+    let message = other_message(kv.cas_new(b, "k").await.unwrap_err());
+    assert!(
+        message.contains("HTTP 403: webdis refused `EVALSHA`")
+            && message.contains("ACL disables the command"),
+        "{message}"
+    );
+    let message = other_message(kv.list_keys(b, None).await.unwrap_err());
+    assert!(message.contains("refused `EVALSHA`"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webdis_credentials_are_sent_and_never_echoed() {
+    let credentials = format!("app:{SECRET}");
+    let redis = Redis::start_with(Some(&credentials), &[]);
+    let mut kv = Kv::connect(&redis).await;
+    let b = kv.open("b").await.unwrap();
+    kv.set(b, "k", b"v").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"v".to_vec())));
+
+    let mut wrong = settings(&redis.url());
+    wrong.push(("token".into(), "app:wrong-password".into()));
+    let mut kv = Kv::with_adapter(adapter("redis"), wrong).await;
+    let b = kv.open("b").await.unwrap();
+    let message = other_message(kv.get(b, "k").await.unwrap_err());
+    assert!(
+        message.contains("HTTP 403") && message.contains("credentials are missing or wrong"),
+        "{message}"
+    );
+    assert!(!message.contains("wrong-password"), "{message}");
+}
+
+/// A server that echoes the request's Authorization header in a 500: no backend may quote
+/// it, in either its raw or its encoded form.
+#[tokio::test(flavor = "multi_thread")]
+async fn echoed_credentials_are_redacted_on_every_backend() {
+    let fault = FaultServer::start(|request| {
+        let auth = request
+            .headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        response(500, &[], format!("boom: {auth} / {SECRET}").as_bytes())
+    });
+    for backend in ["http", "etcd", "redis"] {
+        let mut s = settings(&fault.url());
+        s.push(("token".into(), format!("app:{SECRET}")));
+        let mut kv = Kv::with_adapter(adapter(backend), s).await;
+        let Ok(b) = kv.open("b").await else {
+            continue;
+        };
+        let message = other_message(kv.get(b, "k").await.unwrap_err());
+        assert!(message.contains("HTTP 500"), "{backend}: {message}");
+        assert!(message.contains("<redacted>"), "{backend}: {message}");
+        assert!(!message.contains(SECRET), "{backend}: {message}");
+        let encoded = base64_of(&format!("app:{SECRET}"));
+        assert!(!message.contains(&encoded), "{backend}: {message}");
+    }
+}
+
+/// Base64 of `text`, as HTTP Basic sends it (the test's own, independent of the adapter).
+fn base64_of(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_answers_are_malformed_errors_not_traps() {
+    let fault = FaultServer::start(|request| {
+        if request.path.starts_with("/v3/") {
+            // etcd: not JSON, then JSON of the wrong shape.
+            if request.path.ends_with("range") {
+                response(200, &[], b"{\"kvs\": [{\"value\": \"***\"}]}")
+            } else {
+                response(200, &[], b"<html>proxy error</html>")
+            }
+        } else if request.path.starts_with("/GET/") {
+            // webdis: RESP that promises more than it has.
+            response(200, &[], b"$10\r\nabc\r\n")
+        } else {
+            response(200, &[], b"not resp at all")
+        }
+    });
+    let mut kv = Kv::with_adapter(adapter("etcd"), settings(&fault.url())).await;
+    let b = kv.open("b").await.unwrap();
+    let message = other_message(kv.get(b, "k").await.unwrap_err());
+    assert!(
+        message.contains("POST /v3/kv/range: malformed response") && message.contains("base64"),
+        "{message}"
+    );
+    let message = other_message(kv.set(b, "k", b"v").await.unwrap_err());
+    assert!(
+        message.contains("POST /v3/kv/put: malformed response"),
+        "{message}"
+    );
+    let message = other_message(kv.increment(b, "k", 1).await.unwrap_err());
+    assert!(
+        message.contains("POST /v3/kv/txn: malformed response"),
+        "{message}"
+    );
+
+    let mut kv = Kv::with_adapter(adapter("redis"), settings(&fault.url())).await;
+    let b = kv.open("b").await.unwrap();
+    let message = other_message(kv.get(b, "k").await.unwrap_err());
+    assert!(
+        message.contains("GET /GET/b%3Ak.raw: malformed response"),
+        "{message}"
+    );
+    let message = other_message(kv.increment(b, "k", 1).await.unwrap_err());
+    assert!(message.contains("GET /INCRBY/"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_and_absent_services_are_named_errors_on_every_backend() {
+    let fault = FaultServer::start(|_| Action::Hang);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (backend, path) in [
+        ("etcd", "POST /v3/kv/range"),
+        ("redis", "GET /GET/b%3Ak.raw"),
+    ] {
+        let mut s = settings(&fault.url());
+        s.push(("timeout-ms".into(), "300".into()));
+        let mut kv = Kv::with_adapter(adapter(backend), s).await;
+        let b = kv.open("b").await.unwrap();
+        let started = std::time::Instant::now();
+        let message = other_message(kv.get(b, "k").await.unwrap_err());
+        assert!(
+            message.contains(path) && message.contains("timed out"),
+            "{backend}: {message}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+        let mut kv = Kv::with_adapter(
+            adapter(backend),
+            settings(&format!("http://127.0.0.1:{port}")),
+        )
+        .await;
+        let b = kv.open("b").await.unwrap();
+        let message = other_message(kv.get(b, "k").await.unwrap_err());
+        assert!(
+            message.contains(path) && message.contains("connection refused"),
+            "{backend}: {message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_keeps_applications_apart_in_one_keyspace() {
+    for service in [
+        Box::new(Etcd::start(&[])) as Box<dyn Service>,
+        Box::new(Redis::start()),
+    ] {
+        let backend = service.backend();
+        let with_prefix = |prefix: &str| {
+            let mut s = service.settings();
+            s.push(("prefix".into(), prefix.into()));
+            s
+        };
+        let mut one = Kv::with_adapter(adapter(backend), with_prefix("apps/one/")).await;
+        let mut two = Kv::with_adapter(adapter(backend), with_prefix("apps/two/")).await;
+        let b1 = one.open("b").await.unwrap();
+        let b2 = two.open("b").await.unwrap();
+        one.set(b1, "k", b"one").await.unwrap();
+        assert_eq!(two.get(b2, "k").await, Ok(None), "{backend}");
+        two.set(b2, "k", b"two").await.unwrap();
+        assert_eq!(one.get(b1, "k").await, Ok(Some(b"one".to_vec())));
+        assert_eq!(one.all_keys(b1).await.unwrap().0, vec!["k".to_owned()]);
+        // A prefix with glob characters is matched literally (Redis lists with SCAN MATCH).
+        let mut glob = Kv::with_adapter(adapter(backend), with_prefix("apps/*/")).await;
+        let bg = glob.open("b").await.unwrap();
+        assert_eq!(glob.all_keys(bg).await.unwrap().0, Vec::<String>::new());
+    }
+}
