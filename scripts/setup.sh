@@ -26,9 +26,16 @@ kvplug_setup() {
                 --features "$WASMTIME_FEATURES"
             ;;
     esac
-    if ! command -v node >/dev/null; then
-        echo "==> installing Node.js"
-        apt-get update -qq && apt-get install -y -qq nodejs npm
+    # The services the backends' tests start on loopback (Debian bookworm: etcd 3.4.23,
+    # Redis 7.0.15, webdis 0.1.9). The packages do not start daemons here.
+    local packages=""
+    command -v node >/dev/null || packages="$packages nodejs npm"
+    command -v etcd >/dev/null || packages="$packages etcd-server"
+    command -v redis-server >/dev/null || packages="$packages redis-server"
+    command -v webdis >/dev/null || packages="$packages webdis"
+    if [ -n "$packages" ]; then
+        echo "==> installing apt packages:$packages"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages
     fi
     if [ ! -x tests/js/node_modules/.bin/jco ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
         echo "==> installing jco and the WASI shims (tests/js/package-lock.json)"

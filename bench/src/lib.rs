@@ -2,7 +2,7 @@
 //! a tiny repetition count to prove they work (no timing is asserted anywhere).
 
 pub mod artifacts;
+pub mod backends;
 pub mod memory;
 pub mod report;
-pub mod requests;
 pub mod timing;

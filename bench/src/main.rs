@@ -1,29 +1,34 @@
 //! `kvplug-bench [--smoke]`: measures everything and writes `BENCHMARKS.md` at the
 //! repository root (`--smoke`: one tiny round, written to target/kvplug/ instead).
 
-use kvplug_bench::{artifacts, memory, report, requests, timing};
+use kvplug_bench::{artifacts, backends, memory, report, timing};
 use kvplug_compose::artifacts::{out_dir, repo_root};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let smoke = std::env::args().any(|a| a == "--smoke");
-    let (plan, artifact_runs) = if smoke {
-        (timing::Plan::smoke(), 2)
+    let (plan, artifact_runs, backend_sizes, backend_rounds) = if smoke {
+        (timing::Plan::smoke(), 2, vec![(100, 3)], 1)
     } else {
-        (timing::Plan::full(), 21)
+        (
+            timing::Plan::full(),
+            21,
+            vec![(100, 300), (64 << 10, 100)],
+            5,
+        )
     };
     let measured = artifacts::measure(artifact_runs)?;
     let work = tempfile::tempdir()?;
     let mut config = kvplug_server::Config::new(work.path().join("data"));
     config.durable = false;
     let server = kvplug_server::Server::start(config)?;
-    let requests = requests::count(&server).await?;
+    let backends = backends::measure(&backend_sizes, backend_rounds).await?;
     let memory = memory::measure(&server.url(), 4 << 20).await?;
     let samples = timing::run(&plan, &server.url(), work.path()).await?;
     let results = report::Results {
         artifacts: measured,
         artifact_runs,
-        requests,
+        backends,
         plan,
         samples,
         memory: Some(memory),

@@ -54,7 +54,8 @@ fn ms(d: std::time::Duration) -> String {
 pub struct Results {
     pub artifacts: Measured,
     pub artifact_runs: usize,
-    pub requests: Vec<crate::requests::Row>,
+    /// The backends section (`backends::measure`).
+    pub backends: String,
     pub plan: Plan,
     pub samples: Vec<Sample>,
     pub memory: Option<Memory>,
@@ -210,20 +211,7 @@ fn timing_section(out: &mut String, plan: &Plan, samples: &[Sample]) {
 /// The markdown report.
 pub fn render(results: &Results) -> String {
     let mut out = render_artifacts(&results.artifacts, results.artifact_runs);
-    let _ = writeln!(out, "\n## Requests per `wasi:keyvalue` call\n");
-    let _ = writeln!(
-        out,
-        "kvplug-http.wasm against kvplug-server, counted by the server.\n"
-    );
-    let _ = writeln!(out, "| call | requests | limit | |\n|---|---:|---:|---|");
-    for (call, requests, limit) in &results.requests {
-        let verdict = if requests <= limit {
-            "met"
-        } else {
-            "**not met**"
-        };
-        let _ = writeln!(out, "| {call} | {requests} | {limit} | {verdict} |");
-    }
+    out.push_str(&results.backends);
     timing_section(&mut out, &results.plan, &results.samples);
     if let Some(memory) = results.memory {
         let mib = |b: usize| b as f64 / (1 << 20) as f64;

@@ -1,7 +1,7 @@
 //! The benchmark runs end to end with a tiny plan (one round, a few operations, every
 //! client); its figures are not asserted, only that every section is measured.
 
-use kvplug_bench::{artifacts, memory, report, requests, timing};
+use kvplug_bench::{artifacts, backends, memory, report, timing};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_benchmark_measures_every_section() {
@@ -22,12 +22,8 @@ async fn the_benchmark_measures_every_section() {
     let mut config = kvplug_server::Config::new(work.path().join("data"));
     config.durable = false;
     let server = kvplug_server::Server::start(config).unwrap();
-    let requests = requests::count(&server).await.unwrap();
-    assert!(
-        requests
-            .iter()
-            .all(|(call, n, limit)| n <= limit || panic!("{call}: {n} > {limit}"))
-    );
+    let sizes = [(100, 2)];
+    let backends = backends::measure(&sizes, 1).await.unwrap();
     let memory = memory::measure(&server.url(), 1 << 20).await.unwrap();
     assert!(memory.peak > memory.after_open);
 
@@ -39,14 +35,15 @@ async fn the_benchmark_measures_every_section() {
     let text = report::render(&report::Results {
         artifacts: measured,
         artifact_runs: 2,
-        requests,
+        backends,
         plan,
         samples,
         memory: Some(memory),
     });
     for section in [
         "## Artifact sizes",
-        "## Requests per",
+        "## Backends: requests per call",
+        "## Backends: time per operation",
         "## Time per operation",
         "### Ratios",
         "## Adapter linear memory",
@@ -54,4 +51,12 @@ async fn the_benchmark_measures_every_section() {
         assert!(text.contains(section), "missing {section}");
     }
     assert!(text.contains("| emb-kv / emb-http (adapter overhead, embedded) | "));
+    for backend in ["http", "etcd", "redis"] {
+        assert!(
+            text.contains(&format!("| kvplug-{backend} | 100 B × 2 |")),
+            "no timing row for {backend}"
+        );
+    }
+    // Every count meets the fewest requests its service allows.
+    assert!(!text.contains("not met)"), "{text}");
 }

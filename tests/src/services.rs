@@ -273,3 +273,87 @@ fn wait_for_http(port: u16, path: &str, expect: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A three-member etcd cluster behind `etcd gateway`, the TCP proxy etcd ships: what the
+/// README tells users to point `url` at when they outgrow one machine.
+pub struct EtcdCluster {
+    members: Vec<Option<Running>>,
+    _gateway: Running,
+    _data: tempfile::TempDir,
+    gateway_port: u16,
+}
+
+impl EtcdCluster {
+    pub fn start() -> EtcdCluster {
+        require("etcd", "etcd-server");
+        let data = tempfile::tempdir().expect("temporary directory");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Running> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let client = format!("http://127.0.0.1:{client}");
+                let peer = format!("http://127.0.0.1:{peer}");
+                let mut command = Command::new("etcd");
+                command
+                    .args(["--name", &format!("m{i}"), "--data-dir"])
+                    .arg(data.path().join(format!("m{i}")))
+                    .args(["--listen-client-urls", &client])
+                    .args(["--advertise-client-urls", &client])
+                    .args(["--listen-peer-urls", &peer])
+                    .args(["--initial-advertise-peer-urls", &peer])
+                    .args(["--initial-cluster", &cluster])
+                    .args(["--log-outputs", "stderr", "--logger", "zap"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log_file(data.path(), &format!("m{i}.log")));
+                Running::start(command)
+            })
+            .collect();
+        for (member, (client, _)) in members.iter_mut().zip(&ports) {
+            member.wait_for_port(*client, Duration::from_secs(20));
+            wait_for_http(*client, "/health", "\"health\":\"true\"");
+        }
+        let gateway_port = free_port();
+        let endpoints = ports
+            .iter()
+            .map(|(client, _)| format!("127.0.0.1:{client}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut command = Command::new("etcd");
+        command
+            .args(["gateway", "start", "--endpoints", &endpoints])
+            .args(["--listen-addr", &format!("127.0.0.1:{gateway_port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file(data.path(), "gateway.log"));
+        let mut gateway = Running::start(command);
+        gateway.wait_for_port(gateway_port, Duration::from_secs(20));
+        EtcdCluster {
+            members: members.into_iter().map(Some).collect(),
+            _gateway: gateway,
+            _data: data,
+            gateway_port,
+        }
+    }
+
+    /// Kills member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(member) = self.members.get_mut(i) {
+            *member = None;
+        }
+    }
+}
+
+impl Service for EtcdCluster {
+    fn backend(&self) -> &'static str {
+        "etcd"
+    }
+    fn settings(&self) -> Settings {
+        crate::settings(&format!("http://127.0.0.1:{}", self.gateway_port))
+    }
+}

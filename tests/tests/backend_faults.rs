@@ -305,3 +305,42 @@ async fn a_prefix_keeps_applications_apart_in_one_keyspace() {
         assert_eq!(glob.all_keys(bg).await.unwrap().0, Vec::<String>::new());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_etcd_cluster_behind_its_gateway_survives_losing_a_member() {
+    let mut cluster = kvplug_tests::services::EtcdCluster::start();
+    let mut kv = Kv::connect(&cluster).await;
+    let b = kv.open("b").await.unwrap();
+    for i in 0..6 {
+        assert_eq!(kv.increment(b, "n", 1).await, Ok(i + 1));
+    }
+    cluster.kill(1);
+    // If the killed member led, the others elect a new leader (about a second); meanwhile
+    // etcd answers "request timed out", which arrives as a named error. Reads tell when the
+    // cluster is back without risking an ambiguous write.
+    let started = std::time::Instant::now();
+    loop {
+        match kv.get(b, "n").await {
+            Ok(value) => {
+                assert_eq!(value, Some(b"6".to_vec()), "no acknowledged increment lost");
+                break;
+            }
+            Err(e) => {
+                let message = other_message(e);
+                assert!(message.contains("POST /v3/kv/range"), "{message}");
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(20),
+                    "the cluster never recovered: {message}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    // The gateway spreads connections over the members and skips the one that is gone; a
+    // two-of-three majority commits every write.
+    for i in 6..12 {
+        assert_eq!(kv.increment(b, "n", 1).await, Ok(i + 1));
+    }
+    kv.set(b, "k", b"after the loss").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"after the loss".to_vec())));
+}

@@ -5,7 +5,7 @@
 //! clients see ordinary keys and `INCRBY` works natively.
 //!
 //! webdis turns `/<COMMAND>/<arg>/…` into a Redis command. Two of its quirks shape this
-//! module (both measured, see `docs/backends.md`): its RESP output (`.raw`) drops nil elements
+//! module (both measured; see the README): its RESP output (`.raw`) drops nil elements
 //! and nested arrays, and its JSON output is not binary-safe. So every reply the adapter
 //! reads is a single value: plain commands for single keys, and for everything else a Lua
 //! script that packs its answer into one binary string of `kvplug_protocol::frames`. Values

@@ -1,0 +1,325 @@
+//! Every backend side by side, each against its real service started here on loopback:
+//! HTTP requests per `wasi:keyvalue` call (counted by a proxy in front of the service), and
+//! the time per operation of a component linked with the backend's adapter against a native
+//! Rust client sending the very same requests (recorded from the adapter) to the same
+//! service, with the same connection policy as wasmtime (a new connection per request).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use kvplug_compose::{artifacts, plug};
+use kvplug_runner::Runtime;
+use kvplug_tests::counting_proxy::{CountingProxy, Recorded};
+use kvplug_tests::services::{self, Service};
+use kvplug_tests::{Kv, adapter};
+
+/// The backends, in report order.
+pub const BACKENDS: [&str; 3] = ["http", "etcd", "redis"];
+
+/// `(call, requests, limit)`.
+pub type Count = (&'static str, u64, u64);
+
+fn fail(error: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow!("{error:?}")
+}
+
+/// The fewest requests each call can take on `backend` (see the backend modules).
+fn limits(backend: &str) -> (u64, u64, u64) {
+    // (open, increment of an existing counter, requests for 2500-entry batches)
+    match backend {
+        "http" => (1, 1, 3),
+        "etcd" => (0, 2, 20),
+        _ => (0, 1, 3),
+    }
+}
+
+/// Calls every operation once through the adapter and counts the requests.
+pub async fn count(service: &dyn Service) -> Result<Vec<Count>> {
+    let mut settings = service.settings();
+    let url = settings
+        .iter_mut()
+        .find(|(name, _)| name == "url")
+        .context("no url setting")?;
+    let proxy = CountingProxy::start(&url.1);
+    url.1 = proxy.url();
+    let mut kv = Kv::with_adapter(adapter(service.backend()), settings).await;
+    let (open, increment, batches) = limits(service.backend());
+    let mut rows = Vec::new();
+    macro_rules! row {
+        ($name:expr, $limit:expr, $call:expr) => {{
+            let before = proxy.requests();
+            let result = $call;
+            let requests = proxy.requests() - before;
+            rows.push(($name, requests, $limit));
+            result.map_err(fail)?
+        }};
+    }
+    let b = row!("open", open, kv.open("requests").await);
+    // Redis loads each script on its first use after a start: warm them, count the rest.
+    let cas = kv.cas_new(b, "warm").await.map_err(fail)?;
+    kv.swap(cas, b"w").await.map_err(fail)?;
+    kv.set_many(b, &[("warm", b"w")]).await.map_err(fail)?;
+    kv.get_many(b, &["warm"]).await.map_err(fail)?;
+    kv.delete_many(b, &["warm"]).await.map_err(fail)?;
+    kv.list_keys(b, None).await.map_err(fail)?;
+    let keys: Vec<String> = (0..2500).map(|i| format!("k{i}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let pairs: Vec<(&str, &[u8])> = refs.iter().map(|k| (*k, &b"v"[..])).collect();
+    row!("set", 1, kv.set(b, "k", b"v").await);
+    row!("get", 1, kv.get(b, "k").await);
+    row!("get (missing key)", 1, kv.get(b, "missing").await);
+    row!("exists", 1, kv.exists(b, "k").await);
+    row!("delete", 1, kv.delete(b, "k").await);
+    row!("increment (new counter)", 1, kv.increment(b, "n", 1).await);
+    row!("increment", increment, kv.increment(b, "n", 1).await);
+    let cas = row!("cas.new", 1, kv.cas_new(b, "n").await);
+    row!("swap", 1, kv.swap(cas, b"7").await);
+    row!(
+        "set-many (2500 pairs)",
+        batches,
+        kv.set_many(b, &pairs).await
+    );
+    row!("get-many (2500 keys)", batches, kv.get_many(b, &refs).await);
+    row!("list-keys (one page)", 1, kv.list_keys(b, None).await);
+    row!(
+        "delete-many (2500 keys)",
+        batches,
+        kv.delete_many(b, &refs).await
+    );
+    Ok(rows)
+}
+
+/// One round of one backend at one size: mean µs per operation (sets and gets together).
+#[derive(Debug, Clone, Copy)]
+pub struct Timed {
+    pub backend: &'static str,
+    pub size: usize,
+    pub round: usize,
+    pub component_us: f64,
+    pub native_us: f64,
+}
+
+/// Sends `request` on a new connection (wasmtime's policy) and checks for a 2xx.
+async fn send(authority: &str, request: &Recorded) -> Result<Bytes> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut builder = hyper::Request::builder()
+        .method(request.method.clone())
+        .uri(request.path.as_str())
+        .header("host", authority)
+        .header("content-length", request.body.len());
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_slice());
+    }
+    let response = sender
+        .send_request(builder.body(Full::new(request.body.clone()))?)
+        .await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!("native {} {}: {status}", request.method, request.path);
+    }
+    Ok(body)
+}
+
+/// `n` replays of the recorded set, then `n` of the recorded get.
+async fn native(authority: &str, set: &Recorded, get: &Recorded, n: usize) -> Result<Duration> {
+    let started = Instant::now();
+    for _ in 0..n {
+        send(authority, set).await?;
+    }
+    for _ in 0..n {
+        send(authority, get).await?;
+    }
+    Ok(started.elapsed())
+}
+
+fn parse_total(output: &str) -> Result<Duration> {
+    let field = |name: &str| -> Result<u64> {
+        output
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(name))
+            .with_context(|| format!("no `{name}` in: {output}"))?
+            .parse()
+            .map_err(Into::into)
+    };
+    Ok(Duration::from_nanos(field("set_ns=")? + field("get_ns=")?))
+}
+
+/// Times every backend at each `(size, n)` for `rounds` interleaved rounds.
+pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>> {
+    let runtime = Runtime::new()?;
+    let work = tempfile::tempdir()?;
+    let kv_bench = std::fs::read(artifacts::fixture_path("kv-bench"))?;
+    let mut prepared = Vec::new();
+    for backend in BACKENDS {
+        let service = services::start(backend);
+        let linked = work.path().join(format!("kv-bench.{backend}.wasm"));
+        let adapter = std::fs::read(artifacts::adapter_path(backend))?;
+        std::fs::write(&linked, plug::plug_bytes(kv_bench.clone(), vec![adapter])?)?;
+        let component = runtime.load(&linked)?;
+        // Record the adapter's own set and get of each size, through a proxy.
+        let url = service
+            .settings()
+            .into_iter()
+            .find(|(name, _)| name == "url")
+            .map(|(_, url)| url)
+            .context("no url setting")?;
+        let proxy = CountingProxy::start(&url);
+        let mut recorded = Vec::new();
+        for &(size, _) in sizes {
+            let args = vec![
+                "kv-bench".into(),
+                size.to_string(),
+                "1".into(),
+                "rec".into(),
+            ];
+            let settings = vec![("url".to_owned(), proxy.url())];
+            runtime.run_command(&component, &args, &settings).await?;
+            let log = proxy.take_log();
+            let [.., set, get] = log.as_slice() else {
+                bail!(
+                    "{backend}: recorded {} requests for a set and a get",
+                    log.len()
+                );
+            };
+            recorded.push((size, set.clone(), get.clone()));
+        }
+        prepared.push((backend, service, component, url, recorded));
+    }
+    let mut timed = Vec::new();
+    for round in 0..rounds {
+        for (backend, _service, component, url, recorded) in &prepared {
+            let authority = url.trim_start_matches("http://");
+            for (&(size, n), (_, set, get)) in sizes.iter().zip(recorded) {
+                let args = vec![
+                    "kv-bench".into(),
+                    size.to_string(),
+                    n.to_string(),
+                    format!("r{round}-"),
+                ];
+                let settings = vec![("url".to_owned(), url.clone())];
+                let output = runtime.run_command(component, &args, &settings).await?;
+                if !output.success {
+                    bail!("kv-bench on {backend}: {}", output.stdout);
+                }
+                let component_total = parse_total(&output.stdout)?;
+                let native_total = native(authority, set, get, n).await?;
+                let per_op = |d: Duration| d.as_secs_f64() * 1e6 / (2 * n) as f64;
+                timed.push(Timed {
+                    backend,
+                    size,
+                    round,
+                    component_us: per_op(component_total),
+                    native_us: per_op(native_total),
+                });
+            }
+        }
+    }
+    Ok(timed)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The report's section on backends.
+pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, usize)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## Backends: requests per call\n");
+    let _ = writeln!(
+        out,
+        "Each adapter against its real service on loopback (kvplug-server, etcd 3.4, Redis 7.0 \
+         behind webdis 0.1.9), counted by a proxy in front of the service. A cell is \
+         `requests (fewest the service allows)`. Batches are 2500 entries: kvplug-server and the \
+         Redis scripts take 1000 per request, etcd 128 operations per transaction \
+         (`--max-txn-ops`). etcd cannot add, so incrementing an existing counter reads and then \
+         writes conditionally. Redis counts are steady-state: the first use of each Lua script \
+         after Redis starts sends the script once (one more request).\n"
+    );
+    let mut header = String::from("| call |");
+    let mut rule = String::from("|---|");
+    for (backend, _) in counts {
+        let _ = write!(header, " kvplug-{backend} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    if let Some((_, first)) = counts.first() {
+        for (i, (call, _, _)) in first.iter().enumerate() {
+            let mut line = format!("| {call} |");
+            for (_, rows) in counts {
+                match rows.get(i) {
+                    Some((_, n, limit)) if n <= limit => {
+                        let _ = write!(line, " {n} ({limit}) |");
+                    }
+                    Some((_, n, limit)) => {
+                        let _ = write!(line, " **{n}** ({limit}, not met) |");
+                    }
+                    None => line.push_str(" – |"),
+                }
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\n## Backends: time per operation against a native client\n"
+    );
+    let _ = writeln!(
+        out,
+        "kv-bench linked with each adapter on embedded wasmtime 48 (N sets then N gets), against \
+         native hyper replaying the adapter's own recorded set and get requests to the same \
+         service in the same run, one new connection per request like wasmtime. Medians over \
+         interleaved rounds; the ratio is computed per round, [min–max] across rounds.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| backend | value | component µs/op | native µs/op | component / native |\n|---|---:|---:|---:|---:|"
+    );
+    for backend in BACKENDS {
+        for &(size, n) in sizes {
+            let runs: Vec<&Timed> = timed
+                .iter()
+                .filter(|t| t.backend == backend && t.size == size)
+                .collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let ratios: Vec<f64> = runs.iter().map(|t| t.component_us / t.native_us).collect();
+            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let _ = writeln!(
+                out,
+                "| kvplug-{backend} | {} × {n} | {:.0} | {:.0} | {:.2} [{lo:.2}–{hi:.2}] |",
+                if size >= 1024 {
+                    format!("{} KiB", size >> 10)
+                } else {
+                    format!("{size} B")
+                },
+                median(runs.iter().map(|t| t.component_us).collect()),
+                median(runs.iter().map(|t| t.native_us).collect()),
+                median(ratios),
+            );
+        }
+    }
+    out
+}
+
+/// Counts and times every backend; the report section.
+pub async fn measure(sizes: &[(usize, usize)], rounds: usize) -> Result<String> {
+    let mut counts = Vec::new();
+    for backend in BACKENDS {
+        let service = services::start(backend);
+        counts.push((backend, count(&*service).await?));
+    }
+    let timed = time(sizes, rounds).await?;
+    Ok(render(&counts, &timed, sizes))
+}
