@@ -19,6 +19,16 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
+impl Request {
+    /// The value of header `name` (lower case), or empty.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
 /// What to do with a request.
 pub enum Action {
     /// Write these bytes (a whole or partial HTTP response) and close.

@@ -51,12 +51,7 @@ async fn server_stopped_mid_run_fails_calls_then_recovers() {
 async fn server_errors_keep_method_path_status_and_reason_but_not_the_token() {
     let fault = FaultServer::start(|request| {
         // A careless server that echoes the Authorization header in its error body.
-        let auth = request
-            .headers
-            .iter()
-            .find(|(n, _)| n == "authorization")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        let auth = request.header("authorization");
         response(
             503,
             &["kvplug-error: internal"],
