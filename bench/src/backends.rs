@@ -28,27 +28,14 @@ fn fail(error: impl std::fmt::Debug) -> anyhow::Error {
     anyhow!("{error:?}")
 }
 
-/// The fewest requests each call can take on `backend` (see the backend modules).
-fn limits(backend: &str) -> (u64, u64, u64) {
-    // (open, increment of an existing counter, requests for 2500-entry batches)
-    match backend {
-        "http" => (1, 1, 3),
-        "etcd" => (0, 2, 20),
-        _ => (0, 1, 3),
-    }
-}
-
 /// Calls every operation once through the adapter and counts the requests.
 pub async fn count(service: &dyn Service) -> Result<Vec<Count>> {
     let mut settings = service.settings();
-    let url = settings
-        .iter_mut()
-        .find(|(name, _)| name == "url")
-        .context("no url setting")?;
-    let proxy = CountingProxy::start(&url.1);
-    url.1 = proxy.url();
+    let proxy = CountingProxy::in_front_of(&mut settings);
     let mut kv = Kv::with_adapter(adapter(service.backend()), settings).await;
-    let (open, increment, batches) = limits(service.backend());
+    let fewest = services::fewest_requests(service.backend());
+    let (open, increment) = (fewest.open, fewest.increment);
+    let batches = 2500usize.div_ceil(fewest.batch_entries) as u64;
     let mut rows = Vec::new();
     macro_rules! row {
         ($name:expr, $limit:expr, $call:expr) => {{
@@ -165,12 +152,7 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
         std::fs::write(&linked, plug::plug_bytes(kv_bench.clone(), vec![adapter])?)?;
         let component = runtime.load(&linked)?;
         // Record the adapter's own set and get of each size, through a proxy.
-        let url = service
-            .settings()
-            .into_iter()
-            .find(|(name, _)| name == "url")
-            .map(|(_, url)| url)
-            .context("no url setting")?;
+        let url = services::url_of(&service.settings()).to_owned();
         let proxy = CountingProxy::start(&url);
         let mut recorded = Vec::new();
         for &(size, _) in sizes {

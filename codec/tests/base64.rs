@@ -7,17 +7,10 @@ use base64::engine::general_purpose::{
 };
 use kvplug_codec::base64::{DecodeError, decode, encode, encode_into};
 
-/// A fixed xorshift generator, so failures reproduce.
-struct Rng(u64);
+mod common;
+use common::Rng;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
     fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
     }

@@ -86,6 +86,17 @@ impl CountingProxy {
         }
     }
 
+    /// A proxy in front of the service in `settings`, whose `url` is pointed at it.
+    pub fn in_front_of(settings: &mut kvplug_runner::Settings) -> CountingProxy {
+        let url = settings
+            .iter_mut()
+            .find(|(name, _)| name == "url")
+            .expect("settings with a url");
+        let proxy = CountingProxy::start(&url.1);
+        url.1 = proxy.url();
+        proxy
+    }
+
     /// The proxy's `http://` URL, to use as the adapter's `url`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

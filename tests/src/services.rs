@@ -31,6 +31,54 @@ pub fn start(backend: &str) -> Box<dyn Service> {
     }
 }
 
+/// The fewest HTTP requests each backend's service allows for the calls that differ.
+#[derive(Debug, Clone, Copy)]
+pub struct Fewest {
+    /// `open` of a bucket.
+    pub open: u64,
+    /// `increment` of an existing counter.
+    pub increment: u64,
+    /// Entries one batch request can carry.
+    pub batch_entries: usize,
+}
+
+/// What the adapter for `backend` must meet (asserted by the tests, reported by the
+/// benchmark).
+pub fn fewest_requests(backend: &str) -> Fewest {
+    match backend {
+        // open checks the bucket with one HEAD; the server adds.
+        "http" => Fewest {
+            open: 1,
+            increment: 1,
+            batch_entries: 1000,
+        },
+        // A bucket is a key range: nothing to check. etcd cannot add, so incrementing an
+        // existing counter is a read, then a conditional write (1 for a new counter).
+        // etcd's default --max-txn-ops is 128.
+        "etcd" => Fewest {
+            open: 0,
+            increment: 2,
+            batch_entries: 128,
+        },
+        // A bucket is a key prefix; INCRBY adds; a batch script takes 1000 entries.
+        "redis" => Fewest {
+            open: 0,
+            increment: 1,
+            batch_entries: 1000,
+        },
+        other => panic!("no request limits for backend `{other}`"),
+    }
+}
+
+/// The `url` of `settings`.
+pub fn url_of(settings: &Settings) -> &str {
+    settings
+        .iter()
+        .find(|(name, _)| name == "url")
+        .map(|(_, url)| url.as_str())
+        .expect("settings with a url")
+}
+
 /// kvplug-server with its data in a temporary directory.
 pub struct Reference {
     pub server: kvplug_server::Server,

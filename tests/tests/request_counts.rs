@@ -4,7 +4,7 @@
 
 use kvplug_tests::Kv;
 use kvplug_tests::counting_proxy::CountingProxy;
-use kvplug_tests::services::Service;
+use kvplug_tests::services::{Service, fewest_requests};
 
 kvplug_tests::on_every_backend!(
     every_operation_takes_the_fewest_requests_the_service_allows,
@@ -23,33 +23,15 @@ macro_rules! count {
 /// An adapter for `service` whose requests all pass through a counting proxy.
 async fn counted(service: &dyn Service) -> (Kv, CountingProxy) {
     let mut settings = service.settings();
-    let url = settings
-        .iter_mut()
-        .find(|(name, _)| name == "url")
-        .expect("a url setting");
-    let proxy = CountingProxy::start(&url.1);
-    url.1 = proxy.url();
+    let proxy = CountingProxy::in_front_of(&mut settings);
     let kv = Kv::with_adapter(kvplug_tests::adapter(service.backend()), settings).await;
     (kv, proxy)
 }
 
-/// `(requests for open, for increment of an existing counter, per batch limit)`.
-fn expectations(backend: &str) -> (u64, u64, usize) {
-    match backend {
-        // open checks the bucket with one HEAD; the server adds.
-        "http" => (1, 1, 1000),
-        // A bucket is a key range: nothing to check. etcd cannot add, so incrementing an
-        // existing counter is a read-modify-write transaction: 2 (1 for a new counter).
-        // etcd's default --max-txn-ops is 128.
-        "etcd" => (0, 2, 128),
-        // A bucket is a key prefix; INCRBY adds; a batch script takes 1000 entries.
-        _ => (0, 1, 1000),
-    }
-}
-
 async fn every_operation_takes_the_fewest_requests_the_service_allows(service: &dyn Service) {
     let (mut kv, proxy) = counted(service).await;
-    let (open, increment, _) = expectations(service.backend());
+    let fewest = fewest_requests(service.backend());
+    let (open, increment) = (fewest.open, fewest.increment);
     let b = kv.open("counted").await.unwrap();
     kv.set_many(b, &[("x", b"1"), ("y", b"2")]).await.unwrap();
     // Load each of Redis's scripts once (the first call after Redis starts sends the
@@ -139,7 +121,7 @@ async fn every_operation_takes_the_fewest_requests_the_service_allows(service: &
 
 async fn large_batches_take_one_request_per_batch_limit(service: &dyn Service) {
     let (mut kv, proxy) = counted(service).await;
-    let (_, _, limit) = expectations(service.backend());
+    let limit = fewest_requests(service.backend()).batch_entries;
     let b = kv.open("big").await.unwrap();
     let keys: Vec<String> = (0..2500).map(|i| format!("k{i}")).collect();
     let pairs: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), k.as_bytes())).collect();

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::{BatchOp, codes, names};
 
-use super::{Backend, Page, Swap, Version, Versioned, chunks};
+use super::{Backend, Page, Swap, Version, Versioned, framed_batches};
 use crate::client::{Client, Response, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
@@ -94,21 +94,13 @@ impl RestBackend {
         op: BatchOp,
         items: &'a [T],
         size: impl Fn(&T) -> usize,
-        mut encode: impl FnMut(&mut Vec<u8>, &'a T) -> Result<(), FrameError>,
+        encode: impl Fn(&mut Vec<u8>, &'a T) -> Result<(), FrameError>,
         mut on_response: impl FnMut(&'a [T], Response) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let path = kvplug_protocol::batch_path(&self.bucket, op);
-        for chunk in chunks(
-            items,
-            kvplug_protocol::MAX_BATCH_ENTRIES,
-            MAX_BATCH_BYTES,
-            size,
-        ) {
-            let mut body = Vec::new();
-            for item in chunk {
-                encode(&mut body, item)
-                    .map_err(|e| Error::Invalid(format!("cannot encode batch: {e}")))?;
-            }
+        let limit = kvplug_protocol::MAX_BATCH_ENTRIES;
+        for batch in framed_batches(items, limit, MAX_BATCH_BYTES, size, encode) {
+            let (chunk, body) = batch?;
             let response = self.expect_success(Verb::Post, &path, &[], &body)?;
             on_response(chunk, response)?;
         }

@@ -117,6 +117,29 @@ fn chunks<T>(
     })
 }
 
+/// The request bodies of a batch sent as frames: one per run of `chunks`, each item written
+/// by `encode`, with the run it holds.
+#[cfg_attr(
+    feature = "etcd",
+    expect(dead_code, reason = "etcd's batches are JSON transactions")
+)]
+fn framed_batches<'a, T>(
+    items: &'a [T],
+    max_entries: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+    encode: impl Fn(&mut Vec<u8>, &'a T) -> Result<(), kvplug_protocol::frames::FrameError>,
+) -> impl Iterator<Item = Result<(&'a [T], Vec<u8>), Error>> {
+    chunks(items, max_entries, max_bytes, size).map(move |chunk| {
+        let mut body = Vec::new();
+        for item in chunk {
+            encode(&mut body, item)
+                .map_err(|e| Error::Invalid(alloc::format!("cannot encode batch: {e}")))?;
+        }
+        Ok((chunk, body))
+    })
+}
+
 /// The pairs of a batch with each key once, holding its last value: what sequential sets
 /// would leave behind. Services that refuse a key twice in one transaction need this.
 #[cfg_attr(

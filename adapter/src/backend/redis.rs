@@ -22,7 +22,7 @@ use kvplug_codec::resp::{self, Reply};
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::names;
 
-use super::{Backend, Page, Swap, Version, Versioned, chunks};
+use super::{Backend, Page, Swap, Version, Versioned, framed_batches};
 use crate::client::{Client, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
@@ -304,20 +304,16 @@ impl RedisBackend {
     }
 
     /// Runs a batch script over `items` in chunks, each item written as frames.
-    fn batch<T>(
+    fn batch<'a, T>(
         &self,
         script: &Script,
-        items: &[T],
+        items: &'a [T],
         size: impl Fn(&T) -> usize,
-        encode: impl Fn(&mut Vec<u8>, &T) -> Result<(), FrameError>,
-        mut answer: impl FnMut(&[T], Vec<u8>) -> Result<(), Error>,
+        encode: impl Fn(&mut Vec<u8>, &'a T) -> Result<(), FrameError>,
+        mut answer: impl FnMut(&'a [T], Vec<u8>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        for chunk in chunks(items, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, size) {
-            let mut body = Vec::new();
-            for item in chunk {
-                encode(&mut body, item)
-                    .map_err(|e| Error::Invalid(format!("cannot encode batch: {e}")))?;
-            }
+        for batch in framed_batches(items, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, size, encode) {
+            let (chunk, body) = batch?;
             let reply = self.eval(script, &[], &[self.space.as_bytes()], &body)?;
             answer(chunk, reply)?;
         }
