@@ -28,7 +28,7 @@ pub const MAX_RESPONSE_BYTES: u64 = 256 << 20;
 /// The HTTP methods the backends use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(
-    not(feature = "http"),
+    not(any(feature = "http", feature = "azure-table")),
     expect(dead_code, reason = "each backend but `http` uses a subset")
 )]
 pub enum Verb {
@@ -73,7 +73,7 @@ pub struct Response {
 impl Response {
     /// The first value of header `name` (lower case), if it is valid UTF-8.
     #[cfg_attr(
-        not(feature = "http"),
+        not(any(feature = "http", feature = "azure-table")),
         expect(dead_code, reason = "kept for backends that read response headers")
     )]
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -106,12 +106,11 @@ impl Client {
             .map(|(_, password)| String::from(password))
             .filter(|password| password.len() >= 4);
         let secrets = settings
-            .token
-            .iter()
-            .chain(authorization.iter())
-            .chain(password.iter())
+            .secrets()
+            .map(String::from)
+            .chain(authorization.iter().cloned())
+            .chain(password)
             .filter(|s| !s.is_empty())
-            .cloned()
             .collect();
         Client {
             endpoint: settings.endpoint.clone(),
@@ -119,6 +118,15 @@ impl Client {
             secrets,
             timeout_ns: settings.timeout_ms.saturating_mul(1_000_000),
         }
+    }
+
+    /// The `url` setting's `host[:port]`, as sent in `host` (which signatures cover).
+    #[cfg_attr(
+        not(feature = "dynamodb"),
+        expect(dead_code, reason = "only SigV4 signs the host")
+    )]
+    pub fn authority(&self) -> &str {
+        &self.endpoint.authority
     }
 
     /// The request target for a protocol path: the `url` setting's base path, then `path`.

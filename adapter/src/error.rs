@@ -58,7 +58,7 @@ pub enum Error {
     /// A bounded retry loop gave up: concurrent writers kept winning, or the service kept
     /// throttling.
     #[cfg_attr(
-        not(feature = "etcd"),
+        not(any(feature = "etcd", feature = "dynamodb", feature = "azure-table")),
         expect(dead_code, reason = "only backends with retry loops give up")
     )]
     GaveUp(String),

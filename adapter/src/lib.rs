@@ -24,9 +24,13 @@ extern crate alloc;
 mod backend;
 mod bindings;
 mod client;
+#[cfg(any(feature = "dynamodb", feature = "azure-table"))]
+mod clock;
 mod error;
 mod exports;
 mod settings;
+#[cfg(any(feature = "dynamodb", feature = "azure-table"))]
+mod signing;
 
 // The allocator, panic handler and ABI entry points of a no_std component.
 #[cfg(all(target_arch = "wasm32", not(test)))]

@@ -34,8 +34,9 @@ pub async fn count(service: &dyn Service) -> Result<Vec<Count>> {
     let proxy = CountingProxy::in_front_of(&mut settings);
     let mut kv = Kv::with_adapter(adapter(service.backend()), settings).await;
     let fewest = services::fewest_requests(service.backend());
-    let (open, increment) = (fewest.open, fewest.increment);
-    let batches = 2500usize.div_ceil(fewest.batch_entries) as u64;
+    let (open, increment, increment_new) = (fewest.open, fewest.increment, fewest.increment_new);
+    let reads = 2500usize.div_ceil(fewest.batch_read) as u64;
+    let writes = 2500usize.div_ceil(fewest.batch_write) as u64;
     let mut rows = Vec::new();
     macro_rules! row {
         ($name:expr, $limit:expr, $call:expr) => {{
@@ -62,20 +63,24 @@ pub async fn count(service: &dyn Service) -> Result<Vec<Count>> {
     row!("get (missing key)", 1, kv.get(b, "missing").await);
     row!("exists", 1, kv.exists(b, "k").await);
     row!("delete", 1, kv.delete(b, "k").await);
-    row!("increment (new counter)", 1, kv.increment(b, "n", 1).await);
+    row!(
+        "increment (new counter)",
+        increment_new,
+        kv.increment(b, "n", 1).await
+    );
     row!("increment", increment, kv.increment(b, "n", 1).await);
     let cas = row!("cas.new", 1, kv.cas_new(b, "n").await);
     row!("swap", 1, kv.swap(cas, b"7").await);
     row!(
         "set-many (2500 pairs)",
-        batches,
+        writes,
         kv.set_many(b, &pairs).await
     );
-    row!("get-many (2500 keys)", batches, kv.get_many(b, &refs).await);
+    row!("get-many (2500 keys)", reads, kv.get_many(b, &refs).await);
     row!("list-keys (one page)", 1, kv.list_keys(b, None).await);
     row!(
         "delete-many (2500 keys)",
-        batches,
+        writes,
         kv.delete_many(b, &refs).await
     );
     Ok(rows)
@@ -99,8 +104,11 @@ async fn send(authority: &str, request: &Recorded) -> Result<Bytes> {
     let mut builder = hyper::Request::builder()
         .method(request.method.clone())
         .uri(request.path.as_str())
-        .header("host", authority)
         .header("content-length", request.body.len());
+    // The recorded `host` is the one the request was signed with (SigV4 covers it).
+    if !request.headers.iter().any(|(name, _)| name == "host") {
+        builder = builder.header("host", authority);
+    }
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_slice());
     }
@@ -162,7 +170,8 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
                 "1".into(),
                 "rec".into(),
             ];
-            let settings = vec![("url".to_owned(), proxy.url())];
+            let mut settings = service.settings();
+            CountingProxy::point_at(&mut settings, &proxy);
             runtime.run_command(&component, &args, &settings).await?;
             let log = proxy.take_log();
             let [.., set, get] = log.as_slice() else {
@@ -177,8 +186,9 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
     }
     let mut timed = Vec::new();
     for round in 0..rounds {
-        for (backend, _service, component, url, recorded) in &prepared {
+        for (backend, service, component, url, recorded) in &prepared {
             let authority = url.trim_start_matches("http://");
+            let authority = authority.split('/').next().unwrap_or(authority);
             for (&(size, n), (_, set, get)) in sizes.iter().zip(recorded) {
                 let args = vec![
                     "kv-bench".into(),
@@ -186,7 +196,7 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
                     n.to_string(),
                     format!("r{round}-"),
                 ];
-                let settings = vec![("url".to_owned(), url.clone())];
+                let settings = service.settings();
                 let output = runtime.run_command(component, &args, &settings).await?;
                 if !output.success {
                     bail!("kv-bench on {backend}: {}", output.stdout);

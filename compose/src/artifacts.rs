@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 
 /// The backends this tree can build, each into `kvplug-<backend>.wasm`.
-pub const BACKENDS: &[&str] = &["http", "etcd", "redis"];
+pub const BACKENDS: &[&str] = &["http", "etcd", "redis", "dynamodb", "azure-table"];
 
 /// The guest programs under `fixtures/`, each a binary of that workspace.
 pub const FIXTURES: &[&str] = &[

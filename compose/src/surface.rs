@@ -23,9 +23,11 @@ pub fn surface(bytes: &[u8]) -> Result<Surface> {
 }
 
 /// What an adapter may import: `wasi:http` (the transport), the interfaces `wasi:http/types`
-/// itself depends on (`wasi:io` for bodies; `wasi:clocks/monotonic-clock` only for the
-/// `duration` type of request timeouts: no clock function is called), and
-/// `wasi:config/store` (settings, until sealed). Any `0.2.x` of each.
+/// itself depends on (`wasi:io` for bodies; `wasi:clocks/monotonic-clock` for the `duration`
+/// of request timeouts, and the waits between retries of the cloud backends), the
+/// wall clock the cloud backends' signatures carry (part of the `wasi:http/proxy` world, so
+/// every `wasi:http` host has it), and `wasi:config/store` (settings, until sealed). Any
+/// `0.2.x` of each.
 pub const ADAPTER_IMPORTS: &[&str] = &[
     "wasi:http/outgoing-handler@0.2.",
     "wasi:http/types@0.2.",
@@ -33,6 +35,7 @@ pub const ADAPTER_IMPORTS: &[&str] = &[
     "wasi:io/poll@0.2.",
     "wasi:io/streams@0.2.",
     "wasi:clocks/monotonic-clock@0.2.",
+    "wasi:clocks/wall-clock@0.2.",
     "wasi:config/store@0.2.0-rc.1",
 ];
 

@@ -20,13 +20,20 @@ use crate::url::Endpoint;
 /// Every setting an adapter reads. Others are ignored by the adapter (a runtime's config
 /// may be shared with the application) and refused by the sealing tool (a typo there would
 /// otherwise vanish silently).
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 13] = [
     "url",
     "token",
     "buckets",
     "timeout-ms",
     "page-size",
     "prefix",
+    "table",
+    "region",
+    "access-key-id",
+    "secret-access-key",
+    "session-token",
+    "account-name",
+    "account-key",
 ];
 
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
@@ -49,6 +56,18 @@ pub struct Settings {
     /// `prefix`: where kvplug's keys live in a shared keyspace (`etcd`, `redis`), so that one
     /// cluster can serve several applications; empty by default.
     pub prefix: String,
+    /// `table`: the table holding every bucket (`dynamodb`, `azure-table`).
+    pub table: Option<String>,
+    /// `region`: the AWS region requests are signed for (`dynamodb`).
+    pub region: Option<String>,
+    /// `access-key-id`, `secret-access-key` and the optional `session-token` of temporary
+    /// credentials (`dynamodb`).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// `account-name` and its base64 `account-key` (`azure-table`, Shared Key signing).
+    pub account_name: Option<String>,
+    pub account_key: Option<String>,
 }
 
 // Hand-written so that the token can never reach a log line through `{:?}`.
@@ -56,13 +75,24 @@ impl core::fmt::Debug for Settings {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Settings")
             .field("endpoint", &self.endpoint)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &redacted(&self.token))
             .field("buckets", &self.buckets)
             .field("timeout_ms", &self.timeout_ms)
             .field("page_size", &self.page_size)
             .field("prefix", &self.prefix)
+            .field("table", &self.table)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("session_token", &redacted(&self.session_token))
+            .field("account_name", &self.account_name)
+            .field("account_key", &redacted(&self.account_key))
             .finish()
     }
+}
+
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "<redacted>")
 }
 
 fn parse_buckets(list: &str) -> Vec<String> {
@@ -99,7 +129,10 @@ const PAGE_SIZE_RANGE: core::ops::RangeInclusive<u32> = 1..=10_000;
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     match name {
         "url" => url::parse(value).map(drop),
-        "token" | "buckets" | "prefix" => Ok(()),
+        "token" | "buckets" | "prefix" | "region" | "access-key-id" | "secret-access-key"
+        | "session-token" | "account-name" => Ok(()),
+        "table" => parse_table(value).map(drop),
+        "account-key" => parse_account_key(value).map(drop),
         "timeout-ms" => parse_number(name, value, TIMEOUT_RANGE).map(drop),
         "page-size" => parse_number(name, value, PAGE_SIZE_RANGE).map(drop),
         other => Err(format!(
@@ -132,6 +165,16 @@ impl Settings {
             Some(text) => parse_number("page-size", &text, PAGE_SIZE_RANGE)?,
         };
         let prefix = lookup("prefix")?.unwrap_or_default();
+        let mut text = |name: &str| -> Result<Option<String>, String> {
+            Ok(lookup(name)?
+                .map(|v| String::from(v.trim()))
+                .filter(|v| !v.is_empty()))
+        };
+        let table = text("table")?.map(|t| parse_table(&t)).transpose()?;
+        let account_key = text("account-key")?;
+        if let Some(key) = &account_key {
+            parse_account_key(key)?;
+        }
         Ok(Settings {
             endpoint,
             token,
@@ -139,7 +182,27 @@ impl Settings {
             timeout_ms,
             page_size,
             prefix,
+            table,
+            region: text("region")?,
+            access_key_id: text("access-key-id")?,
+            secret_access_key: text("secret-access-key")?,
+            session_token: text("session-token")?,
+            account_name: text("account-name")?,
+            account_key,
         })
+    }
+
+    /// The credentials among the settings, to be scrubbed from anything quoted back.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.token,
+            &self.secret_access_key,
+            &self.session_token,
+            &self.account_key,
+        ]
+        .into_iter()
+        .filter_map(|s| s.as_deref())
+        .filter(|s| !s.is_empty())
     }
 
     /// Whether the bucket allow-list (if any) admits `bucket`.
@@ -147,6 +210,39 @@ impl Settings {
         self.buckets
             .as_ref()
             .is_none_or(|allowed| allowed.iter().any(|name| name == bucket))
+    }
+}
+
+/// A table name both DynamoDB (3–255 of `A-Za-z0-9_.-`) and Azure Table (3–63
+/// alphanumerics, not starting with a digit) would accept is checked by the backend; here
+/// only what neither accepts is refused.
+fn parse_table(name: &str) -> Result<String, String> {
+    let ok = (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(String::from(name))
+    } else {
+        Err(String::from(
+            "`table` must be 3 to 255 of the characters A-Z a-z 0-9 _ . -",
+        ))
+    }
+}
+
+/// An Azure account key is base64 (usually 64 bytes); the message never repeats it.
+fn parse_account_key(key: &str) -> Result<(), String> {
+    let ok = !key.is_empty()
+        && key.len().is_multiple_of(4)
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+    if ok {
+        Ok(())
+    } else {
+        Err(String::from(
+            "`account-key` must be the storage account's base64 key (as the Azure portal shows it)",
+        ))
     }
 }
 
@@ -215,5 +311,35 @@ mod tests {
         );
         assert!(!message.contains("secret-value"));
         assert!(validate("url", "ftp://x").is_err());
+        assert!(validate("table", "kv").is_err());
+        assert_eq!(validate("table", "kvplug-data.v1"), Ok(()));
+        let message = validate("account-key", "not base64!").unwrap_err();
+        assert!(!message.contains("not base64!"), "{message}");
+    }
+
+    #[test]
+    fn cloud_credentials_are_secrets() {
+        let s = settings(&[
+            ("url", "http://127.0.0.1:1"),
+            ("table", "kvplug"),
+            ("region", "eu-west-1"),
+            ("access-key-id", "AKIDEXAMPLE"),
+            ("secret-access-key", "wJalrXUtnFEMI/K7MDENG"),
+            ("session-token", "FQoGZXIvYXdzEBY"),
+            ("account-name", "devstoreaccount1"),
+            ("account-key", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="),
+        ])
+        .unwrap();
+        let debug = format!("{s:?}");
+        for (name, value) in [
+            ("secret-access-key", "wJalrXUtnFEMI"),
+            ("session-token", "FQoGZXIvYXdzEBY"),
+            ("account-key", "Eby8vdM02xNOcqFl"),
+        ] {
+            assert!(!debug.contains(value), "{name} leaked: {debug}");
+        }
+        assert_eq!(s.secrets().count(), 3);
+        assert_eq!(s.table.as_deref(), Some("kvplug"));
+        assert!(debug.contains("AKIDEXAMPLE") && debug.contains("eu-west-1"));
     }
 }

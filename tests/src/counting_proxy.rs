@@ -36,14 +36,14 @@ pub struct CountingProxy {
 }
 
 impl CountingProxy {
-    /// Forwards to `upstream` (an `http://host:port` URL) from a free loopback port.
+    /// Forwards to `upstream` (an `http://ip:port` URL; a path after it is ignored: requests
+    /// keep theirs) from a free loopback port.
     ///
     /// The proxy runs on a thread and runtime of its own, so it works the same from
     /// synchronous code and from inside a test's runtime.
     pub fn start(upstream: &str) -> CountingProxy {
-        let upstream: SocketAddr = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
+        let (origin, _) = split_url(upstream);
+        let upstream: SocketAddr = origin
             .parse()
             .unwrap_or_else(|e| panic!("upstream `{upstream}` is not http://ip:port: {e}"));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
@@ -89,12 +89,25 @@ impl CountingProxy {
     /// A proxy in front of the service in `settings`, whose `url` is pointed at it.
     pub fn in_front_of(settings: &mut kvplug_runner::Settings) -> CountingProxy {
         let url = settings
-            .iter_mut()
+            .iter()
             .find(|(name, _)| name == "url")
+            .map(|(_, url)| url.clone())
             .expect("settings with a url");
-        let proxy = CountingProxy::start(&url.1);
-        url.1 = proxy.url();
+        let proxy = CountingProxy::start(&url);
+        Self::point_at(settings, &proxy);
         proxy
+    }
+
+    /// Points the `url` of `settings` at `proxy`.
+    pub fn point_at(settings: &mut kvplug_runner::Settings, proxy: &CountingProxy) {
+        if let Some(url) = settings.iter_mut().find(|(name, _)| name == "url") {
+            url.1 = proxy.url_for(&url.1);
+        }
+    }
+
+    /// `url` (a service's) with its origin replaced by the proxy's, its path kept.
+    pub fn url_for(&self, url: &str) -> String {
+        format!("{}{}", self.url(), split_url(url).1)
     }
 
     /// The proxy's `http://` URL, to use as the adapter's `url`.
@@ -131,7 +144,8 @@ async fn forward(
     let headers: Vec<(String, Vec<u8>)> = parts
         .headers
         .iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "host" | "content-length"))
+        // `host` stays as the client sent it: signatures (SigV4) cover it.
+        .filter(|(name, _)| name.as_str() != "content-length")
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
         .collect();
     shared.count.fetch_add(1, Ordering::SeqCst);
@@ -150,8 +164,7 @@ async fn forward(
     tokio::spawn(connection);
     let mut outgoing = Request::builder()
         .method(parts.method)
-        .uri(path)
-        .header("host", upstream.to_string());
+        .uri(path);
     for (name, value) in &headers {
         outgoing = outgoing.header(name.as_str(), value.as_slice());
     }
@@ -172,4 +185,13 @@ async fn forward(
     // The body was collected whole: drop the upstream framing and let hyper set its own.
     response.headers_mut().remove("transfer-encoding");
     Ok(response)
+}
+
+/// `http://ip:port/path` as `("ip:port", "/path")`; the path may be empty.
+fn split_url(url: &str) -> (&str, &str) {
+    let rest = url.trim_start_matches("http://");
+    match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
+    }
 }

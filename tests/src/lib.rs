@@ -289,6 +289,9 @@ macro_rules! on_every_backend {
         mod http { $crate::backend_tests!("http"; $($case),*); }
         mod etcd { $crate::backend_tests!("etcd"; $($case),*); }
         mod redis { $crate::backend_tests!("redis"; $($case),*); }
+        mod dynalite { $crate::backend_tests!("dynalite"; $($case),*); }
+        mod moto { $crate::backend_tests!("moto"; $($case),*); }
+        mod azurite { $crate::backend_tests!("azurite"; $($case),*); }
     };
 }
 

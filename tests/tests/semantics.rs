@@ -1,9 +1,10 @@
 //! The promised `wasi:keyvalue` semantics of every adapter, called through its exports on
 //! embedded wasmtime, against the real service of its backend: kvplug-server, etcd, Redis
-//! behind webdis. Where a backend documents a different answer (how a foreign cursor or a
-//! non-number is refused, Redis's value-compared CAS), the case says so explicitly.
+//! behind webdis, DynamoDB (dynalite, moto), Azure Table (Azurite). Where a backend
+//! documents a different answer (how a foreign cursor or a non-number is refused, Redis's
+//! value-compared CAS, a service's value limit), the case says so explicitly.
 
-use kvplug_tests::services::Service;
+use kvplug_tests::services::{self, Service};
 use kvplug_tests::{CasError, Kv, KvError};
 
 kvplug_tests::on_every_backend!(
@@ -44,16 +45,34 @@ async fn values_are_arbitrary_bytes_from_empty_to_large(service: &dyn Service) {
         .take(4 << 20)
         .map(|b| b ^ 0x5a)
         .collect();
-    for (key, value) in [
-        ("empty", Vec::new()),
-        ("every-byte", every_byte),
-        ("one-mib", one_mib),
-        ("four-mib", four_mib),
-    ] {
-        kv.set(b, key, &value).await.unwrap();
+    let limit = services::value_limit(service.backend());
+    let mut values = vec![("empty", Vec::new()), ("every-byte", every_byte)];
+    match limit {
+        None => values.extend([("one-mib", one_mib), ("four-mib", four_mib)]),
+        // The largest value the service stores.
+        Some(limit) => values.push(("largest", four_mib[..limit.stored].to_vec())),
+    }
+    for (key, value) in &values {
+        kv.set(b, key, value).await.unwrap();
         let back = kv.get(b, key).await.unwrap().expect("value present");
         assert_eq!(back.len(), value.len(), "{key}");
-        assert!(back == value, "{key} came back different");
+        assert!(back == *value, "{key} came back different");
+    }
+    // Beyond the service's limit: a clear error, sent nothing, lost nothing.
+    if let Some(limit) = limit {
+        let error = kv
+            .set(b, "largest", &vec![7; limit.refused])
+            .await
+            .unwrap_err();
+        let KvError::Other(message) = error else {
+            panic!("expected a named error, got {error:?}");
+        };
+        assert!(
+            message.contains(&format!("{} bytes", limit.refused)) && message.contains("at most"),
+            "{message}"
+        );
+        let kept = kv.get(b, "largest").await.unwrap().expect("value kept");
+        assert!(kept == values[2].1, "the stored value changed");
     }
 }
 
@@ -150,7 +169,13 @@ async fn listing_pages_with_a_cursor_and_every_key_appears_once(service: &dyn Se
             matches!(foreign, Err(KvError::Other(ref m)) if m.contains("invalid cursor")),
             "{foreign:?}"
         ),
-        // etcd's cursor is a key: any string is a position, listing resumes after it.
+        // Azure's continuation is a pair of tokens the adapter packs into one cursor.
+        "azure-table" => assert!(
+            matches!(foreign, Err(KvError::Other(ref m)) if m.contains("not a cursor")),
+            "{foreign:?}"
+        ),
+        // etcd's and DynamoDB's cursors are keys: any string is a position, listing
+        // resumes after it.
         _ => {
             let page = foreign.unwrap();
             assert!(page.keys.is_empty() && page.cursor.is_none(), "{page:?}");

@@ -9,6 +9,10 @@ use alloc::vec::Vec;
 use crate::error::Error;
 use crate::settings::Settings;
 
+#[cfg(feature = "azure-table")]
+pub mod azure_table;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 #[cfg(feature = "http")]
@@ -25,15 +29,24 @@ pub type Active = etcd::EtcdBackend;
 /// The backend of this build.
 #[cfg(feature = "redis")]
 pub type Active = redis::RedisBackend;
+/// The backend of this build.
+#[cfg(feature = "dynamodb")]
+pub type Active = dynamodb::DynamoBackend;
+/// The backend of this build.
+#[cfg(feature = "azure-table")]
+pub type Active = azure_table::TableBackend;
 
-#[cfg(not(any(feature = "http", feature = "etcd", feature = "redis")))]
-compile_error!("enable exactly one backend feature, e.g. `--features http`");
-#[cfg(any(
-    all(feature = "http", feature = "etcd"),
-    all(feature = "http", feature = "redis"),
-    all(feature = "etcd", feature = "redis"),
-))]
-compile_error!("enable exactly one backend feature: each artifact speaks to one service");
+/// How many backend features this build enables: it must be exactly one, since each
+/// artifact speaks to one service.
+const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize
+    + cfg!(feature = "etcd") as usize
+    + cfg!(feature = "redis") as usize
+    + cfg!(feature = "dynamodb") as usize
+    + cfg!(feature = "azure-table") as usize;
+const _: () = assert!(
+    BACKENDS_ENABLED == 1,
+    "enable exactly one backend feature, e.g. `--no-default-features --features etcd`"
+);
 
 /// One page of keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +133,8 @@ fn chunks<T>(
 /// The request bodies of a batch sent as frames: one per run of `chunks`, each item written
 /// by `encode`, with the run it holds.
 #[cfg_attr(
-    feature = "etcd",
-    expect(dead_code, reason = "etcd's batches are JSON transactions")
+    not(any(feature = "http", feature = "redis")),
+    expect(dead_code, reason = "only the http and Redis backends send frames")
 )]
 fn framed_batches<'a, T>(
     items: &'a [T],
@@ -143,7 +156,7 @@ fn framed_batches<'a, T>(
 /// The pairs of a batch with each key once, holding its last value: what sequential sets
 /// would leave behind. Services that refuse a key twice in one transaction need this.
 #[cfg_attr(
-    not(any(feature = "etcd", test)),
+    not(any(feature = "etcd", feature = "dynamodb", feature = "azure-table", test)),
     expect(
         dead_code,
         reason = "for services that refuse a key twice in one transaction"
@@ -162,7 +175,7 @@ fn last_wins(pairs: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
 
 /// The keys of a batch, each once, in first-seen order.
 #[cfg_attr(
-    not(any(feature = "etcd", test)),
+    not(any(feature = "etcd", feature = "dynamodb", feature = "azure-table", test)),
     expect(
         dead_code,
         reason = "for services that refuse a key twice in one transaction"

@@ -1,10 +1,17 @@
 //! The real services behind each backend, started on free loopback ports for one test and
-//! stopped when dropped: kvplug-server (in process), etcd, and Redis behind webdis.
+//! stopped when dropped: kvplug-server (in process), etcd, Redis behind webdis, the
+//! DynamoDB emulators dynalite and moto, and Azurite's Table service.
 //!
 //! A missing binary fails the test with the command that installs it: a backend is never
 //! skipped.
 
-use std::path::Path;
+mod azurite;
+mod dynamodb;
+
+pub use azurite::Azurite;
+pub use dynamodb::{Dynalite, Moto};
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -20,15 +27,75 @@ pub trait Service: Send + Sync {
     fn settings(&self) -> Settings;
 }
 
-/// Starts the service for `backend` with its defaults.
-pub fn start(backend: &str) -> Box<dyn Service> {
-    match backend {
+/// Every test service, by the name `start` takes: one per backend, two for `dynamodb`.
+pub const SERVICES: [&str; 6] = ["http", "etcd", "redis", "dynalite", "moto", "azurite"];
+
+/// Starts the service `name` (a backend, or one of the emulators of `dynamodb`) with its
+/// defaults.
+pub fn start(name: &str) -> Box<dyn Service> {
+    match name {
         "http" => Box::new(Reference::start()),
         // Big enough for the 4 MiB values of the semantics tests; the default is 1.5 MiB.
         "etcd" => Box::new(Etcd::start(&["--max-request-bytes", "10485760"])),
         "redis" => Box::new(Redis::start()),
-        other => panic!("no test service for backend `{other}`"),
+        "dynalite" => Box::new(Dynalite::start()),
+        "moto" => Box::new(Moto::start()),
+        "azurite" => Box::new(Azurite::start()),
+        other => panic!("no test service `{other}`"),
     }
+}
+
+/// Where a backend's service limits values: a size that is stored (with a short key), and
+/// the smallest size the adapter refuses with a clear error before sending anything.
+#[derive(Debug, Clone, Copy)]
+pub struct ValueLimit {
+    pub stored: usize,
+    pub refused: usize,
+}
+
+/// The value limit of `backend`, if its service has one.
+pub fn value_limit(backend: &str) -> Option<ValueLimit> {
+    match backend {
+        // A 400 KB item holds the value and the other attributes. moto counts sizes a
+        // little differently and refuses from 404,993 value bytes.
+        "dynamodb" => Some(ValueLimit {
+            stored: 400_000,
+            refused: 400 * 1024 + 1,
+        }),
+        // An entity's JSON may take 1 MiB (Azurite checks that on every write), and base64
+        // makes values 4/3 larger.
+        "azure-table" => Some(ValueLimit {
+            stored: 768_000,
+            refused: 768_001,
+        }),
+        _ => None,
+    }
+}
+
+/// A program installed by `scripts/setup.sh` under `tests/services/node_modules/.bin`.
+pub fn node_tool(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("services/node_modules/.bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "`{}` is missing: run `(cd tests/services && npm install)` (scripts/setup.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A program of the Python virtual environment `scripts/setup.sh` makes for moto.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("services/venv/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "`{}` is missing: run `python3 -m venv tests/services/venv && tests/services/venv/bin/pip install -r tests/services/requirements.txt` (scripts/setup.sh does)",
+        path.display()
+    );
+    path
 }
 
 /// The fewest HTTP requests each backend's service allows for the calls that differ.
@@ -38,8 +105,12 @@ pub struct Fewest {
     pub open: u64,
     /// `increment` of an existing counter.
     pub increment: u64,
-    /// Entries one batch request can carry.
-    pub batch_entries: usize,
+    /// `increment` of a key that does not exist yet.
+    pub increment_new: u64,
+    /// Keys one batch read (`get-many`) can carry.
+    pub batch_read: usize,
+    /// Entries one batch write (`set-many`, `delete-many`) can carry.
+    pub batch_write: usize,
 }
 
 /// What the adapter for `backend` must meet (asserted by the tests, reported by the
@@ -50,7 +121,9 @@ pub fn fewest_requests(backend: &str) -> Fewest {
         "http" => Fewest {
             open: 1,
             increment: 1,
-            batch_entries: 1000,
+            increment_new: 1,
+            batch_read: 1000,
+            batch_write: 1000,
         },
         // A bucket is a key range: nothing to check. etcd cannot add, so incrementing an
         // existing counter is a read, then a conditional write (1 for a new counter).
@@ -58,13 +131,37 @@ pub fn fewest_requests(backend: &str) -> Fewest {
         "etcd" => Fewest {
             open: 0,
             increment: 2,
-            batch_entries: 128,
+            increment_new: 1,
+            batch_read: 128,
+            batch_write: 128,
         },
         // A bucket is a key prefix; INCRBY adds; a batch script takes 1000 entries.
         "redis" => Fewest {
             open: 0,
             increment: 1,
-            batch_entries: 1000,
+            increment_new: 1,
+            batch_read: 1000,
+            batch_write: 1000,
+        },
+        // Buckets are partitions of one table; `UpdateItem ADD` adds. BatchGetItem takes 100
+        // keys, BatchWriteItem 25 items.
+        "dynamodb" => Fewest {
+            open: 0,
+            increment: 1,
+            increment_new: 1,
+            batch_read: 100,
+            batch_write: 25,
+        },
+        // Buckets are partitions of one table. The Table service cannot add, nor answer an
+        // insert that conflicts with the current value: every increment is a read, then a
+        // conditional write (or insert). A query's `$filter` may hold 15 comparisons, one
+        // of them on the PartitionKey; an entity group transaction 100 operations.
+        "azure-table" => Fewest {
+            open: 0,
+            increment: 2,
+            increment_new: 2,
+            batch_read: 14,
+            batch_write: 100,
         },
         other => panic!("no request limits for backend `{other}`"),
     }
@@ -104,7 +201,7 @@ impl Service for Reference {
     }
 }
 
-fn require(binary: &str, package: &str) {
+pub(crate) fn require(binary: &str, package: &str) {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()));
     assert!(
@@ -301,12 +398,12 @@ impl Service for Redis {
     }
 }
 
-fn log_file(dir: &Path, name: &str) -> std::fs::File {
+pub(crate) fn log_file(dir: &Path, name: &str) -> std::fs::File {
     std::fs::File::create(dir.join(name)).expect("create a log file")
 }
 
 /// Polls `path` on loopback until the body contains `expect`.
-fn wait_for_http(port: u16, path: &str, expect: &str) {
+pub(crate) fn wait_for_http(port: u16, path: &str, expect: &str) {
     let started = std::time::Instant::now();
     loop {
         let ready = crate::process::try_http(port, "GET", path, b"")

@@ -1,0 +1,214 @@
+//! The DynamoDB emulators the `dynamodb` backend is tested against, both on loopback with
+//! the table `kvplug` created: dynalite (Node, LevelDB in memory) and moto's server (Python).
+//!
+//! dynalite needs a signature to be present but does not check it. moto checks it: it is
+//! set up like an AWS account, with an IAM user whose access key the adapter signs with,
+//! and then told to authenticate every request (it recomputes each signature with
+//! botocore). So every test on moto also checks the adapter's SigV4 signing for real.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kvplug_runner::Settings;
+
+use super::{Service, log_file, node_tool, venv_tool};
+use crate::process::{Running, free_port, try_http_with};
+
+/// The `CreateTable` the README shows: partition key `b`, sort key `k`, both strings.
+pub const CREATE_TABLE: &str = r#"{"TableName":"kvplug","AttributeDefinitions":[{"AttributeName":"b","AttributeType":"S"},{"AttributeName":"k","AttributeType":"S"}],"KeySchema":[{"AttributeName":"b","KeyType":"HASH"},{"AttributeName":"k","KeyType":"RANGE"}],"BillingMode":"PAY_PER_REQUEST"}"#;
+
+/// One DynamoDB call with a well-formed but unchecked signature; returns status and body.
+pub fn call(port: u16, operation: &str, body: &str) -> (u16, String) {
+    let target = format!("DynamoDB_20120810.{operation}");
+    let headers = [
+        ("content-type", "application/x-amz-json-1.0"),
+        ("x-amz-target", target.as_str()),
+        ("x-amz-date", "20260101T000000Z"),
+        (
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=0",
+        ),
+    ];
+    try_http_with(port, "POST", "/", &headers, body.as_bytes())
+        .unwrap_or_else(|e| panic!("{operation} on port {port}: {e}"))
+}
+
+/// A running emulator, its port and the credentials it accepts.
+struct Emulator {
+    _process: Running,
+    _dir: tempfile::TempDir,
+    port: u16,
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl Emulator {
+    fn start(name: &str, command: impl FnOnce(u16) -> Command) -> Emulator {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let mut command = command(port);
+        command
+            .stdout(log_file(dir.path(), &format!("{name}.log")))
+            .stderr(Stdio::null());
+        let mut process = Running::start(command);
+        process.wait_for_port(port, Duration::from_secs(30));
+        let (status, body) = call(port, "CreateTable", CREATE_TABLE);
+        assert_eq!(status, 200, "{name}: CreateTable: {body}");
+        Emulator {
+            _process: process,
+            _dir: dir,
+            port,
+            access_key_id: "AKIDEXAMPLE".to_owned(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn settings_with_secret(&self, secret: &str) -> Settings {
+        let mut settings = crate::settings(&self.url());
+        for (name, value) in [
+            ("region", "us-east-1"),
+            ("table", "kvplug"),
+            ("access-key-id", &self.access_key_id),
+            ("secret-access-key", secret),
+        ] {
+            settings.push((name.to_owned(), value.to_owned()));
+        }
+        settings
+    }
+
+    fn settings(&self) -> Settings {
+        self.settings_with_secret(&self.secret_access_key)
+    }
+}
+
+/// One IAM query-protocol call to moto (before it authenticates); returns the body.
+fn iam(port: u16, action: &str, parameters: &str) -> String {
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("x-amz-date", "20260101T000000Z"),
+        (
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/iam/aws4_request, SignedHeaders=host;x-amz-date, Signature=0",
+        ),
+    ];
+    let body = format!("Action={action}&Version=2010-05-08&{parameters}");
+    let (status, body) = try_http_with(port, "POST", "/", &headers, body.as_bytes())
+        .unwrap_or_else(|e| panic!("IAM {action} on moto: {e}"));
+    assert_eq!(status, 200, "IAM {action} on moto: {body}");
+    body
+}
+
+/// The text of the first `<tag>` in `xml`.
+fn xml_text<'a>(xml: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    xml.split_once(&open)
+        .and_then(|(_, rest)| rest.split_once('<'))
+        .map(|(text, _)| text)
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
+}
+
+/// dynalite 4.0.0, in memory.
+pub struct Dynalite(Emulator);
+
+impl Dynalite {
+    pub fn start() -> Dynalite {
+        Dynalite(Emulator::start("dynalite", |port| {
+            let mut command = Command::new(node_tool("dynalite"));
+            command.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+            // Tables become ACTIVE at once rather than after the default 500 ms.
+            command.args([
+                "--createTableMs",
+                "0",
+                "--deleteTableMs",
+                "0",
+                "--updateTableMs",
+                "0",
+            ]);
+            command
+        }))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+}
+
+impl Service for Dynalite {
+    fn backend(&self) -> &'static str {
+        "dynamodb"
+    }
+    fn settings(&self) -> Settings {
+        self.0.settings()
+    }
+}
+
+/// moto's server as `moto_server` runs it, but on one thread: moto's tables take no locks,
+/// so on threads two concurrent `UpdateItem ADD`s can both read the old number and one
+/// increment is lost (seen here: 4 × 25 increments summing to less than 100). DynamoDB
+/// applies each write atomically; one thread gives moto that property.
+const MOTO_ONE_THREAD: &str = "
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app),
+           threaded=False, request_handler=MotoRequestHandler)
+";
+
+/// moto 5.2.5's server, in memory.
+pub struct Moto(Emulator);
+
+impl Moto {
+    /// Starts moto, creates an IAM user allowed `dynamodb:*` with an access key, then turns
+    /// authentication on: from here, a request with a wrong signature is refused.
+    pub fn start() -> Moto {
+        let mut emulator = Emulator::start("moto", |port| {
+            let mut command = Command::new(venv_tool("python"));
+            command.args(["-c", MOTO_ONE_THREAD, "127.0.0.1", &port.to_string()]);
+            command
+        });
+        let port = emulator.port;
+        iam(port, "CreateUser", "UserName=kvplug");
+        let key = iam(port, "CreateAccessKey", "UserName=kvplug");
+        emulator.access_key_id = xml_text(&key, "AccessKeyId").to_owned();
+        emulator.secret_access_key = xml_text(&key, "SecretAccessKey").to_owned();
+        // {"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"dynamodb:*","Resource":"*"}]}
+        let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22dynamodb%3A%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D";
+        iam(
+            port,
+            "PutUserPolicy",
+            &format!("UserName=kvplug&PolicyName=kvplug&PolicyDocument={policy}"),
+        );
+        let (status, body) = try_http_with(
+            port,
+            "POST",
+            "/moto-api/reset-auth",
+            &[("content-type", "text/plain")],
+            b"0",
+        )
+        .expect("moto reset-auth");
+        assert_eq!(status, 200, "moto reset-auth: {body}");
+        Moto(emulator)
+    }
+
+    /// The settings with the right access key id and a wrong secret.
+    pub fn settings_with_secret(&self, secret: &str) -> Settings {
+        self.0.settings_with_secret(secret)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+}
+
+impl Service for Moto {
+    fn backend(&self) -> &'static str {
+        "dynamodb"
+    }
+    fn settings(&self) -> Settings {
+        self.0.settings()
+    }
+}
