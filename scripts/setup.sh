@@ -30,6 +30,7 @@ kvplug_setup() {
     # Redis 7.0.15, webdis 0.1.9). The packages do not start daemons here.
     local packages=""
     command -v node >/dev/null || packages="$packages nodejs npm"
+    python3 -c "import venv, ensurepip" 2>/dev/null || packages="$packages python3-venv"
     command -v etcd >/dev/null || packages="$packages etcd-server"
     command -v redis-server >/dev/null || packages="$packages redis-server"
     command -v webdis >/dev/null || packages="$packages webdis"
@@ -43,5 +44,18 @@ kvplug_setup() {
         # other-platform packages resolve to no version. `npm install` with the lock present
         # installs exactly the locked versions and leaves the lock unchanged (checked).
         (cd tests/js && npm install --no-audit --no-fund)
+    fi
+    # The cloud-store emulators: dynalite and Azurite from npm, moto from PyPI, each at the
+    # versions of its lock file (tests/services/package-lock.json, requirements.txt: the
+    # whole dependency closure, pinned).
+    if [ ! -x tests/services/node_modules/.bin/dynalite ] || [ tests/services/package-lock.json -nt tests/services/node_modules/.package-lock.json ]; then
+        echo "==> installing dynalite and Azurite (tests/services/package-lock.json)"
+        (cd tests/services && npm ci --no-audit --no-fund)
+    fi
+    if [ ! -x tests/services/venv/bin/moto_server ] || [ tests/services/requirements.txt -nt tests/services/venv/pyvenv.cfg ]; then
+        echo "==> installing moto (tests/services/requirements.txt) in tests/services/venv"
+        rm -rf tests/services/venv
+        python3 -m venv tests/services/venv
+        tests/services/venv/bin/pip install --quiet --disable-pip-version-check -r tests/services/requirements.txt
     fi
 }

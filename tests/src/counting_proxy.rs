@@ -162,9 +162,7 @@ async fn forward(
         .await
         .map_err(std::io::Error::other)?;
     tokio::spawn(connection);
-    let mut outgoing = Request::builder()
-        .method(parts.method)
-        .uri(path);
+    let mut outgoing = Request::builder().method(parts.method).uri(path);
     for (name, value) in &headers {
         outgoing = outgoing.header(name.as_str(), value.as_slice());
     }

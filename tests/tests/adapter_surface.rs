@@ -31,6 +31,25 @@ fn the_http_adapter_imports_only_the_allow_list() {
 }
 
 #[test]
+fn only_the_signing_adapters_import_the_wall_clock() {
+    kvplug_tests::artifacts();
+    for backend in kvplug_compose::artifacts::BACKENDS {
+        let bytes = std::fs::read(artifacts::adapter_path(backend)).unwrap();
+        println!("kvplug-{backend}.wasm: {} bytes", bytes.len());
+        let found = surface::surface(&bytes).unwrap();
+        surface::check_adapter(&found).unwrap();
+        let clock = found
+            .imports
+            .iter()
+            .any(|i| i == "wasi:clocks/wall-clock@0.2.0");
+        // Signatures carry the time; nothing else needs it.
+        let signs = matches!(*backend, "dynamodb" | "azure-table");
+        assert_eq!(clock, signs, "kvplug-{backend}: {:?}", found.imports);
+        assert_eq!(found.exports, surface::ADAPTER_EXPORTS, "kvplug-{backend}");
+    }
+}
+
+#[test]
 fn the_check_rejects_stray_imports_and_non_adapters() {
     kvplug_tests::artifacts();
     // The example app imports wasi:cli and exports no keyvalue: both problems are named.
