@@ -59,10 +59,6 @@ impl Utc {
     }
 
     /// `20150830`: the date of an AWS credential scope.
-    #[cfg_attr(
-        all(not(feature = "dynamodb"), not(test)),
-        expect(dead_code, reason = "only SigV4 carries a basic date")
-    )]
     pub fn basic_date(&self) -> String {
         let mut out = String::with_capacity(8);
         let _ = write!(out, "{:04}{:02}{:02}", self.year, self.month, self.day);

@@ -18,8 +18,21 @@ use kvplug_tests::counting_proxy::{CountingProxy, Recorded};
 use kvplug_tests::services::{self, Service};
 use kvplug_tests::{Kv, adapter};
 
-/// The backends, in report order.
-pub const BACKENDS: [&str; 3] = ["http", "etcd", "redis"];
+/// The test services, one per backend, in report order (`services::start` names).
+pub const BACKENDS: [&str; 5] = ["http", "etcd", "redis", "dynalite", "azurite"];
+
+/// The column or row name of a service: its adapter, and the emulator where that is not
+/// the backend's own service.
+fn label(service: &str) -> &'static str {
+    match service {
+        "http" => "kvplug-http",
+        "etcd" => "kvplug-etcd",
+        "redis" => "kvplug-redis",
+        "dynalite" => "kvplug-dynamodb (dynalite)",
+        "azurite" => "kvplug-azure-table (Azurite)",
+        _ => "unknown",
+    }
+}
 
 /// `(call, requests, limit)`.
 pub type Count = (&'static str, u64, u64);
@@ -156,7 +169,7 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
     for backend in BACKENDS {
         let service = services::start(backend);
         let linked = work.path().join(format!("kv-bench.{backend}.wasm"));
-        let adapter = std::fs::read(artifacts::adapter_path(backend))?;
+        let adapter = std::fs::read(artifacts::adapter_path(service.backend()))?;
         std::fs::write(&linked, plug::plug_bytes(kv_bench.clone(), vec![adapter])?)?;
         let component = runtime.load(&linked)?;
         // Record the adapter's own set and get of each size, through a proxy.
@@ -229,17 +242,20 @@ pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, u
     let _ = writeln!(
         out,
         "Each adapter against its real service on loopback (kvplug-server, etcd 3.4, Redis 7.0 \
-         behind webdis 0.1.9), counted by a proxy in front of the service. A cell is \
-         `requests (fewest the service allows)`. Batches are 2500 entries: kvplug-server and the \
-         Redis scripts take 1000 per request, etcd 128 operations per transaction \
-         (`--max-txn-ops`). etcd cannot add, so incrementing an existing counter reads and then \
-         writes conditionally. Redis counts are steady-state: the first use of each Lua script \
-         after Redis starts sends the script once (one more request).\n"
+         behind webdis 0.1.9, dynalite 4.0 for DynamoDB, Azurite 3.37 for Azure Table), counted \
+         by a proxy in front of the service. A cell is `requests (fewest the service allows)`. \
+         Batches are 2500 entries: kvplug-server and the Redis scripts take 1000 per request, \
+         etcd 128 operations per transaction (`--max-txn-ops`), DynamoDB 100 keys per \
+         BatchGetItem and 25 per BatchWriteItem, Azure Table 100 operations per `$batch` and \
+         14 keys per query (a `$filter` may hold 15 comparisons). etcd and Azure Table cannot \
+         add, so an increment reads and then writes conditionally. Redis counts are \
+         steady-state: the first use of each Lua script after Redis starts sends the script \
+         once (one more request).\n"
     );
     let mut header = String::from("| call |");
     let mut rule = String::from("|---|");
     for (backend, _) in counts {
-        let _ = write!(header, " kvplug-{backend} |");
+        let _ = write!(header, " {} |", label(backend));
         rule.push_str("---:|");
     }
     let _ = writeln!(out, "{header}\n{rule}");
@@ -290,7 +306,8 @@ pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, u
             let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let _ = writeln!(
                 out,
-                "| kvplug-{backend} | {} × {n} | {:.0} | {:.0} | {:.2} [{lo:.2}–{hi:.2}] |",
+                "| {} | {} × {n} | {:.0} | {:.0} | {:.2} [{lo:.2}–{hi:.2}] |",
+                label(backend),
                 if size >= 1024 {
                     format!("{} KiB", size >> 10)
                 } else {

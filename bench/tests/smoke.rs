@@ -51,9 +51,15 @@ async fn the_benchmark_measures_every_section() {
         assert!(text.contains(section), "missing {section}");
     }
     assert!(text.contains("| emb-kv / emb-http (adapter overhead, embedded) | "));
-    for backend in ["http", "etcd", "redis"] {
+    for backend in [
+        "kvplug-http",
+        "kvplug-etcd",
+        "kvplug-redis",
+        "kvplug-dynamodb (dynalite)",
+        "kvplug-azure-table (Azurite)",
+    ] {
         assert!(
-            text.contains(&format!("| kvplug-{backend} | 100 B × 2 |")),
+            text.contains(&format!("| {backend} | 100 B × 2 |")),
             "no timing row for {backend}"
         );
     }

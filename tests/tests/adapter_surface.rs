@@ -33,7 +33,7 @@ fn the_http_adapter_imports_only_the_allow_list() {
 #[test]
 fn only_the_signing_adapters_import_the_wall_clock() {
     kvplug_tests::artifacts();
-    for backend in kvplug_compose::artifacts::BACKENDS {
+    for backend in artifacts::BACKENDS {
         let bytes = std::fs::read(artifacts::adapter_path(backend)).unwrap();
         println!("kvplug-{backend}.wasm: {} bytes", bytes.len());
         let found = surface::surface(&bytes).unwrap();
