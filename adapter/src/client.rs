@@ -11,19 +11,31 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use crate::bindings::wasi::clocks::monotonic_clock;
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
     Scheme,
 };
 use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
+use crate::deadline;
 use crate::error::Error;
+use crate::redact::Redactor;
 use crate::settings::Settings;
 use kvplug_settings::url::{self, Endpoint};
 
 /// Largest response body the adapter buffers; beyond it the call fails instead of exhausting
 /// the user's memory.
 pub const MAX_RESPONSE_BYTES: u64 = 256 << 20;
+
+/// How much of an error answer (a status outside 2xx) is read: enough for any service's
+/// error document, of which a message keeps a short line. The rest is never downloaded: a
+/// 100 MB error page must cost neither time nor memory.
+pub const MAX_ERROR_BODY_BYTES: usize = 16 << 10;
+
+/// The most asked of the host per read: small enough that the host's allocation of each
+/// piece inside the adapter's memory never decides whether a large value fits.
+const READ_PIECE_BYTES: u64 = 64 << 10;
 
 /// The HTTP methods the backends use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +102,12 @@ pub struct Client {
     endpoint: Endpoint,
     /// The whole `authorization` header value, in the backend's scheme.
     authorization: Option<String>,
-    /// Strings that must never be quoted back from a response: the token and the header.
-    secrets: Vec<String>,
-    timeout_ns: u64,
+    /// Keeps every form of the credentials out of quoted service text.
+    redactor: Redactor,
+    /// `timeout-ms`: the budget of a whole call, retries included.
+    call_timeout_ns: u64,
+    /// `idle-timeout-ms`: the longest wait for a connection, a first byte or the next byte.
+    idle_timeout_ns: u64,
 }
 
 impl Client {
@@ -103,20 +118,19 @@ impl Client {
             .token
             .as_deref()
             .and_then(|token| token.split_once(':'))
-            .map(|(_, password)| String::from(password))
-            .filter(|password| password.len() >= 4);
-        let secrets = settings
-            .secrets()
-            .map(String::from)
-            .chain(authorization.iter().cloned())
-            .chain(password)
-            .filter(|s| !s.is_empty())
-            .collect();
+            .map(|(_, password)| password);
+        let redactor = Redactor::new(
+            settings
+                .secrets()
+                .chain(authorization.as_deref())
+                .chain(password),
+        );
         Client {
             endpoint: settings.endpoint.clone(),
             authorization,
-            secrets,
-            timeout_ns: settings.timeout_ms.saturating_mul(1_000_000),
+            redactor,
+            call_timeout_ns: settings.timeout_ms.saturating_mul(1_000_000),
+            idle_timeout_ns: settings.idle_timeout_ms.saturating_mul(1_000_000),
         }
     }
 
@@ -134,6 +148,39 @@ impl Client {
         format!("{}{path}", self.endpoint.base_path)
     }
 
+    /// When the current call must be over.
+    fn deadline(&self) -> u64 {
+        deadline::at(self.call_timeout_ns)
+    }
+
+    /// The error for a call whose deadline passed while `what`.
+    fn late(&self, verb: Verb, target: &str, what: &str) -> Error {
+        Error::Transport {
+            method: verb.name(),
+            path: String::from(target),
+            detail: format!(
+                "timed out: the call's deadline (`timeout-ms` = {} ms) passed {what}, {} ms into the call",
+                self.call_timeout_ns / 1_000_000,
+                deadline::elapsed() / 1_000_000
+            ),
+        }
+    }
+
+    /// Waits `millis` before a retry, if the call's deadline leaves that much time; `false`
+    /// (without waiting) when it does not, so the caller gives up while it can still say why.
+    #[cfg_attr(
+        not(any(feature = "dynamodb", feature = "azure-table")),
+        expect(dead_code, reason = "only backends with retry loops wait")
+    )]
+    pub fn pause(&self, millis: u64) -> bool {
+        let wait_ns = millis.saturating_mul(1_000_000);
+        if deadline::remaining(self.deadline()) <= wait_ns {
+            return false;
+        }
+        monotonic_clock::subscribe_duration(wait_ns).block();
+        true
+    }
+
     /// Sends one request and reads the whole response. `path` includes any query.
     pub fn send(
         &self,
@@ -143,6 +190,10 @@ impl Client {
         body: &[u8],
     ) -> Result<Response, Error> {
         let target = self.target(path);
+        let deadline = self.deadline();
+        if deadline::remaining(deadline) == 0 {
+            return Err(self.late(verb, &target, "before the request was sent"));
+        }
         let transport = |detail: String| Error::Transport {
             method: verb.name(),
             path: target.clone(),
@@ -152,13 +203,19 @@ impl Client {
         let outgoing_body = request
             .body()
             .map_err(|()| transport("the host refused a request body".into()))?;
-        let options = self.options();
+        let options = self.options(deadline);
         let pending = outgoing_handler::handle(request, Some(options))
             .map_err(|code| transport(describe(&code)))?;
 
         // A failed write is not the end: the server may already have answered (413, 401), and
         // that answer says more than "broken pipe".
-        let write_failure = write_body(&outgoing_body, body).err();
+        let write_failure = match write_body(&outgoing_body, body, deadline) {
+            Ok(()) => None,
+            Err(Write::Late) => {
+                return Err(self.late(verb, &target, "while the request body was being sent"));
+            }
+            Err(Write::Failed(message)) => Some(message),
+        };
         if write_failure.is_none() {
             if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
                 return Err(transport(describe(&code)));
@@ -177,10 +234,14 @@ impl Client {
                     }));
                 }
                 Some(Err(())) => return Err(transport("response already taken".into())),
-                None => pending.subscribe().block(),
+                None => {
+                    if !deadline::wait(&pending.subscribe(), deadline) {
+                        return Err(self.late(verb, &target, "waiting for the response"));
+                    }
+                }
             }
         };
-        self.read_response(verb, &target, &response)
+        self.read_response(verb, &target, &response, deadline)
     }
 
     fn request(
@@ -224,13 +285,20 @@ impl Client {
         Ok(request)
     }
 
-    fn options(&self) -> RequestOptions {
+    /// The host's own timeouts: the idle timeout, never beyond the call's deadline. They are
+    /// a second line: the adapter watches the deadline itself, since a host may not honour
+    /// them.
+    fn options(&self, deadline: u64) -> RequestOptions {
         let options = RequestOptions::new();
+        let timeout = self
+            .idle_timeout_ns
+            .min(deadline::remaining(deadline))
+            .max(1);
         // A host that cannot honour a timeout says so with an error; the request still works,
-        // it just waits as long as the host lets it.
-        let _ = options.set_connect_timeout(Some(self.timeout_ns));
-        let _ = options.set_first_byte_timeout(Some(self.timeout_ns));
-        let _ = options.set_between_bytes_timeout(Some(self.timeout_ns));
+        // bounded by the adapter's own watch of the deadline.
+        let _ = options.set_connect_timeout(Some(timeout));
+        let _ = options.set_first_byte_timeout(Some(timeout));
+        let _ = options.set_between_bytes_timeout(Some(timeout));
         options
     }
 
@@ -239,6 +307,7 @@ impl Client {
         verb: Verb,
         target: &str,
         response: &IncomingResponse,
+        deadline: u64,
     ) -> Result<Response, Error> {
         let transport = |detail: String| Error::Transport {
             method: verb.name(),
@@ -252,7 +321,14 @@ impl Client {
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
             .and_then(|(_, v)| core::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES) {
+        // An error answer is read only as far as a message needs.
+        let success = (200..300).contains(&status);
+        let limit = if success {
+            MAX_RESPONSE_BYTES
+        } else {
+            MAX_ERROR_BODY_BYTES as u64
+        };
+        if success && declared.is_some_and(|n| n > MAX_RESPONSE_BYTES) {
             return Err(transport(format!(
                 "response body larger than {MAX_RESPONSE_BYTES} bytes"
             )));
@@ -263,20 +339,46 @@ impl Client {
         let mut body = Vec::new();
         if verb != Verb::Head {
             if let Some(n) = declared {
-                body.reserve_exact(usize::try_from(n).unwrap_or(0));
+                let n = usize::try_from(n.min(limit)).unwrap_or(0);
+                body.try_reserve_exact(n)
+                    .map_err(|_| transport(too_large_for_memory(n)))?;
             }
             let stream = incoming
                 .stream()
                 .map_err(|()| transport("response body stream already taken".into()))?;
             loop {
-                match stream.blocking_read(1 << 20) {
-                    Ok(chunk) => {
-                        body.extend_from_slice(&chunk);
-                        if body.len() as u64 > MAX_RESPONSE_BYTES {
-                            return Err(transport(format!(
-                                "response body larger than {MAX_RESPONSE_BYTES} bytes"
-                            )));
+                let want = READ_PIECE_BYTES.min(limit - body.len() as u64);
+                if want == 0 {
+                    if success {
+                        return Err(transport(format!(
+                            "response body larger than {MAX_RESPONSE_BYTES} bytes"
+                        )));
+                    }
+                    // The start of an error answer is all a message needs.
+                    break;
+                }
+                match stream.read(want) {
+                    Ok(chunk) if chunk.is_empty() => {
+                        if !deadline::wait(&stream.subscribe(), deadline) {
+                            return Err(self.late(
+                                verb,
+                                target,
+                                &format!(
+                                    "while the response body arrived ({} bytes so far)",
+                                    body.len()
+                                ),
+                            ));
                         }
+                    }
+                    Ok(chunk) => {
+                        if body.try_reserve(chunk.len()).is_err() {
+                            // Amortised growth may ask for twice what is needed; exact
+                            // growth may still fit.
+                            body.try_reserve_exact(chunk.len()).map_err(|_| {
+                                transport(too_large_for_memory(body.len() + chunk.len()))
+                            })?;
+                        }
+                        body.extend_from_slice(&chunk);
                     }
                     Err(StreamError::Closed) => break,
                     Err(StreamError::LastOperationFailed(e)) => {
@@ -290,6 +392,7 @@ impl Client {
             }
             drop(stream);
             if let Some(n) = declared
+                && success
                 && n != body.len() as u64
             {
                 return Err(transport(format!(
@@ -308,22 +411,9 @@ impl Client {
         })
     }
 
-    /// `text` as one short line with every secret replaced; redaction comes first so that
-    /// the cut can never leave half a secret behind.
+    /// `text` as one short line with every form of every secret replaced (see [`Redactor`]).
     pub fn scrub(&self, text: &str) -> String {
-        const MAX: usize = 160;
-        // A window long enough that a secret starting inside the kept part is whole in it.
-        let window = MAX + self.secrets.iter().map(String::len).max().unwrap_or(0);
-        let mut text: String = text.chars().take(window).collect();
-        for secret in &self.secrets {
-            text = text.replace(secret.as_str(), "<redacted>");
-        }
-        let line: String = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(MAX)
-            .collect();
-        String::from(line.trim())
+        self.redactor.scrub(text)
     }
 
     /// The error for a status the operation does not expect, with a reason the backend
@@ -349,28 +439,56 @@ impl Client {
     }
 }
 
-/// Writes `body` in pieces as large as the host accepts, then flushes.
-fn write_body(outgoing: &OutgoingBody, body: &[u8]) -> Result<(), String> {
+fn too_large_for_memory(bytes: usize) -> String {
+    format!("a response of {bytes} bytes does not fit in the adapter's memory")
+}
+
+/// Why a request body was not sent whole.
+enum Write {
+    /// The call's deadline passed.
+    Late,
+    Failed(String),
+}
+
+/// Writes `body` in pieces as large as the host accepts, then flushes, within `deadline`.
+fn write_body(outgoing: &OutgoingBody, body: &[u8], deadline: u64) -> Result<(), Write> {
     let stream: OutputStream = outgoing
         .write()
-        .map_err(|()| String::from("request body stream already taken"))?;
+        .map_err(|()| Write::Failed(String::from("request body stream already taken")))?;
     let mut rest = body;
-    while !rest.is_empty() {
-        let permit = stream.check_write().map_err(|e| stream_error("write", e))?;
+    let mut flushing = false;
+    loop {
+        let permit = match stream.check_write() {
+            Ok(permit) => permit,
+            // hyper drops its end once it has all `content-length` bytes.
+            Err(StreamError::Closed) if rest.is_empty() => return Ok(()),
+            Err(e) => return Err(Write::Failed(stream_error("write", e))),
+        };
         if permit == 0 {
-            stream.subscribe().block();
+            if !deadline::wait(&stream.subscribe(), deadline) {
+                return Err(Write::Late);
+            }
+            continue;
+        }
+        if rest.is_empty() {
+            if flushing {
+                // Writable again after the flush: everything went out.
+                return Ok(());
+            }
+            stream
+                .flush()
+                .map_err(|e| Write::Failed(stream_error("flush", e)))?;
+            flushing = true;
             continue;
         }
         let n = usize::try_from(permit)
             .unwrap_or(usize::MAX)
             .min(rest.len());
-        let (piece, tail) = rest.split_at(n);
-        stream.write(piece).map_err(|e| stream_error("write", e))?;
+        let (piece, tail) = rest.split_at_checked(n).unwrap_or((rest, &[]));
+        stream
+            .write(piece)
+            .map_err(|e| Write::Failed(stream_error("write", e)))?;
         rest = tail;
-    }
-    match stream.blocking_flush() {
-        Ok(()) | Err(StreamError::Closed) => Ok(()),
-        Err(e) => Err(stream_error("flush", e)),
     }
 }
 
@@ -408,7 +526,14 @@ fn describe(code: &ErrorCode) -> String {
         ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => "TLS failed",
         ErrorCode::TlsCertificateError => "the service's TLS certificate was rejected",
         ErrorCode::HttpRequestDenied => "the host denied the request",
-        ErrorCode::HttpProtocolError => "the answer is not valid HTTP",
+        // wasmtime reports every failure its HTTP parser meets this way (a connection closed
+        // before or during the response head, a head over its size or header-count limits,
+        // bytes that are not HTTP), so the adapter cannot tell them apart either.
+        ErrorCode::HttpProtocolError => {
+            "no valid HTTP answer: the connection was closed or reset before a complete \
+             response head, or the head broke the host's limits (size, header count) or was not \
+             HTTP; the host does not say which"
+        }
         ErrorCode::HttpRequestBodySize(_)
         | ErrorCode::HttpRequestHeaderSectionSize(_)
         | ErrorCode::HttpRequestHeaderSize(_)

@@ -128,11 +128,6 @@ pub fn unique_token() -> String {
     out
 }
 
-/// Blocks for `millis` milliseconds.
-pub fn sleep_ms(millis: u64) {
-    monotonic_clock::subscribe_duration(millis.saturating_mul(1_000_000)).block();
-}
-
 /// The wait before retry `attempt` (0-based) of a throttled request: exponential from
 /// `base_ms`, capped, with "full jitter" so that many throttled instances do not retry in
 /// step. The jitter comes from the monotonic clock's low bits: no randomness import needed.

@@ -26,8 +26,10 @@ mod bindings;
 mod client;
 #[cfg(any(feature = "dynamodb", feature = "azure-table"))]
 mod clock;
+mod deadline;
 mod error;
 mod exports;
+mod redact;
 mod settings;
 #[cfg(any(feature = "dynamodb", feature = "azure-table"))]
 mod signing;

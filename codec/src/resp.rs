@@ -48,6 +48,33 @@ pub fn parse(bytes: &[u8]) -> Result<Reply, RespError> {
     Ok(reply)
 }
 
+/// [`parse`], taking the input: a top-level bulk string (a `GET`'s value) becomes the reply
+/// in the input's own buffer, so a large value is held once, not twice.
+pub fn parse_owned(mut bytes: Vec<u8>) -> Result<Reply, RespError> {
+    if bytes.first() != Some(&b'$') {
+        return parse(&bytes);
+    }
+    let mut r = Reader {
+        bytes: &bytes,
+        pos: 1,
+    };
+    let Some(len) = r.length()? else {
+        return parse(&bytes);
+    };
+    let start = r.pos;
+    let end = start.checked_add(len).ok_or(RespError {
+        offset: start,
+        reason: "invalid length",
+    })?;
+    if bytes.len() != end.saturating_add(2) || bytes.get(end..) != Some(b"\r\n") {
+        // Not exactly one bulk string: the full reader says precisely what is wrong.
+        return parse(&bytes);
+    }
+    bytes.truncate(end);
+    bytes.drain(..start);
+    Ok(Reply::Bulk(Some(bytes)))
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,

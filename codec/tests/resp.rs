@@ -1,6 +1,6 @@
 //! The RESP2 reader.
 
-use kvplug_codec::resp::{MAX_DEPTH, Reply, parse};
+use kvplug_codec::resp::{self, MAX_DEPTH, Reply, parse};
 
 fn bulk(b: &[u8]) -> Reply {
     Reply::Bulk(Some(b.to_vec()))
@@ -133,4 +133,30 @@ fn invalid_utf8_in_simple_strings_is_replaced() {
         parse(b"-ERR \xff\r\n"),
         Ok(Reply::Error("ERR \u{fffd}".into()))
     );
+}
+
+#[test]
+fn owned_parsing_agrees_with_borrowed_parsing() {
+    let cases: [&[u8]; 10] = [
+        b"$3\r\nabc\r\n",
+        b"$0\r\n\r\n",
+        b"$-1\r\n",
+        b"$3\r\nabcd\r\n",
+        b"$3\r\nab\r\n",
+        b"$3\r\nabc\r\n+x\r\n",
+        b"$99999999999999999999\r\n",
+        b"$-2\r\n",
+        b":5\r\n",
+        b"*1\r\n$1\r\nx\r\n",
+    ];
+    for case in cases {
+        assert_eq!(resp::parse_owned(case.to_vec()), parse(case), "{case:?}");
+    }
+    // The value keeps the input's buffer.
+    let input = b"$5\r\nhello\r\n".to_vec();
+    let address = input.as_ptr();
+    let Ok(Reply::Bulk(Some(value))) = resp::parse_owned(input) else {
+        panic!("a bulk string");
+    };
+    assert_eq!((value.as_slice(), value.as_ptr()), (&b"hello"[..], address));
 }

@@ -20,11 +20,12 @@ use crate::url::Endpoint;
 /// Every setting an adapter reads. Others are ignored by the adapter (a runtime's config
 /// may be shared with the application) and refused by the sealing tool (a typo there would
 /// otherwise vanish silently).
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "url",
     "token",
     "buckets",
     "timeout-ms",
+    "idle-timeout-ms",
     "page-size",
     "prefix",
     "table",
@@ -49,8 +50,12 @@ pub struct Settings {
     pub token: Option<String>,
     /// `buckets`: comma-separated allow-list; `open` of anything else is `access-denied`.
     pub buckets: Option<Vec<String>>,
-    /// `timeout-ms`: connect, first-byte and between-bytes timeout of every request.
+    /// `timeout-ms`: the longest a `wasi:keyvalue` call may take, every request, retry and
+    /// backoff of it included.
     pub timeout_ms: u64,
+    /// `idle-timeout-ms`: the longest wait for a connection, the first byte of an answer or
+    /// the next one (never beyond the call's deadline); `timeout-ms` when not set.
+    pub idle_timeout_ms: u64,
     /// `page-size`: keys asked for per `list-keys` page.
     pub page_size: u32,
     /// `prefix`: where kvplug's keys live in a shared keyspace (`etcd`, `redis`), so that one
@@ -78,6 +83,7 @@ impl core::fmt::Debug for Settings {
             .field("token", &redacted(&self.token))
             .field("buckets", &self.buckets)
             .field("timeout_ms", &self.timeout_ms)
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
             .field("page_size", &self.page_size)
             .field("prefix", &self.prefix)
             .field("table", &self.table)
@@ -133,7 +139,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         | "session-token" | "account-name" => Ok(()),
         "table" => parse_table(value).map(drop),
         "account-key" => parse_account_key(value).map(drop),
-        "timeout-ms" => parse_number(name, value, TIMEOUT_RANGE).map(drop),
+        "timeout-ms" | "idle-timeout-ms" => parse_number(name, value, TIMEOUT_RANGE).map(drop),
         "page-size" => parse_number(name, value, PAGE_SIZE_RANGE).map(drop),
         other => Err(format!(
             "unknown setting `{other}`; known: {}",
@@ -160,6 +166,10 @@ impl Settings {
             None => DEFAULT_TIMEOUT_MS,
             Some(text) => parse_number("timeout-ms", &text, TIMEOUT_RANGE)?,
         };
+        let idle_timeout_ms = match lookup("idle-timeout-ms")? {
+            None => timeout_ms,
+            Some(text) => parse_number("idle-timeout-ms", &text, TIMEOUT_RANGE)?,
+        };
         let page_size = match lookup("page-size")? {
             None => DEFAULT_PAGE_SIZE,
             Some(text) => parse_number("page-size", &text, PAGE_SIZE_RANGE)?,
@@ -180,6 +190,7 @@ impl Settings {
             token,
             buckets,
             timeout_ms,
+            idle_timeout_ms,
             page_size,
             prefix,
             table,

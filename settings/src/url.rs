@@ -51,6 +51,7 @@ pub fn parse(url: &str) -> Result<Endpoint, String> {
     {
         return Err("`url` host contains whitespace or control characters".into());
     }
+    check_port(authority)?;
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("`url` path contains whitespace or control characters".into());
     }
@@ -59,6 +60,24 @@ pub fn parse(url: &str) -> Result<Endpoint, String> {
         authority: authority.into(),
         base_path: path.trim_end_matches('/').into(),
     })
+}
+
+/// A port, where the host has one, is a number from 1 to 65535: `host:` and `host:99999`
+/// would otherwise pass here and fail at the first call as a host that cannot be resolved.
+fn check_port(authority: &str) -> Result<(), String> {
+    // An IPv6 literal's colons are inside its brackets.
+    let after_host = match authority.rfind(']') {
+        Some(end) => authority.get(end + 1..).unwrap_or_default(),
+        None => authority,
+    };
+    let Some((_, port)) = after_host.rsplit_once(':') else {
+        return Ok(());
+    };
+    let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    match port.parse::<u16>() {
+        Ok(port) if digits && port > 0 => Ok(()),
+        _ => Err("`url` port must be a number from 1 to 65535".into()),
+    }
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
@@ -97,5 +116,30 @@ mod tests {
         assert!(parse("http://host/?x=1").is_err());
         assert!(parse("http://ho st/").is_err());
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn ports_are_checked() {
+        for bad in [
+            "http://127.0.0.1:",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:-1",
+            "http://127.0.0.1:80a",
+            "http://127.0.0.1:+80",
+            "http://[::1]:",
+            "http://[::1]:70000",
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("port"), "{bad}: {error}");
+        }
+        for good in [
+            "http://127.0.0.1:1",
+            "http://h:65535/x",
+            "http://[::1]:8080",
+            "http://[::1]",
+        ] {
+            assert!(parse(good).is_ok(), "{good}");
+        }
     }
 }

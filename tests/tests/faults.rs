@@ -112,7 +112,7 @@ async fn malformed_and_truncated_bodies_are_errors() {
     assert!(message.contains("not a number"), "{message}");
     let message = other_message(kv.set(b, "k", b"v").await.unwrap_err());
     assert!(
-        message.contains("PUT /v1/buckets/b/keys/k: the answer is not valid HTTP"),
+        message.contains("PUT /v1/buckets/b/keys/k: no valid HTTP answer"),
         "{message}"
     );
 }

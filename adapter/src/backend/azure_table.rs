@@ -202,19 +202,24 @@ impl TableBackend {
             if retry == Retry::Never || !busy(&response) {
                 return Ok(response);
             }
-            if attempt >= MAX_RETRIES {
+            let wait = clock::backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+            if attempt >= MAX_RETRIES || !self.client().pause(wait) {
                 let mut reason = self.client().scrub(&service_error(&response.body).reason());
                 if reason.is_empty() {
                     reason.push_str("busy");
                 }
+                let why = if attempt < MAX_RETRIES {
+                    "the call's deadline (`timeout-ms`) leaves no time for another retry"
+                } else {
+                    "retries exhausted"
+                };
                 return Err(Error::GaveUp(format!(
-                    "{} {}: HTTP {}: {reason}: still refused after {MAX_RETRIES} retries with backoff",
+                    "{} {}: HTTP {}: {reason}: still refused after {attempt} retries with backoff ({why})",
                     verb.name(),
                     self.client().target(path),
                     response.status,
                 )));
             }
-            clock::sleep_ms(clock::backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS));
             attempt += 1;
         }
     }

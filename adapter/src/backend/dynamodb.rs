@@ -214,7 +214,9 @@ impl DynamoBackend {
                     | "ProvisionedThroughputExceededException"
                     | "RequestLimitExceeded"
             );
-            let unavailable = response.status >= 500;
+            // Only the statuses of a service that is up but could not serve this once; an
+            // unknown status is no reason to believe a retry would fare better.
+            let unavailable = matches!(response.status, 500 | 502 | 503 | 504);
             match kind.as_str() {
                 "ConditionalCheckFailedException" => return Ok(Answer::ConditionFailed),
                 "ResourceNotFoundException" => return Err(Error::NoSuchStore),
@@ -227,15 +229,28 @@ impl DynamoBackend {
                 _ => {}
             }
             if throttled || (unavailable && retry == Retry::Idempotent) {
-                if attempt < MAX_RETRIES {
-                    clock::sleep_ms(clock::backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS));
+                let wait = clock::backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+                if attempt < MAX_RETRIES && account.client.pause(wait) {
                     attempt += 1;
                     continue;
                 }
+                let kind = if kind.is_empty() {
+                    "no error type"
+                } else {
+                    kind.as_str()
+                };
+                let mut message = account.client.scrub(&message);
+                if message.is_empty() {
+                    message.push_str("no message");
+                }
+                let why = if attempt < MAX_RETRIES {
+                    "the call's deadline (`timeout-ms`) leaves no time for another retry"
+                } else {
+                    "retries exhausted"
+                };
                 return Err(Error::GaveUp(format!(
-                    "POST {path} ({operation}): HTTP {}: {kind}: still refused after {MAX_RETRIES} retries with backoff: {}",
+                    "POST {path} ({operation}): HTTP {}: {kind}: {message}: still refused after {attempt} retries with backoff ({why})",
                     response.status,
-                    account.client.scrub(&message)
                 )));
             }
             let reason = if kind.is_empty() {
@@ -407,11 +422,16 @@ impl DynamoBackend {
                 self.account.client.target("/")
             )));
         }
-        clock::sleep_ms(clock::backoff_ms(
+        if !self.account.client.pause(clock::backoff_ms(
             idle_rounds,
             BACKOFF_BASE_MS,
             BACKOFF_CAP_MS,
-        ));
+        )) {
+            return Err(Error::GaveUp(format!(
+                "POST {}: DynamoDB left part of a batch unprocessed, and the call's deadline (`timeout-ms`) leaves no time to resend it",
+                self.account.client.target("/")
+            )));
+        }
         Ok(idle_rounds)
     }
 }

@@ -193,7 +193,7 @@ impl RedisBackend {
     fn call(&self, verb: Verb, path: &str, body: &[u8]) -> Result<Reply, Error> {
         let response = self.client.send(verb, path, &[], body)?;
         match response.status {
-            200 => match resp::parse(&response.body) {
+            200 => match resp::parse_owned(response.body) {
                 Ok(Reply::Error(message)) => Err(Error::Refused {
                     method: verb.name(),
                     path: self.client.target(path),
@@ -286,17 +286,19 @@ impl RedisBackend {
     }
 
     /// A READ_VERSIONED-shaped answer.
-    fn versioned(&self, answer: &[u8]) -> Result<Versioned, Error> {
+    /// The value is kept in the answer's own buffer: a large value is held once.
+    fn versioned(&self, mut answer: Vec<u8>) -> Result<Versioned, Error> {
         match answer.split_first() {
             Some((b'A', [])) => Ok(Versioned {
                 value: None,
                 version: Version::Absent,
             }),
             Some((b'P', rest)) if rest.len() >= 40 => {
-                let (sha, value) = rest.split_at(40);
+                let sha = String::from_utf8_lossy(rest.get(..40).unwrap_or_default()).into_owned();
+                answer.drain(..41);
                 Ok(Versioned {
-                    value: Some(value.to_vec()),
-                    version: Version::Tag(String::from_utf8_lossy(sha).into_owned()),
+                    value: Some(answer),
+                    version: Version::Tag(sha),
                 })
             }
             _ => Err(self.malformed(Verb::Get, "/EVALSHA", "not a versioned value")),
@@ -402,7 +404,7 @@ impl Backend for RedisBackend {
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
         let answer = self.eval(&READ_VERSIONED, &[&self.key(key)], &[], &[])?;
-        self.versioned(&answer)
+        self.versioned(answer)
     }
 
     fn write_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
@@ -415,7 +417,7 @@ impl Backend for RedisBackend {
         if answer == b"D" {
             Ok(Swap::Done)
         } else {
-            Ok(Swap::Conflict(self.versioned(&answer)?))
+            Ok(Swap::Conflict(self.versioned(answer)?))
         }
     }
 

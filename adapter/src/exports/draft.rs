@@ -95,6 +95,7 @@ impl atomics::Guest for Adapter {
         key: String,
         delta: u64,
     ) -> Result<u64, store::Error> {
+        crate::deadline::begin();
         let delta = i64::try_from(delta).map_err(|_| {
             Error::Invalid(format!(
                 "increment: delta {delta} is above the stored range (at most {})",

@@ -51,10 +51,12 @@ impl atomics::Guest for Adapter {
         key: String,
         delta: i64,
     ) -> Result<i64, store::Error> {
+        crate::deadline::begin();
         Ok(bucket.get::<Bucket>().backend.increment(&key, delta)?)
     }
 
     fn swap(cas: atomics::Cas, value: Vec<u8>) -> Result<(), atomics::CasError> {
+        crate::deadline::begin();
         let cas: Cas = cas.into_inner();
         let outcome = cas
             .backend
@@ -73,6 +75,7 @@ impl atomics::Guest for Adapter {
 
 impl atomics::GuestCas for Cas {
     fn new(bucket: store::BucketBorrow<'_>, key: String) -> Result<atomics::Cas, store::Error> {
+        crate::deadline::begin();
         let backend = bucket.get::<Bucket>().backend.clone();
         let seen = backend.read_versioned(&key)?;
         Ok(atomics::Cas::new(Cas { backend, key, seen }))

@@ -21,6 +21,7 @@ pub(crate) struct Adapter;
 /// `open` in either draft: read the settings, apply the allow-list, connect.
 pub(crate) fn open_backend(identifier: &str) -> Result<crate::backend::Active, Error> {
     use crate::backend::Backend as _;
+    crate::deadline::begin();
     let settings = crate::settings::load()?;
     crate::settings::check_bucket(&settings, identifier)?;
     crate::backend::Active::open(&settings, identifier)
@@ -36,6 +37,7 @@ macro_rules! shared_glue {
                 &self,
                 key: ::alloc::string::String,
             ) -> Result<Option<::alloc::vec::Vec<u8>>, $kv::store::Error> {
+                $crate::deadline::begin();
                 Ok(self.backend.get(&key)?)
             }
 
@@ -44,14 +46,17 @@ macro_rules! shared_glue {
                 key: ::alloc::string::String,
                 value: ::alloc::vec::Vec<u8>,
             ) -> Result<(), $kv::store::Error> {
+                $crate::deadline::begin();
                 Ok(self.backend.set(&key, &value)?)
             }
 
             fn delete(&self, key: ::alloc::string::String) -> Result<(), $kv::store::Error> {
+                $crate::deadline::begin();
                 Ok(self.backend.delete(&key)?)
             }
 
             fn exists(&self, key: ::alloc::string::String) -> Result<bool, $kv::store::Error> {
+                $crate::deadline::begin();
                 Ok(self.backend.exists(&key)?)
             }
 
@@ -59,6 +64,7 @@ macro_rules! shared_glue {
                 &self,
                 cursor: Option<$crate::exports::CursorOf<$kv::store::KeyResponse>>,
             ) -> Result<$kv::store::KeyResponse, $kv::store::Error> {
+                $crate::deadline::begin();
                 Ok(self.list(cursor)?)
             }
         }
@@ -71,6 +77,7 @@ macro_rules! shared_glue {
                 ::alloc::vec::Vec<Option<(::alloc::string::String, ::alloc::vec::Vec<u8>)>>,
                 $kv::store::Error,
             > {
+                $crate::deadline::begin();
                 let values = bucket.get::<$bucket>().backend.get_many(&keys)?;
                 Ok($crate::exports::pair_up(keys, values)?)
             }
@@ -79,6 +86,7 @@ macro_rules! shared_glue {
                 bucket: $kv::store::BucketBorrow<'_>,
                 key_values: ::alloc::vec::Vec<(::alloc::string::String, ::alloc::vec::Vec<u8>)>,
             ) -> Result<(), $kv::store::Error> {
+                $crate::deadline::begin();
                 Ok(bucket.get::<$bucket>().backend.set_many(&key_values)?)
             }
 
@@ -86,6 +94,7 @@ macro_rules! shared_glue {
                 bucket: $kv::store::BucketBorrow<'_>,
                 keys: ::alloc::vec::Vec<::alloc::string::String>,
             ) -> Result<(), $kv::store::Error> {
+                $crate::deadline::begin();
                 Ok(bucket.get::<$bucket>().backend.delete_many(&keys)?)
             }
         }
