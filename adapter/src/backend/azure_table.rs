@@ -8,9 +8,9 @@
 //! hold `/ \ # ?` or control characters, and `%` and `'` break some of the service's (and
 //! Azurite's) URL handling, so those characters and the escape character `~` itself are
 //! written `~XX` (their code point in hex), and the empty name is a lone `~`: every key has
-//! exactly one spelling, which decodes back. The
-//! value is binary, split over properties `v0`, `v1`, … of up to 64 KiB each (one empty `v0`
-//! for an empty value); a write replaces the whole entity, so no stale part survives.
+//! exactly one spelling, which decodes back. The value is binary, split over properties
+//! `v0`, `v1`, … of up to 64 KiB each (one empty `v0` for an empty value); a write replaces
+//! the whole entity, so no stale part survives.
 //!
 //! Compare-and-swap is native (`If-Match` on the entity's ETag, or an insert that fails when
 //! the row exists). The service cannot add, so `increment` reads and then writes
