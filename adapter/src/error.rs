@@ -96,6 +96,16 @@ impl fmt::Display for Error {
     }
 }
 
+impl From<kvplug_settings::layout::LayoutError> for Error {
+    fn from(error: kvplug_settings::layout::LayoutError) -> Self {
+        use kvplug_settings::layout::LayoutError;
+        match error {
+            LayoutError::MarkerInPrefix => Error::Settings(alloc::format!("{error}")),
+            LayoutError::Reserved(_) => Error::Invalid(alloc::format!("{error}")),
+        }
+    }
+}
+
 /// Both drafts declare the same `error` variant; this is the one mapping into either.
 macro_rules! into_wit {
     ($($kv:ident),*) => {$(

@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod layout;
 pub mod sealed;
 pub mod url;
 
@@ -58,8 +59,9 @@ pub struct Settings {
     pub idle_timeout_ms: u64,
     /// `page-size`: keys asked for per `list-keys` page.
     pub page_size: u32,
-    /// `prefix`: where kvplug's keys live in a shared keyspace (`etcd`, `redis`), so that one
-    /// cluster can serve several applications; empty by default.
+    /// `prefix`: where kvplug's keys live in a shared keyspace (`etcd`, `redis`) or table
+    /// (`dynamodb`, `azure-table`), so that one service can serve several applications;
+    /// empty by default, never holding [`layout::MARKER`].
     pub prefix: String,
     /// `table`: the table holding every bucket (`dynamodb`, `azure-table`).
     pub table: Option<String>,
@@ -135,7 +137,8 @@ const PAGE_SIZE_RANGE: core::ops::RangeInclusive<u32> = 1..=10_000;
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     match name {
         "url" => url::parse(value).map(drop),
-        "token" | "buckets" | "prefix" | "region" | "access-key-id" | "secret-access-key"
+        "prefix" => layout::check_prefix(value),
+        "token" | "buckets" | "region" | "access-key-id" | "secret-access-key"
         | "session-token" | "account-name" => Ok(()),
         "table" => parse_table(value).map(drop),
         "account-key" => parse_account_key(value).map(drop),
@@ -175,6 +178,7 @@ impl Settings {
             Some(text) => parse_number("page-size", &text, PAGE_SIZE_RANGE)?,
         };
         let prefix = lookup("prefix")?.unwrap_or_default();
+        layout::check_prefix(&prefix)?;
         let mut text = |name: &str| -> Result<Option<String>, String> {
             Ok(lookup(name)?
                 .map(|v| String::from(v.trim()))
@@ -326,6 +330,18 @@ mod tests {
         assert_eq!(validate("table", "kvplug-data.v1"), Ok(()));
         let message = validate("account-key", "not base64!").unwrap_err();
         assert!(!message.contains("not base64!"), "{message}");
+    }
+
+    #[test]
+    fn a_prefix_may_not_hold_the_layout_marker() {
+        let message = settings(&[("url", "http://h"), ("prefix", "apps!one/")]).unwrap_err();
+        assert!(
+            message.contains("`prefix`") && message.contains("`!`"),
+            "{message}"
+        );
+        assert_eq!(validate("prefix", "apps!one/"), Err(message));
+        assert_eq!(validate("prefix", "apps/one:*~%"), Ok(()));
+        assert_eq!(validate("prefix", ""), Ok(()));
     }
 
     #[test]

@@ -75,7 +75,7 @@ async fn redis_stopped_behind_webdis_is_named_then_recovers() {
     redis.stop_redis();
     let message = other_message(kv.get(b, "k").await.unwrap_err());
     assert!(
-        message.contains("GET /GET/b%3Ak.raw: HTTP 503: webdis cannot reach Redis"),
+        message.contains("GET /GET/%21b%3Ak.raw: HTTP 503: webdis cannot reach Redis"),
         "{message}"
     );
     // Redis runs without persistence here: after the restart the store is empty, and the
@@ -99,7 +99,7 @@ async fn redis_stopped_behind_webdis_is_named_then_recovers() {
     redis.stop_webdis();
     let message = other_message(kv.exists(b, "k").await.unwrap_err());
     assert!(
-        message.contains("GET /EXISTS/b%3Ak.raw") && message.contains("connection refused"),
+        message.contains("GET /EXISTS/%21b%3Ak.raw") && message.contains("connection refused"),
         "{message}"
     );
     redis.resume_webdis();
@@ -228,7 +228,7 @@ async fn garbage_answers_are_malformed_errors_not_traps() {
     let b = kv.open("b").await.unwrap();
     let message = other_message(kv.get(b, "k").await.unwrap_err());
     assert!(
-        message.contains("GET /GET/b%3Ak.raw: malformed response"),
+        message.contains("GET /GET/%21b%3Ak.raw: malformed response"),
         "{message}"
     );
     let message = other_message(kv.increment(b, "k", 1).await.unwrap_err());
@@ -245,7 +245,7 @@ async fn silent_and_absent_services_are_named_errors_on_every_backend() {
         .port();
     for (backend, path) in [
         ("etcd", "POST /v3/kv/range"),
-        ("redis", "GET /GET/b%3Ak.raw"),
+        ("redis", "GET /GET/%21b%3Ak.raw"),
     ] {
         let mut s = settings(&fault.url());
         s.push(("timeout-ms".into(), "300".into()));

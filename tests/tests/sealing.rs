@@ -182,6 +182,12 @@ fn sealing_refuses_bad_input_and_writes_nothing() {
         (
             &adapter,
             &config,
+            request(&[("url", "http://h"), ("prefix", "apps!one/")], false),
+            "`prefix` may not contain `!`",
+        ),
+        (
+            &adapter,
+            &config,
             request(&[("buckets", "a")], false),
             "`url` must be sealed",
         ),

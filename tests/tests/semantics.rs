@@ -16,6 +16,7 @@ kvplug_tests::on_every_backend!(
     increment_stores_ascii_decimal_and_refuses_non_numbers,
     increments_from_many_instances_lose_nothing,
     compare_and_swap_is_conditional_on_the_captured_version,
+    prefixes_and_buckets_never_reach_another_configurations_keys,
 );
 
 async fn missing_keys_are_none_and_deleting_them_succeeds(service: &dyn Service) {
@@ -342,4 +343,80 @@ async fn compare_and_swap_is_conditional_on_the_captured_version(service: &dyn S
     assert_eq!(kv.cas_current(fresh).await, Ok(None));
     kv.swap(fresh, b"recreated").await.unwrap();
     assert_eq!(kv.get(b, "k").await, Ok(Some(b"recreated".to_vec())));
+}
+
+/// Configurations sharing one service, each a (`prefix`, bucket, keys) whose stored names
+/// overlapped another's when prefix and bucket were joined as they are: the four reported
+/// overlaps, one per backend, plus the empty bucket under a prefix against the prefix as a
+/// bucket (Azure Table), and one pair that overlapped on every backend.
+const CONFIGURATIONS: [(&str, &str, &[&str]); 9] = [
+    // etcd: both were `apps/guestbook/notes/k`.
+    ("apps/guestbook/", "notes", &["k"]),
+    ("", "apps", &["guestbook/notes/k", "k"]),
+    // Redis: both were `apps:guestbook:notes:k`.
+    ("apps:guestbook:", "notes", &["k"]),
+    ("apps:", "guestbook", &["notes:k", "k"]),
+    // Azure Table: both were the partition `apps~2Fguestbook~2Fnotes`.
+    ("", "apps/guestbook/notes", &["k"]),
+    // DynamoDB (and etcd, Redis, Azure Table): both were `app1x`.
+    ("app1", "x", &["k", ""]),
+    ("app", "1x", &["k", ""]),
+    // Azure Table: both were the partition `a`.
+    ("a", "", &["k", ""]),
+    ("", "a", &["k", ""]),
+];
+
+async fn prefixes_and_buckets_never_reach_another_configurations_keys(service: &dyn Service) {
+    let backend = service.backend();
+    // kvplug-http has no `prefix` (the reference server keeps each bucket apart by protocol,
+    // and the setting is ignored): there the case keeps the first configuration of each
+    // bucket name and checks that those buckets, named to overlap, stay apart.
+    let configurations: Vec<_> = CONFIGURATIONS
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, bucket, _))| {
+            backend != "http" || !CONFIGURATIONS[..*i].iter().any(|(_, b, _)| b == bucket)
+        })
+        .collect();
+    let mut opened = Vec::new();
+    for (i, (prefix, bucket, keys)) in &configurations {
+        let mut settings = service.settings();
+        if backend != "http" {
+            settings.push(("prefix".into(), (*prefix).into()));
+        }
+        let mut kv = Kv::with_adapter(kvplug_tests::adapter(backend), settings).await;
+        let b = kv.open(bucket).await.unwrap();
+        for key in *keys {
+            kv.set(b, key, format!("{i}:{key}").as_bytes())
+                .await
+                .unwrap();
+        }
+        opened.push((kv, b));
+    }
+    let every_key: Vec<&str> = CONFIGURATIONS
+        .iter()
+        .flat_map(|(_, _, keys)| keys.iter().copied())
+        .collect();
+    for ((i, (prefix, bucket, keys)), (kv, b)) in configurations.iter().zip(&mut opened) {
+        let context = format!("{backend}: prefix {prefix:?}, bucket {bucket:?}");
+        let mut own: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        own.sort();
+        let (mut listed, _) = kv.all_keys(*b).await.unwrap();
+        listed.sort();
+        assert_eq!(listed, own, "{context}: list-keys");
+        for key in &every_key {
+            let mine = keys.contains(key);
+            let expected = mine.then(|| format!("{i}:{key}").into_bytes());
+            assert_eq!(
+                kv.get(*b, key).await,
+                Ok(expected),
+                "{context}: get {key:?}"
+            );
+            assert_eq!(
+                kv.exists(*b, key).await,
+                Ok(mine),
+                "{context}: exists {key:?}"
+            );
+        }
+    }
 }

@@ -2,13 +2,15 @@
 //! Cosmos DB Table API, and Azurite), signed with Shared Key.
 //!
 //! Every bucket lives in one table (`table` setting, `kvplug` by default): a bucket is a
-//! partition, `PartitionKey` = the escaped `prefix` + bucket name, and a key is a row,
-//! `RowKey` = the escaped key. Key fields may not hold `/ \ # ?` or control characters, and
-//! `%` and `'` break some of the service's (and Azurite's) URL handling, so those characters
-//! and the escape character `~` itself are written `~XX` (their code point in hex), and the
-//! empty string is a lone `~`: every key has exactly one spelling, which decodes back. The
-//! value is binary, split over properties `v0`, `v1`, … of up to 64 KiB each (one empty `v0`
-//! for an empty value); a write replaces the whole entity, so no stale part survives.
+//! partition, `PartitionKey` = the escaped `prefix`, `!`, the escaped bucket name
+//! (`kvplug_settings::layout`; the bucket's `!` is escaped too, so no prefix and bucket pair
+//! spells another's), and a key is a row, `RowKey` = the escaped key. Key fields may not
+//! hold `/ \ # ?` or control characters, and `%` and `'` break some of the service's (and
+//! Azurite's) URL handling, so those characters and the escape character `~` itself are
+//! written `~XX` (their code point in hex), and the empty name is a lone `~`: every key has
+//! exactly one spelling, which decodes back. The value is binary, split over properties
+//! `v0`, `v1`, … of up to 64 KiB each (one empty `v0` for an empty value); a write replaces
+//! the whole entity, so no stale part survives.
 //!
 //! Compare-and-swap is native (`If-Match` on the entity's ETag, or an insert that fails when
 //! the row exists). The service cannot add, so `increment` reads and then writes
@@ -25,6 +27,7 @@ use core::fmt::Write as _;
 use kvplug_codec::base64;
 use kvplug_codec::json::{self, Value};
 use kvplug_protocol::counter;
+use kvplug_settings::layout;
 use kvplug_settings::url::Scheme;
 
 use super::{Backend, Page, Swap, Version, Versioned, chunks, distinct, last_wins};
@@ -613,15 +616,12 @@ fn escaped(c: char) -> bool {
     matches!(c, '/' | '\\' | '#' | '?' | '%' | '\'' | ESCAPE) || c.is_control()
 }
 
-/// The key field for `key`: `~XX` for the characters the service refuses or mishandles,
-/// a lone `~` for the empty string.
-fn encode_key(key: &str) -> String {
-    if key.is_empty() {
-        return String::from(ESCAPE);
-    }
-    let mut out = String::with_capacity(key.len() + 8);
-    for c in key.chars() {
-        if escaped(c) {
+/// `text` with `~XX` for the characters the service refuses or mishandles and for those
+/// `also` names; the empty string stays empty.
+fn escape_field(text: &str, also: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) || also(c) {
             // Every escaped character is below U+00A0: two hex digits hold it.
             let _ = write!(out, "{ESCAPE}{:02X}", u32::from(c));
         } else {
@@ -629,6 +629,24 @@ fn encode_key(key: &str) -> String {
         }
     }
     out
+}
+
+/// The key field for `key`: `~XX` for the characters the service refuses or mishandles,
+/// a lone `~` for the empty string.
+fn encode_key(key: &str) -> String {
+    if key.is_empty() {
+        return String::from(ESCAPE);
+    }
+    escape_field(key, |_| false)
+}
+
+/// A bucket name as it follows the marker in the `PartitionKey`: as a key, and the marker
+/// escaped, so the field holds exactly one marker, the one that ends the prefix.
+fn encode_bucket(bucket: &str) -> String {
+    if bucket.is_empty() {
+        return String::from(ESCAPE);
+    }
+    escape_field(bucket, |c| c == layout::MARKER)
 }
 
 /// The key a key field spells, if it is one `encode_key` writes.
@@ -669,7 +687,11 @@ fn upper_hex(c: char) -> Option<u8> {
 
 /// The key field of `key`, refused before anything is sent when the service would refuse it.
 fn key_field(key: &str, what: &str) -> Result<String, Error> {
-    let field = encode_key(key);
+    check_field(encode_key(key), what)
+}
+
+/// `field`, refused when longer than the service takes.
+fn check_field(field: String, what: &str) -> Result<String, Error> {
     let units = field.encode_utf16().count();
     if units > MAX_KEY_UNITS {
         return Err(Error::Invalid(format!(
@@ -870,10 +892,13 @@ impl Backend for TableBackend {
             .clone()
             .unwrap_or_else(|| String::from(DEFAULT_TABLE));
         check_table(&table)?;
-        let mut full = String::with_capacity(settings.prefix.len() + bucket.len());
-        full.push_str(&settings.prefix);
-        full.push_str(bucket);
-        let partition = key_field(&full, "bucket name (with the `prefix` setting)")?;
+        // The prefix is escaped as a key is (it holds no marker, settings refuse one); the
+        // escaping never writes the marker, so the namespace argument holds for the field.
+        let prefix = escape_field(&settings.prefix, |_| false);
+        let partition = check_field(
+            layout::namespace(&prefix, bucket, encode_bucket, None)?,
+            "bucket name (with the `prefix` setting and `!`)",
+        )?;
         let endpoint = &settings.endpoint;
         let scheme = match endpoint.scheme {
             Scheme::Http => "http",
@@ -1167,24 +1192,49 @@ mod tests {
         );
     }
 
-    fn backend(partition: &str) -> TableBackend {
+    fn backend(bucket: &str) -> TableBackend {
+        backend_under("", bucket)
+    }
+
+    fn backend_under(prefix: &str, bucket: &str) -> TableBackend {
         let settings = Settings::from_lookup(|name| {
             Ok(match name {
                 "url" => Some(String::from("http://127.0.0.1:10002/devstoreaccount1")),
                 "account-name" => Some(String::from("devstoreaccount1")),
                 "account-key" => Some(String::from("a2V5")),
+                "prefix" => Some(String::from(prefix)),
                 _ => None,
             })
         })
         .unwrap();
-        TableBackend::open(&settings, partition).unwrap()
+        TableBackend::open(&settings, bucket).unwrap()
+    }
+
+    #[test]
+    fn partitions_end_the_prefix_with_the_one_marker() {
+        let partition =
+            |prefix: &str, bucket: &str| backend_under(prefix, bucket).inner.partition.clone();
+        assert_eq!(
+            partition("apps/guestbook/", "notes"),
+            "apps~2Fguestbook~2F!notes"
+        );
+        assert_eq!(
+            partition("", "apps/guestbook/notes"),
+            "!apps~2Fguestbook~2Fnotes"
+        );
+        assert_eq!(partition("a", ""), "a!~");
+        assert_eq!(partition("", "a"), "!a");
+        assert_eq!(partition("", "a!~"), "!a~21~7E");
+        assert_eq!(partition("", "~21"), "!~7E21");
     }
 
     #[test]
     fn the_largest_entity_fits_a_1_mib_request() {
-        // The longest fields: 512 three-byte characters each, a JSON escape adds nothing.
+        // The longest fields: 512 three-byte characters each (the partition's first is the
+        // marker), a JSON escape adds nothing.
         let widest = "語".repeat(512);
-        let b = backend(&widest);
+        let b = backend(&widest[3..]);
+        assert_eq!(b.inner.partition.encode_utf16().count(), MAX_KEY_UNITS);
         let row = key_field(&widest, "key").unwrap();
         let value: Vec<u8> = (0..MAX_VALUE).map(|i| i as u8).collect();
         let body = b.entity_json(&row, &value);
@@ -1205,13 +1255,13 @@ mod tests {
         let b = backend("my bucket");
         assert_eq!(
             b.entity_path(&encode_key("a/b c")),
-            "/kvplug(PartitionKey='my%20bucket',RowKey='a~2Fb%20c')"
+            "/kvplug(PartitionKey='%21my%20bucket',RowKey='a~2Fb%20c')"
         );
         assert_eq!(
             b.query_path(&["x", "~"], Some("RowKey"), Some(7)),
-            "/kvplug()?$filter=PartitionKey%20eq%20%27my%20bucket%27%20and%20%28RowKey%20eq%20%27x%27%20or%20RowKey%20eq%20%27~%27%29&$select=RowKey&$top=7"
+            "/kvplug()?$filter=PartitionKey%20eq%20%27%21my%20bucket%27%20and%20%28RowKey%20eq%20%27x%27%20or%20RowKey%20eq%20%27~%27%29&$select=RowKey&$top=7"
         );
-        assert_eq!(backend("").inner.partition, "~");
+        assert_eq!(backend("").inner.partition, "!~");
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! indistinguishable to the application. Every write also stores a fresh version token
 //! `ver`, and compare-and-swap is a `ConditionExpression` on it.
 //!
-//! Key attributes may not be empty, so the partition key is `<prefix><encoded bucket>`
-//! (`kvplug_protocol::names`: `~` for the empty name) and the sort key is `/` + the key.
+//! Key attributes may not be empty, so the partition key is `<prefix>!<encoded bucket>`
+//! (`kvplug_settings::layout`; `kvplug_protocol::names`, `~` for the empty name) and the
+//! sort key is `/` + the key.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -20,6 +21,7 @@ use alloc::vec::Vec;
 use kvplug_codec::base64;
 use kvplug_codec::json::{self, Value};
 use kvplug_protocol::{counter, names};
+use kvplug_settings::layout;
 
 use super::{Backend, Page, Swap, Version, Versioned, distinct, last_wins};
 use crate::client::{Client, Verb};
@@ -533,10 +535,10 @@ impl Backend for DynamoBackend {
                 ))
             })?,
         };
-        let partition = format!("{}{}", settings.prefix, names::encode(bucket));
+        let partition = layout::namespace(&settings.prefix, bucket, names::encode, None)?;
         if partition.len() > MAX_PARTITION_KEY_BYTES {
             return Err(Error::Invalid(format!(
-                "DynamoDB partition keys hold at most {MAX_PARTITION_KEY_BYTES} bytes: prefix and encoded bucket name are {}",
+                "DynamoDB partition keys hold at most {MAX_PARTITION_KEY_BYTES} bytes: prefix, `!` and encoded bucket name are {}",
                 partition.len()
             )));
         }

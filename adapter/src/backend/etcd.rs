@@ -1,8 +1,8 @@
 //! The `etcd` backend: etcd v3's JSON gateway (`POST /v3/kv/{range,put,deleterange,txn}`).
 //!
-//! A bucket is the key range `<prefix><encoded bucket>/`: the bucket name is encoded
-//! (`kvplug_protocol::names`) so it never contains `/`, which makes one bucket's range
-//! disjoint from every other's. Keys and values travel base64-encoded, as the gateway wants.
+//! A bucket is the key range `<prefix>!<encoded bucket>/` (`kvplug_settings::layout`): the
+//! bucket name is encoded (`kvplug_protocol::names`) so it never contains `/` or `!`, which
+//! makes one bucket's range disjoint from every other's, under any prefix. Keys and values travel base64-encoded, as the gateway wants.
 //! Compare-and-swap is a transaction on `mod_revision` (or `create_revision == 0` for an
 //! absent key) whose failure branch reads the key, so a lost race costs no extra request.
 //! etcd has no arithmetic, so `increment` is that same transaction in a bounded loop.
@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 use kvplug_codec::base64;
 use kvplug_codec::json::{self, Value};
 use kvplug_protocol::{counter, names};
+use kvplug_settings::layout;
 
 use super::{Backend, Page, Swap, Version, Versioned, chunks, distinct, last_wins};
 use crate::client::{Client, Verb};
@@ -38,7 +39,7 @@ const TXN: &str = "/v3/kv/txn";
 #[derive(Debug, Clone)]
 pub struct EtcdBackend {
     client: Rc<Client>,
-    /// `<prefix><encoded bucket>/`, the start of every key of the bucket.
+    /// `<prefix>!<encoded bucket>/`, the start of every key of the bucket.
     space: Rc<str>,
     page_size: u32,
 }
@@ -256,7 +257,7 @@ fn versioned(range: &Value<'_>) -> Result<Versioned, &'static str> {
 impl Backend for EtcdBackend {
     fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
         // Buckets are key ranges and always exist, so opening one needs no request.
-        let space = format!("{}{}/", settings.prefix, names::encode(bucket));
+        let space = layout::namespace(&settings.prefix, bucket, names::encode, Some('/'))?;
         Ok(EtcdBackend {
             client: Rc::new(Client::new(settings, None)),
             space: Rc::from(space),

@@ -1,7 +1,7 @@
 //! The `redis` backend: Redis behind webdis, one HTTP request per operation.
 //!
-//! A bucket is the key prefix `<prefix><encoded bucket>:` (the encoded name never contains
-//! `:`, so buckets cannot overlap), and each value is a plain Redis string, so other Redis
+//! A bucket is the key prefix `<prefix>!<encoded bucket>:` (`kvplug_settings::layout`; the
+//! encoded name never contains `:` or `!`, so buckets cannot overlap, under any prefix), and each value is a plain Redis string, so other Redis
 //! clients see ordinary keys and `INCRBY` works natively.
 //!
 //! webdis turns `/<COMMAND>/<arg>/…` into a Redis command. Two of its quirks shape this
@@ -21,6 +21,7 @@ use kvplug_codec::base64;
 use kvplug_codec::resp::{self, Reply};
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::names;
+use kvplug_settings::layout;
 
 use super::{Backend, Page, Swap, Version, Versioned, framed_batches};
 use crate::client::{Client, Verb};
@@ -137,7 +138,7 @@ return struct.pack('>I4', #cursor) .. cursor .. table.concat(out)",
 #[derive(Debug, Clone)]
 pub struct RedisBackend {
     client: Rc<Client>,
-    /// `<prefix><encoded bucket>:`, the start of every key of the bucket.
+    /// `<prefix>!<encoded bucket>:`, the start of every key of the bucket.
     space: Rc<str>,
     page_size: u32,
 }
@@ -332,7 +333,12 @@ impl Backend for RedisBackend {
             .map(|credentials| format!("Basic {}", base64::encode(credentials.as_bytes())));
         Ok(RedisBackend {
             client: Rc::new(Client::new(settings, authorization)),
-            space: Rc::from(format!("{}{}:", settings.prefix, names::encode(bucket))),
+            space: Rc::from(layout::namespace(
+                &settings.prefix,
+                bucket,
+                names::encode,
+                Some(':'),
+            )?),
             page_size: settings.page_size,
         })
     }
