@@ -394,9 +394,19 @@ impl Backend for RedisBackend {
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        use kvplug_protocol::counter::CounterError;
         let delta = delta.to_string();
         let path = command("INCRBY", &[&self.key(key), delta.as_bytes()]);
-        let reply = self.call(Verb::Get, &path, &[])?;
+        let reply = match self.call(Verb::Get, &path, &[]) {
+            // Redis's own words (unchanged since 2.x); its grammar is the shared one.
+            Err(Error::Refused { reason, .. }) if reason.contains("would overflow") => {
+                return Err(super::counter_error(key, CounterError::Overflow));
+            }
+            Err(Error::Refused { reason, .. }) if reason.contains("not an integer") => {
+                return Err(super::counter_error(key, CounterError::NotANumber));
+            }
+            other => other?,
+        };
         self.integer(Verb::Get, &path, reply)
     }
 
