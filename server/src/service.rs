@@ -10,6 +10,7 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH, 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use kvplug_protocol::counter::CounterError;
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::{BatchOp, codes, names};
 
@@ -396,12 +397,12 @@ async fn increment(
         Err(IncrementError::NotANumber) => Err(error(
             StatusCode::CONFLICT,
             codes::NOT_A_NUMBER,
-            "the stored value is not an ASCII decimal integer",
+            format!("{}; nothing was written", CounterError::NotANumber),
         )),
         Err(IncrementError::Overflow) => Err(error(
             StatusCode::CONFLICT,
             codes::OVERFLOW,
-            "the sum leaves the signed 64-bit range",
+            format!("{}; nothing was written", CounterError::Overflow),
         )),
     }
 }

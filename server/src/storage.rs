@@ -65,7 +65,7 @@ pub enum WriteOutcome {
 /// Why an increment was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncrementError {
-    /// The stored value is not an ASCII decimal integer.
+    /// The stored value does not follow the counter grammar (`kvplug_protocol::counter`).
     NotANumber,
     /// The sum leaves the signed 64-bit range.
     Overflow,

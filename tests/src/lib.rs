@@ -273,6 +273,48 @@ impl Kv {
     }
 }
 
+/// An instance of an adapter called through its older-draft exports
+/// (`wasi:keyvalue@0.2.0-draft`, unsigned `increment`), as an app on that draft would.
+pub struct DraftKv {
+    store: Store<Host>,
+    kv: draft::KeyvalueProviderDraft,
+}
+
+/// The older draft's `error`.
+pub use draft::exports::wasi::keyvalue0_2_0_draft::store::Error as DraftError;
+
+impl DraftKv {
+    /// Instantiates the adapter for `service`, with its settings.
+    pub async fn connect(service: &dyn services::Service) -> DraftKv {
+        let mut store = runtime().store(&service.settings(), &[]);
+        let kv = draft::KeyvalueProviderDraft::instantiate_async(
+            &mut store,
+            adapter(service.backend()),
+            runtime().linker(),
+        )
+        .await
+        .expect("instantiate the adapter");
+        DraftKv { store, kv }
+    }
+
+    pub async fn open(&mut self, name: &str) -> Result<ResourceAny, DraftError> {
+        let api = self.kv.wasi_keyvalue0_2_0_draft_store();
+        api.call_open(&mut self.store, name).await.expect(TRAPPED)
+    }
+
+    pub async fn increment(
+        &mut self,
+        b: ResourceAny,
+        key: &str,
+        delta: u64,
+    ) -> Result<u64, DraftError> {
+        let api = self.kv.wasi_keyvalue0_2_0_draft_atomics();
+        api.call_increment(&mut self.store, b, key, delta)
+            .await
+            .expect(TRAPPED)
+    }
+}
+
 /// The message of an `other` error; fails the test on any other variant.
 pub fn other_message(error: KvError) -> String {
     match error {

@@ -108,12 +108,16 @@ async fn redis_stopped_behind_webdis_is_named_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_webdis_disables_is_named() {
-    // An operator who turned scripting off: single-key operations work, CAS cannot.
+    // An operator who turned scripting off: get, set, delete and exists work; CAS cannot,
+    // nor increment (a script, so that webdis never writes a 64-bit integer reply).
     let redis = Redis::start_with(None, &["EVALSHA", "EVAL"]);
     let mut kv = Kv::connect(&redis).await;
     let b = kv.open("b").await.unwrap();
     kv.set(b, "k", b"v").await.unwrap();
-    assert_eq!(kv.increment(b, "n", 2).await, Ok(2));
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"v".to_vec())));
+    let message = other_message(kv.increment(b, "n", 2).await.unwrap_err());
+    assert!(message.contains("refused `EVALSHA`"), "{message}");
+    assert_eq!(kv.get(b, "n").await, Ok(None));
     let message = other_message(kv.cas_new(b, "k").await.unwrap_err());
     assert!(
         message.contains("HTTP 403: webdis refused `EVALSHA`")
@@ -232,7 +236,10 @@ async fn garbage_answers_are_malformed_errors_not_traps() {
         "{message}"
     );
     let message = other_message(kv.increment(b, "k", 1).await.unwrap_err());
-    assert!(message.contains("GET /INCRBY/"), "{message}");
+    assert!(
+        message.contains("GET /EVALSHA/b5222a909aa4ec5b0f535163ff4df699377c2f4c/1/b%3Ak/1.raw: malformed response"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1019,7 +1019,7 @@ impl Backend for TableBackend {
         for _ in 0..MAX_INCREMENT_ATTEMPTS {
             let current = self.versioned(&row)?;
             let sum = counter::add(current.value.as_deref(), delta)
-                .map_err(|e| Error::Invalid(format!("increment of `{key}`: {e}")))?;
+                .map_err(|e| super::counter_error(key, e))?;
             if self.try_write(&row, &current.version, sum.to_string().as_bytes())? {
                 return Ok(sum);
             }

@@ -343,7 +343,7 @@ impl DynamoBackend {
     fn convert_to_number(&self, key: &str, delta: i64) -> Result<Option<i64>, Error> {
         let current = self.read_item(key)?;
         let sum = counter::add(current.value.as_deref(), delta)
-            .map_err(|e| Error::Invalid(format!("increment of `{key}`: {e}")))?;
+            .map_err(|e| super::counter_error(key, e))?;
         let mut body = format!("{{\"TableName\":{},\"Key\":", self.account.table);
         self.write_key(&mut body, key)?;
         body.push_str(",\"UpdateExpression\":\"SET n = :sum, ver = :ver REMOVE v\"");

@@ -341,7 +341,7 @@ impl Backend for EtcdBackend {
         };
         for _ in 0..MAX_INCREMENT_ATTEMPTS {
             let sum = counter::add(expected.value.as_deref(), delta)
-                .map_err(|e| Error::Invalid(format!("increment of `{key}`: {e}")))?;
+                .map_err(|e| super::counter_error(key, e))?;
             match self.put_if(key, &expected.version, sum.to_string().as_bytes())? {
                 Swap::Done => return Ok(sum),
                 Swap::Conflict(current) => expected = current,

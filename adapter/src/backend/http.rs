@@ -170,11 +170,26 @@ impl Backend for RestBackend {
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        use kvplug_protocol::counter;
         let path = format!(
             "{}?increment={delta}",
             kvplug_protocol::key_path(&self.bucket, key)
         );
-        let response = self.expect_success(Verb::Post, &path, &[], &[])?;
+        let response = self.client.send(Verb::Post, &path, &[], &[])?;
+        // The server refuses by code under the shared grammar; word it as every backend
+        // does, so an app sees one message whichever service it is linked with.
+        let refusal = match (
+            response.status,
+            response.header(kvplug_protocol::HEADER_ERROR),
+        ) {
+            (200..=299, _) => None,
+            (409, Some(codes::NOT_A_NUMBER)) => Some(counter::CounterError::NotANumber),
+            (409, Some(codes::OVERFLOW)) => Some(counter::CounterError::Overflow),
+            _ => return Err(self.status_error(Verb::Post, &path, &response)),
+        };
+        if let Some(refusal) = refusal {
+            return Err(super::counter_error(key, refusal));
+        }
         core::str::from_utf8(&response.body)
             .ok()
             .and_then(|text| text.trim().parse::<i64>().ok())

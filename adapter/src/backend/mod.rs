@@ -101,6 +101,14 @@ pub trait Backend: Clone + Sized {
     fn delete_many(&self, keys: &[String]) -> Result<(), Error>;
 }
 
+/// The error of an `increment` of `key` that the stored value or the sum refuses. Every
+/// backend checks before it writes, so the message can promise that nothing changed.
+fn counter_error(key: &str, error: kvplug_protocol::counter::CounterError) -> Error {
+    Error::Invalid(alloc::format!(
+        "increment of `{key}`: {error}; nothing was written"
+    ))
+}
+
 /// Splits `items` into runs of at most `max_entries` and, where possible, `max_bytes`
 /// (an item larger than `max_bytes` travels alone).
 fn chunks<T>(

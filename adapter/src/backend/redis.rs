@@ -4,13 +4,15 @@
 //! encoded name never contains `:` or `!`, so buckets cannot overlap, under any prefix), and each value is a plain Redis string, so other Redis
 //! clients see ordinary keys and `INCRBY` works natively.
 //!
-//! webdis turns `/<COMMAND>/<arg>/…` into a Redis command. Two of its quirks shape this
-//! module (both measured; see the README): its RESP output (`.raw`) drops nil elements
-//! and nested arrays, and its JSON output is not binary-safe. So every reply the adapter
-//! reads is a single value: plain commands for single keys, and for everything else a Lua
-//! script that packs its answer into one binary string of `kvplug_protocol::frames`. Values
-//! never travel in the URL: a request body is webdis's last argument, binary-safe. Scripts
-//! are called by SHA-1 (`EVALSHA`) and sent in full only when Redis does not have them yet.
+//! webdis turns `/<COMMAND>/<arg>/…` into a Redis command. Three of its quirks shape this
+//! module (all measured; see the README): its RESP output (`.raw`) drops nil elements and
+//! nested arrays and miscounts integers beyond 32 bits, and its JSON output is not
+//! binary-safe. So every reply the adapter reads is a single string or a small integer:
+//! plain commands to get, set, delete or test one key, and for everything else a Lua script
+//! answering one binary string (`increment` the stored decimal, the others
+//! `kvplug_protocol::frames`). Values never travel in the URL: a request body is webdis's
+//! last argument, binary-safe. Scripts are called by SHA-1 (`EVALSHA`) and sent in full only
+//! when Redis does not have them yet.
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -60,6 +62,17 @@ if version == ARGV[1] then
 end
 if v then return 'P' .. version .. v end
 return 'A'",
+};
+
+/// `INCRBY KEYS[1] ARGV[1]`, answered as the stored decimal string. Not INCRBY's own reply:
+/// webdis 0.1.9 writes the RESP length of an integer truncated to 32 bits (`:21` for
+/// 2147483648), and Lua would turn it into a double, exact only up to 2^53. Both calls run
+/// inside one script, so nothing can come between them; an error (not a counter, overflow)
+/// aborts before anything is written.
+const INCREMENT: Script = Script {
+    sha1: "b5222a909aa4ec5b0f535163ff4df699377c2f4c",
+    source: "redis.call('INCRBY', KEYS[1], ARGV[1])
+return redis.call('GET', KEYS[1])",
 };
 
 /// Shared head of the batch scripts: `ARGV[1]` is the bucket's prefix, `ARGV[2]` the
@@ -402,10 +415,25 @@ impl Backend for RedisBackend {
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        use kvplug_protocol::counter::{self, CounterError};
         let delta = delta.to_string();
-        let path = command("INCRBY", &[&self.key(key), delta.as_bytes()]);
-        let reply = self.call(Verb::Get, &path, &[])?;
-        self.integer(Verb::Get, &path, reply)
+        let answer = match self.eval(&INCREMENT, &[&self.key(key)], &[delta.as_bytes()], &[]) {
+            // Redis's own words (unchanged since 2.x); its grammar is the shared one.
+            Err(Error::Refused { reason, .. }) if reason.contains("would overflow") => {
+                return Err(super::counter_error(key, CounterError::Overflow));
+            }
+            Err(Error::Refused { reason, .. }) if reason.contains("not an integer") => {
+                return Err(super::counter_error(key, CounterError::NotANumber));
+            }
+            other => other?,
+        };
+        counter::parse(&answer).ok_or_else(|| {
+            self.malformed(
+                Verb::Get,
+                "/EVALSHA",
+                "the increment was applied, but the answer is not a decimal",
+            )
+        })
     }
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
@@ -480,6 +508,7 @@ mod tests {
         for script in [
             &READ_VERSIONED,
             &WRITE_IF,
+            &INCREMENT,
             &GET_MANY,
             &SET_MANY,
             &DELETE_MANY,

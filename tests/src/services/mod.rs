@@ -135,7 +135,7 @@ pub fn fewest_requests(backend: &str) -> Fewest {
             batch_read: 128,
             batch_write: 128,
         },
-        // A bucket is a key prefix; INCRBY adds; a batch script takes 1000 entries.
+        // A bucket is a key prefix; a script runs INCRBY; a batch script takes 1000 entries.
         "redis" => Fewest {
             open: 0,
             increment: 1,
