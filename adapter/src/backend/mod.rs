@@ -6,6 +6,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::client::Verb;
 use crate::error::Error;
 use crate::settings::Settings;
 
@@ -101,6 +102,83 @@ pub trait Backend: Clone + Sized {
     fn delete_many(&self, keys: &[String]) -> Result<(), Error>;
 }
 
+/// The error for an answer that is not the service's. A `url` that reaches another web
+/// server, or a proxy's error page, must fail the call whatever the status: a 200 from it
+/// would otherwise pass for a stored value or an acknowledged write. `target` is the
+/// request as messages name it; `why` is what gave the answer away.
+fn foreign(verb: Verb, target: String, status: u16, service: &str, why: &str) -> Error {
+    Error::Transport {
+        method: verb.name(),
+        path: target,
+        detail: alloc::format!(
+            "the answer (HTTP {status}) is not from {service} ({why}): is `url` right?"
+        ),
+    }
+}
+
+/// Refuses a key longer than `max` bytes before anything is sent. The message names the
+/// limit and where it comes from (`why`), and never the key, which may be that long.
+#[cfg_attr(
+    not(any(feature = "http", feature = "etcd", feature = "redis", test)),
+    expect(
+        dead_code,
+        reason = "the cloud backends count their key fields their own way"
+    )
+)]
+fn check_key(key: &str, max: usize, backend: &str, why: &str) -> Result<(), Error> {
+    if key.len() <= max {
+        return Ok(());
+    }
+    Err(Error::Invalid(alloc::format!(
+        "{backend}: a key of {} bytes is longer than the {max} bytes ({} KiB) this backend takes: {why}",
+        key.len(),
+        max / 1024
+    )))
+}
+
+/// Checks every key of a batch before anything is sent: a batch split over several
+/// requests must not leave the entries before a bad one written. The error says which
+/// entry.
+fn check_batch<'a>(
+    operation: &str,
+    keys: impl ExactSizeIterator<Item = &'a str>,
+    check: impl Fn(&str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let count = keys.len();
+    for (i, key) in keys.enumerate() {
+        check(key).map_err(|error| match error {
+            Error::Invalid(message) => Error::Invalid(alloc::format!(
+                "{operation}: entry {} of {count}: {message}",
+                i + 1
+            )),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// The entries of a batch write in the order they are sent: those too large to share a
+/// request with others (over `max_bytes`) first, largest first, then the rest as given.
+/// How large a request the service takes is its own setting (etcd's
+/// `--max-request-bytes`, a server's body limit), which the adapter cannot check in
+/// advance; sent first, an entry over it is refused before any other entry is written.
+/// The entries must hold each key once (`last_wins`): reordering would otherwise change
+/// which value of a repeated key is left.
+#[cfg_attr(
+    not(any(feature = "http", feature = "etcd", feature = "redis", test)),
+    expect(
+        dead_code,
+        reason = "the cloud backends know their limits and check every entry first"
+    )
+)]
+fn largest_alone_first<T>(items: Vec<T>, max_bytes: usize, size: impl Fn(&T) -> usize) -> Vec<T> {
+    let (mut ordered, rest): (Vec<T>, Vec<T>) =
+        items.into_iter().partition(|item| size(item) > max_bytes);
+    ordered.sort_by_key(|item| core::cmp::Reverse(size(item)));
+    ordered.extend(rest);
+    ordered
+}
+
 /// Splits `items` into runs of at most `max_entries` and, where possible, `max_bytes`
 /// (an item larger than `max_bytes` travels alone).
 fn chunks<T>(
@@ -154,14 +232,8 @@ fn framed_batches<'a, T>(
 }
 
 /// The pairs of a batch with each key once, holding its last value: what sequential sets
-/// would leave behind. Services that refuse a key twice in one transaction need this.
-#[cfg_attr(
-    not(any(feature = "etcd", feature = "dynamodb", feature = "azure-table", test)),
-    expect(
-        dead_code,
-        reason = "for services that refuse a key twice in one transaction"
-    )
-)]
+/// would leave behind. Services that refuse a key twice in one transaction need this, and
+/// so does sending a batch in another order than given.
 fn last_wins(pairs: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
     let mut seen = alloc::collections::BTreeSet::new();
     let mut kept: Vec<_> = pairs
@@ -202,6 +274,35 @@ mod tests {
         let sizes: Vec<usize> = chunks(&big, 10, 100, |n| *n).map(<[usize]>::len).collect();
         assert_eq!(sizes, [1, 2, 1, 1]);
         assert_eq!(chunks(&[] as &[usize], 2, 2, |n| *n).count(), 0);
+    }
+
+    #[test]
+    fn entries_too_large_to_share_a_request_go_first_largest_first() {
+        let sizes = [3usize, 50, 1, 70, 60, 2];
+        let ordered = largest_alone_first(sizes.to_vec(), 10, |n| *n);
+        assert_eq!(ordered, [70, 60, 50, 3, 1, 2]);
+        assert_eq!(
+            largest_alone_first(alloc::vec![1usize, 2], 10, |n| *n),
+            [1, 2]
+        );
+    }
+
+    #[test]
+    fn batches_name_the_entry_whose_key_is_refused() {
+        let (longest, too_long) = ("k".repeat(2048), "k".repeat(2049));
+        let keys = ["a", longest.as_str(), too_long.as_str()];
+        let check = |key: &str| check_key(key, 2048, "test", "why");
+        let Err(Error::Invalid(message)) = check_batch("set-many", keys.into_iter(), check) else {
+            panic!("the third key is too long");
+        };
+        assert_eq!(
+            message,
+            "set-many: entry 3 of 3: test: a key of 2049 bytes is longer than the 2048 bytes (2 KiB) this backend takes: why"
+        );
+        assert_eq!(
+            check_batch("get-many", keys[..2].iter().copied(), check),
+            Ok(())
+        );
     }
 
     #[test]
