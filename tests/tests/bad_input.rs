@@ -322,8 +322,8 @@ async fn names_beyond_the_limits_are_refused_before_anything_is_sent(service: &d
     }
 }
 
-/// The longest key and bucket name a backend takes work in every call, listing with a
-/// cursor included: the limits are where calls start to fail, not below.
+/// The longest key and bucket name a backend takes work in every call, listing from a
+/// cursor included: a limit leaves room for every call that names the key.
 async fn the_longest_names_work_in_every_call(service: &dyn Service) {
     let backend = service.backend();
     let limits = name_limits(backend);
@@ -341,7 +341,10 @@ async fn the_longest_names_work_in_every_call(service: &dyn Service) {
     let (mut listed, pages) = kv.all_keys(b).await.unwrap();
     listed.sort();
     assert_eq!(listed, [key, "ÿ"], "{backend}");
-    assert!(pages >= 2, "{backend}: {pages} page(s)");
+    // Redis pages by SCAN, which may return both keys at once.
+    if backend != "redis" {
+        assert!(pages >= 2, "{backend}: {pages} page(s)");
+    }
     let cas = kv.cas_new(b, key).await.unwrap();
     kv.swap(cas, b"swapped").await.unwrap();
     assert_eq!(
