@@ -27,7 +27,9 @@ use kvplug_codec::json::{self, Value};
 use kvplug_protocol::counter;
 use kvplug_settings::url::Scheme;
 
-use super::{Backend, Page, Swap, Version, Versioned, check_batch, chunks, distinct, last_wins};
+use super::{
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct, last_wins,
+};
 use crate::client::{Client, Response, Verb};
 use crate::clock::{self, Utc};
 use crate::error::Error;
@@ -1032,7 +1034,7 @@ impl Backend for TableBackend {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        check_batch("get-many", keys.iter().map(String::as_str), check_key)?;
+        check_batch("get-many", keys, check_key)?;
         let rows = keys
             .iter()
             .map(|key| key_field(key, "key"))
@@ -1056,7 +1058,7 @@ impl Backend for TableBackend {
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
         // An entity may appear once per changeset; the last value is what sequential sets
         // would have left.
-        check_batch("set-many", pairs.iter().map(|(k, _)| k.as_str()), check_key)?;
+        check_pairs(pairs, check_key)?;
         let pairs = last_wins(pairs);
         let mut parts = Vec::with_capacity(pairs.len());
         for (key, value) in pairs {
@@ -1070,7 +1072,7 @@ impl Backend for TableBackend {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
-        check_batch("delete-many", keys.iter().map(String::as_str), check_key)?;
+        check_batch("delete-many", keys, check_key)?;
         let mut parts = Vec::with_capacity(keys.len());
         for key in distinct(keys) {
             let row = key_field(key, "key")?;

@@ -21,7 +21,9 @@ use kvplug_codec::base64;
 use kvplug_codec::json::{self, Value};
 use kvplug_protocol::{counter, names};
 
-use super::{Backend, Page, Swap, Version, Versioned, check_batch, distinct, last_wins};
+use super::{
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, distinct, last_wins,
+};
 use crate::client::{Client, Verb};
 use crate::clock::{self, Utc};
 use crate::error::Error;
@@ -675,9 +677,7 @@ impl Backend for DynamoBackend {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
         // BatchGetItem refuses a key twice and answers in any order: ask for each key once,
         // then answer in the order asked.
-        check_batch("get-many", keys.iter().map(String::as_str), |key| {
-            Self::sort_key(key).map(drop)
-        })?;
+        check_batch("get-many", keys, |key| Self::sort_key(key).map(drop))?;
         let mut found: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut pending: Vec<&String> = distinct(keys);
         let mut idle_rounds = 0;
@@ -723,9 +723,7 @@ impl Backend for DynamoBackend {
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
         // BatchWriteItem refuses a key twice in one request; the last value is what
         // sequential sets would leave.
-        check_batch("set-many", pairs.iter().map(|(k, _)| k.as_str()), |key| {
-            Self::sort_key(key).map(drop)
-        })?;
+        check_pairs(pairs, |key| Self::sort_key(key).map(drop))?;
         let mut requests = Vec::with_capacity(pairs.len());
         for (key, value) in last_wins(pairs) {
             let mut request = String::from("{\"PutRequest\":{\"Item\":");
@@ -737,9 +735,7 @@ impl Backend for DynamoBackend {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
-        check_batch("delete-many", keys.iter().map(String::as_str), |key| {
-            Self::sort_key(key).map(drop)
-        })?;
+        check_batch("delete-many", keys, |key| Self::sort_key(key).map(drop))?;
         let mut requests = Vec::with_capacity(keys.len());
         for key in distinct(keys) {
             let mut request = String::from("{\"DeleteRequest\":{\"Key\":");

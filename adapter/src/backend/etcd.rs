@@ -17,8 +17,8 @@ use kvplug_codec::json::{self, Value};
 use kvplug_protocol::{counter, names};
 
 use super::{
-    Backend, Page, Swap, Version, Versioned, check_batch, chunks, distinct, largest_alone_first,
-    last_wins,
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct,
+    large_first, last_wins,
 };
 use crate::client::{Client, Verb};
 use crate::error::Error;
@@ -59,7 +59,8 @@ enum Op<'a> {
 
 /// Refuses a key longer than [`MAX_KEY_BYTES`] before anything is sent.
 fn check_key(key: &str) -> Result<(), Error> {
-    super::check_key(
+    super::check_length(
+        "key",
         key,
         MAX_KEY_BYTES,
         "etcd",
@@ -395,7 +396,7 @@ impl Backend for EtcdBackend {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        check_batch("get-many", keys.iter().map(String::as_str), check_key)?;
+        check_batch("get-many", keys, check_key)?;
         let mut values = Vec::with_capacity(keys.len());
         self.txn_chunks(
             keys,
@@ -415,20 +416,19 @@ impl Backend for EtcdBackend {
     }
 
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
-        check_batch("set-many", pairs.iter().map(|(k, _)| k.as_str()), check_key)?;
+        check_pairs(pairs, check_key)?;
         // etcd refuses a key twice in one transaction; the last value is what sequential
         // sets would have left.
-        let size = |(key, value): &&(String, Vec<u8>)| key.len() + value.len();
         self.txn_chunks(
-            &largest_alone_first(last_wins(pairs), MAX_TXN_BYTES, size),
-            size,
+            &large_first(last_wins(pairs), MAX_TXN_BYTES),
+            |(key, value)| key.len() + value.len(),
             |(key, value)| Op::Put(key, value),
             |_| Ok(()),
         )
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
-        check_batch("delete-many", keys.iter().map(String::as_str), check_key)?;
+        check_batch("delete-many", keys, check_key)?;
         self.txn_chunks(
             &distinct(keys),
             |key| key.len(),

@@ -10,8 +10,7 @@ use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::{BatchOp, codes, names};
 
 use super::{
-    Backend, Page, Swap, Version, Versioned, check_batch, framed_batches, largest_alone_first,
-    last_wins,
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, framed_batches, large_first,
 };
 use crate::client::{Client, Response, Verb};
 use crate::error::Error;
@@ -29,13 +28,18 @@ pub struct RestBackend {
     page_size: u32,
 }
 
+/// Where the name limits come from, for messages.
+const LIMIT: &str =
+    "the kvplug protocol's limit, so that every request line fits (docs/protocol.md)";
+
 /// Refuses a key the protocol does not carry, before anything is sent.
 fn check_key(key: &str) -> Result<(), Error> {
-    super::check_key(
+    super::check_length(
+        "key",
         key,
         kvplug_protocol::MAX_KEY_BYTES,
         "kvplug-http",
-        "the kvplug protocol's limit, so that every request line fits (docs/protocol.md)",
+        LIMIT,
     )
 }
 
@@ -150,8 +154,13 @@ impl RestBackend {
 
 impl Backend for RestBackend {
     fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
-        kvplug_protocol::check_bucket(bucket)
-            .map_err(|e| Error::Invalid(format!("kvplug-http: {e}")))?;
+        super::check_length(
+            "bucket name",
+            bucket,
+            kvplug_protocol::MAX_BUCKET_BYTES,
+            "kvplug-http",
+            LIMIT,
+        )?;
         let backend = RestBackend {
             client: Rc::new(Client::new(
                 settings,
@@ -268,7 +277,7 @@ impl Backend for RestBackend {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        check_batch("get-many", keys.iter().map(String::as_str), check_key)?;
+        check_batch("get-many", keys, check_key)?;
         let mut values = Vec::with_capacity(keys.len());
         let path = kvplug_protocol::batch_path(&self.bucket, BatchOp::GetMany);
         self.batch(
@@ -295,13 +304,12 @@ impl Backend for RestBackend {
     }
 
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
-        check_batch("set-many", pairs.iter().map(|(k, _)| k.as_str()), check_key)?;
-        let size = |(key, value): &&(String, Vec<u8>)| key.len() + value.len();
-        let pairs = largest_alone_first(last_wins(pairs), MAX_BATCH_BYTES, size);
+        check_pairs(pairs, check_key)?;
+        let pairs = large_first(pairs.iter().collect(), MAX_BATCH_BYTES);
         self.batch(
             BatchOp::SetMany,
             &pairs,
-            size,
+            |(key, value)| key.len() + value.len(),
             |body, (key, value)| {
                 frames::put(body, key.as_bytes())?;
                 frames::put(body, value)
@@ -311,7 +319,7 @@ impl Backend for RestBackend {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
-        check_batch("delete-many", keys.iter().map(String::as_str), check_key)?;
+        check_batch("delete-many", keys, check_key)?;
         self.batch(
             BatchOp::DeleteMany,
             keys,

@@ -116,8 +116,9 @@ fn foreign(verb: Verb, target: String, status: u16, service: &str, why: &str) ->
     }
 }
 
-/// Refuses a key longer than `max` bytes before anything is sent. The message names the
-/// limit and where it comes from (`why`), and never the key, which may be that long.
+/// Refuses a name (`what`: a key, a bucket name) longer than `max` bytes before anything
+/// is sent. The message names the limit and where it comes from (`why`), and never the
+/// name, which may be that long.
 #[cfg_attr(
     not(any(feature = "http", feature = "etcd", feature = "redis", test)),
     expect(
@@ -125,57 +126,102 @@ fn foreign(verb: Verb, target: String, status: u16, service: &str, why: &str) ->
         reason = "the cloud backends count their key fields their own way"
     )
 )]
-fn check_key(key: &str, max: usize, backend: &str, why: &str) -> Result<(), Error> {
-    if key.len() <= max {
+fn check_length(what: &str, name: &str, max: usize, backend: &str, why: &str) -> Result<(), Error> {
+    if name.len() <= max {
         return Ok(());
     }
     Err(Error::Invalid(alloc::format!(
-        "{backend}: a key of {} bytes is longer than the {max} bytes ({} KiB) this backend takes: {why}",
-        key.len(),
-        max / 1024
+        "{backend}: a {what} of {} bytes is longer than the {max} bytes this backend takes: {why}",
+        name.len()
     )))
 }
 
 /// Checks every key of a batch before anything is sent: a batch split over several
 /// requests must not leave the entries before a bad one written. The error says which
 /// entry.
-fn check_batch<'a>(
+fn check_batch(
     operation: &str,
-    keys: impl ExactSizeIterator<Item = &'a str>,
-    check: impl Fn(&str) -> Result<(), Error>,
+    keys: &[String],
+    check: fn(&str) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let count = keys.len();
-    for (i, key) in keys.enumerate() {
-        check(key).map_err(|error| match error {
-            Error::Invalid(message) => Error::Invalid(alloc::format!(
-                "{operation}: entry {} of {count}: {message}",
-                i + 1
-            )),
-            other => other,
-        })?;
+    for (at, key) in keys.iter().enumerate() {
+        check(key).map_err(|error| in_batch(operation, at, count, error))?;
     }
     Ok(())
 }
 
-/// The entries of a batch write in the order they are sent: those too large to share a
+/// [`check_batch`] for the keys of `set-many`'s pairs.
+fn check_pairs(
+    pairs: &[(String, Vec<u8>)],
+    check: fn(&str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let count = pairs.len();
+    for (at, (key, _)) in pairs.iter().enumerate() {
+        check(key).map_err(|error| in_batch("set-many", at, count, error))?;
+    }
+    Ok(())
+}
+
+/// `error` about entry `at` (from 0) of a batch of `count`.
+fn in_batch(operation: &str, at: usize, count: usize, error: Error) -> Error {
+    match error {
+        Error::Invalid(message) => Error::Invalid(alloc::format!(
+            "{operation}: entry {} of {count}: {message}",
+            at + 1
+        )),
+        other => other,
+    }
+}
+
+/// The pairs of a `set-many` in the order they are sent: those too large to share a
 /// request with others (over `max_bytes`) first, largest first, then the rest as given.
 /// How large a request the service takes is its own setting (etcd's
 /// `--max-request-bytes`, a server's body limit), which the adapter cannot check in
-/// advance; sent first, an entry over it is refused before any other entry is written.
-/// The entries must hold each key once (`last_wins`): reordering would otherwise change
-/// which value of a repeated key is left.
+/// advance; sent first, a pair over it is refused before any other pair is written. Of a
+/// key that has a large pair only the last pair is sent, so that the value left is the
+/// last one given whatever the order. Written without a sort or a set, which would cost
+/// the artifact kilobytes for what is a handful of pairs.
 #[cfg_attr(
     not(any(feature = "http", feature = "etcd", feature = "redis", test)),
     expect(
         dead_code,
-        reason = "the cloud backends know their limits and check every entry first"
+        reason = "the cloud backends know their limits and check every pair first"
     )
 )]
-fn largest_alone_first<T>(items: Vec<T>, max_bytes: usize, size: impl Fn(&T) -> usize) -> Vec<T> {
-    let (mut ordered, rest): (Vec<T>, Vec<T>) =
-        items.into_iter().partition(|item| size(item) > max_bytes);
-    ordered.sort_by_key(|item| core::cmp::Reverse(size(item)));
-    ordered.extend(rest);
+fn large_first(pairs: Vec<&(String, Vec<u8>)>, max_bytes: usize) -> Vec<&(String, Vec<u8>)> {
+    let size = |(key, value): &(String, Vec<u8>)| key.len() + value.len();
+    let large_keys: Vec<&str> = pairs
+        .iter()
+        .filter(|pair| size(pair) > max_bytes)
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if large_keys.is_empty() {
+        return pairs;
+    }
+    let mut ordered: Vec<&(String, Vec<u8>)> = Vec::with_capacity(pairs.len());
+    let mut small = Vec::with_capacity(pairs.len());
+    for (at, pair) in pairs.iter().enumerate() {
+        let key = pair.0.as_str();
+        let overwritten = large_keys.contains(&key)
+            && pairs
+                .get(at + 1..)
+                .is_some_and(|later| later.iter().any(|(other, _)| other == key));
+        if overwritten {
+            continue;
+        }
+        let bytes = size(pair);
+        if bytes > max_bytes {
+            let place = ordered
+                .iter()
+                .position(|other| size(other) < bytes)
+                .unwrap_or(ordered.len());
+            ordered.insert(place, pair);
+        } else {
+            small.push(*pair);
+        }
+    }
+    ordered.extend(small);
     ordered
 }
 
@@ -232,8 +278,14 @@ fn framed_batches<'a, T>(
 }
 
 /// The pairs of a batch with each key once, holding its last value: what sequential sets
-/// would leave behind. Services that refuse a key twice in one transaction need this, and
-/// so does sending a batch in another order than given.
+/// would leave behind. Services that refuse a key twice in one transaction need this.
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "dynamodb", feature = "azure-table", test)),
+    expect(
+        dead_code,
+        reason = "for services that refuse a key twice in one transaction"
+    )
+)]
 fn last_wins(pairs: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
     let mut seen = alloc::collections::BTreeSet::new();
     let mut kept: Vec<_> = pairs
@@ -276,33 +328,67 @@ mod tests {
         assert_eq!(chunks(&[] as &[usize], 2, 2, |n| *n).count(), 0);
     }
 
+    /// `pairs` of a key and a value of that many bytes.
+    fn sized(pairs: &[(&str, usize)]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, n)| (String::from(*k), alloc::vec![0; *n]))
+            .collect()
+    }
+
+    fn sizes<'a>(pairs: &[&'a (String, Vec<u8>)]) -> Vec<(&'a str, usize)> {
+        pairs.iter().map(|(k, v)| (k.as_str(), v.len())).collect()
+    }
+
     #[test]
-    fn entries_too_large_to_share_a_request_go_first_largest_first() {
-        let sizes = [3usize, 50, 1, 70, 60, 2];
-        let ordered = largest_alone_first(sizes.to_vec(), 10, |n| *n);
-        assert_eq!(ordered, [70, 60, 50, 3, 1, 2]);
+    fn pairs_too_large_to_share_a_request_go_first_largest_first() {
+        let pairs = sized(&[
+            ("a", 3),
+            ("b", 50),
+            ("c", 1),
+            ("d", 70),
+            ("e", 60),
+            ("c", 2),
+        ]);
+        let sent = large_first(pairs.iter().collect(), 10);
         assert_eq!(
-            largest_alone_first(alloc::vec![1usize, 2], 10, |n| *n),
-            [1, 2]
+            sizes(&sent),
+            [
+                ("d", 70),
+                ("e", 60),
+                ("b", 50),
+                ("a", 3),
+                ("c", 1),
+                ("c", 2)
+            ]
         );
+        // Small pairs only: sent as given, a repeated key too.
+        let small = sized(&[("a", 3), ("c", 1), ("c", 2)]);
+        let sent = large_first(small.iter().collect(), 10);
+        assert_eq!(sizes(&sent), [("a", 3), ("c", 1), ("c", 2)]);
+    }
+
+    #[test]
+    fn a_key_with_a_large_pair_keeps_its_last_value_whatever_the_order() {
+        let pairs = sized(&[("k", 1), ("x", 2), ("k", 50), ("y", 40), ("y", 3)]);
+        let sent = large_first(pairs.iter().collect(), 10);
+        // `k`'s small pair is overwritten by its large one, `y`'s large pair by its small one.
+        assert_eq!(sizes(&sent), [("k", 50), ("x", 2), ("y", 3)]);
     }
 
     #[test]
     fn batches_name_the_entry_whose_key_is_refused() {
         let (longest, too_long) = ("k".repeat(2048), "k".repeat(2049));
-        let keys = ["a", longest.as_str(), too_long.as_str()];
-        let check = |key: &str| check_key(key, 2048, "test", "why");
-        let Err(Error::Invalid(message)) = check_batch("set-many", keys.into_iter(), check) else {
+        let keys = ["a", longest.as_str(), too_long.as_str()].map(String::from);
+        let check = |key: &str| check_length("key", key, 2048, "test", "why");
+        let Err(Error::Invalid(message)) = check_batch("set-many", &keys, check) else {
             panic!("the third key is too long");
         };
         assert_eq!(
             message,
-            "set-many: entry 3 of 3: test: a key of 2049 bytes is longer than the 2048 bytes (2 KiB) this backend takes: why"
+            "set-many: entry 3 of 3: test: a key of 2049 bytes is longer than the 2048 bytes this backend takes: why"
         );
-        assert_eq!(
-            check_batch("get-many", keys[..2].iter().copied(), check),
-            Ok(())
-        );
+        assert_eq!(check_batch("get-many", &keys[..2], check), Ok(()));
     }
 
     #[test]

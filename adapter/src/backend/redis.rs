@@ -23,8 +23,7 @@ use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::names;
 
 use super::{
-    Backend, Page, Swap, Version, Versioned, check_batch, framed_batches, largest_alone_first,
-    last_wins,
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, framed_batches, large_first,
 };
 use crate::client::{Client, Verb};
 use crate::error::Error;
@@ -50,7 +49,8 @@ const MAX_SPACE_BYTES: usize = 1024;
 
 /// Refuses a key longer than [`MAX_KEY_BYTES`] before anything is sent.
 fn check_key(key: &str) -> Result<(), Error> {
-    super::check_key(
+    super::check_length(
+        "key",
         key,
         MAX_KEY_BYTES,
         "redis",
@@ -502,7 +502,7 @@ impl Backend for RedisBackend {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        check_batch("get-many", keys.iter().map(String::as_str), check_key)?;
+        check_batch("get-many", keys, check_key)?;
         let mut values = Vec::with_capacity(keys.len());
         self.batch(
             &GET_MANY,
@@ -522,13 +522,12 @@ impl Backend for RedisBackend {
     }
 
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
-        check_batch("set-many", pairs.iter().map(|(k, _)| k.as_str()), check_key)?;
-        let size = |(key, value): &&(String, Vec<u8>)| key.len() + value.len();
-        let pairs = largest_alone_first(last_wins(pairs), MAX_BATCH_BYTES, size);
+        check_pairs(pairs, check_key)?;
+        let pairs = large_first(pairs.iter().collect(), MAX_BATCH_BYTES);
         self.batch(
             &SET_MANY,
             &pairs,
-            size,
+            |(key, value)| key.len() + value.len(),
             |body, (key, value)| {
                 frames::put(body, key.as_bytes())?;
                 frames::put(body, value)
@@ -538,7 +537,7 @@ impl Backend for RedisBackend {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
-        check_batch("delete-many", keys.iter().map(String::as_str), check_key)?;
+        check_batch("delete-many", keys, check_key)?;
         self.batch(
             &DELETE_MANY,
             keys,

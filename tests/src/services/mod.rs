@@ -97,17 +97,17 @@ pub fn name_limits(backend: &str) -> NameLimits {
         // The protocol's limits: 8 KiB keys, 1 KiB bucket names.
         "http" => (
             wide(8192),
-            "8192 bytes (8 KiB)",
+            "the 8192 bytes",
             wide(1024),
-            Some((longer(&wide(1024)), "at most 1024 bytes (1 KiB)")),
+            Some((longer(&wide(1024)), "the 1024 bytes")),
         ),
         // etcd limits requests, not keys: the adapter's own limit keeps every call inside
         // the default request limit. Bucket names are not limited.
-        "etcd" => (wide(64 * 1024), "65536 bytes (64 KiB)", wide(1024), None),
+        "etcd" => (wide(64 * 1024), "the 65536 bytes", wide(1024), None),
         // webdis's URLs: 8 KiB keys, 1 KiB for prefix and bucket name.
         "redis" => (
             wide(8192),
-            "8192 bytes (8 KiB)",
+            "the 8192 bytes",
             wide(1024),
             Some((longer(&wide(1024)), "at most 1024 (1 KiB)")),
         ),
