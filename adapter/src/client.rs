@@ -85,7 +85,7 @@ pub struct Response {
 impl Response {
     /// The first value of header `name` (lower case), if it is valid UTF-8.
     #[cfg_attr(
-        not(any(feature = "http", feature = "azure-table")),
+        not(any(feature = "http", feature = "azure-table", feature = "dynamodb")),
         expect(dead_code, reason = "kept for backends that read response headers")
     )]
     pub fn header(&self, name: &str) -> Option<&str> {

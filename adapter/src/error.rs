@@ -75,7 +75,7 @@ impl fmt::Display for Error {
                 path,
                 status,
                 reason,
-            } => write!(f, "{method} {path}: HTTP {status}: {reason}"),
+            } => write!(f, "{method} {}: HTTP {status}: {reason}", quoted(path)),
             Error::Transport {
                 method,
                 path,
@@ -85,12 +85,12 @@ impl fmt::Display for Error {
                 method,
                 path,
                 reason: detail,
-            } => write!(f, "{method} {path}: {detail}"),
+            } => write!(f, "{method} {}: {detail}", quoted(path)),
             Error::Malformed {
                 method,
                 path,
                 detail,
-            } => write!(f, "{method} {path}: malformed response: {detail}"),
+            } => write!(f, "{method} {}: malformed response: {detail}", quoted(path)),
             Error::Invalid(message) | Error::GaveUp(message) => f.write_str(message),
         }
     }
@@ -102,6 +102,47 @@ impl From<kvplug_settings::layout::LayoutError> for Error {
         match error {
             LayoutError::MarkerInPrefix => Error::Settings(alloc::format!("{error}")),
             LayoutError::Reserved(_) => Error::Invalid(alloc::format!("{error}")),
+        }
+    }
+}
+
+/// Longest path a message quotes whole. Keys travel in paths, so a path can be as long as
+/// the longest key, percent-encoded: quoting it whole would make a 64 KiB key a 200 KB
+/// message, which the application then logs.
+const MAX_QUOTED_PATH: usize = 200;
+
+/// `path` as messages quote it: whole when short, else its start (enough to recognise the
+/// endpoint and the bucket) and its length.
+fn quoted(path: &str) -> Quoted<'_> {
+    Quoted(path)
+}
+
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.0;
+        if path.len() <= MAX_QUOTED_PATH {
+            return f.write_str(path);
+        }
+        let mut end = MAX_QUOTED_PATH;
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        let start = path.get(..end).unwrap_or_default();
+        write!(f, "{start}… ({} bytes)", Grouped(path.len()))
+    }
+}
+
+/// A number with thousands separators, which a long length is easier to read with.
+struct Grouped(usize);
+
+impl fmt::Display for Grouped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 1000 {
+            write!(f, "{}", self.0)
+        } else {
+            write!(f, "{},{:03}", Grouped(self.0 / 1000), self.0 % 1000)
         }
     }
 }
@@ -151,5 +192,49 @@ mod tests {
             WitError::from(Error::AccessDenied),
             WitError::AccessDenied
         ));
+    }
+
+    #[test]
+    fn long_paths_are_quoted_by_their_start_and_length() {
+        let path = alloc::format!("/v1/buckets/b/keys/{}", "%C3%A9".repeat(10_000));
+        let error = Error::Status {
+            method: "GET",
+            path: path.clone(),
+            status: 500,
+            reason: "internal".into(),
+        };
+        let message = alloc::format!("{error}");
+        assert!(message.len() < 300, "{} bytes", message.len());
+        let start = path.get(..200).unwrap();
+        assert_eq!(
+            message,
+            alloc::format!("GET {start}… (60,019 bytes): HTTP 500: internal")
+        );
+        // A cut inside a character moves back to its start; a short path stays whole.
+        let wide = alloc::format!("/{}", "é".repeat(300));
+        let message = alloc::format!(
+            "{}",
+            Error::Malformed {
+                method: "PUT",
+                path: wide,
+                detail: "x".into(),
+            }
+        );
+        assert!(
+            message.starts_with(&alloc::format!("PUT /{}… (601 bytes)", "é".repeat(99))),
+            "{message}"
+        );
+        let message = alloc::format!(
+            "{}",
+            Error::Transport {
+                method: "HEAD",
+                path: "/v1/buckets/b".into(),
+                detail: "timed out".into(),
+            }
+        );
+        assert_eq!(message, "HEAD /v1/buckets/b: timed out");
+        assert_eq!(alloc::format!("{}", Grouped(1_234_567)), "1,234,567");
+        assert_eq!(alloc::format!("{}", Grouped(1_000)), "1,000");
+        assert_eq!(alloc::format!("{}", Grouped(999)), "999");
     }
 }

@@ -22,6 +22,20 @@ pub const BUCKETS_PREFIX: &str = "/v1/buckets/";
 pub const HEADER_ERROR: &str = "kvplug-error";
 /// A list response that has more keys carries the next page's cursor here.
 pub const HEADER_CURSOR: &str = "kvplug-cursor";
+/// Every response of a protocol server carries this header, errors included: it is how a
+/// client tells the protocol's answers from those of any other web server a wrong `url`
+/// reaches, which may well answer 200 to everything.
+pub const HEADER_PROTOCOL: &str = "kvplug-protocol";
+/// The value of [`HEADER_PROTOCOL`]: the protocol's version.
+pub const PROTOCOL_VERSION: &str = "1";
+
+/// Longest key, in bytes of UTF-8. A key travels in the request path, percent-encoded (up
+/// to 3 bytes per byte), and as a list cursor it is encoded twice (up to 5 per byte); at
+/// this length every request line, with the longest bucket name, stays well inside the
+/// 64 KiB that HTTP stacks accept for a URI (hyper and the `http` crate refuse longer).
+pub const MAX_KEY_BYTES: usize = 8 * 1024;
+/// Longest bucket name, in bytes of UTF-8; see [`MAX_KEY_BYTES`].
+pub const MAX_BUCKET_BYTES: usize = 1024;
 
 /// Most entries one batch request may carry; clients split larger batches.
 pub const MAX_BATCH_ENTRIES: usize = 1000;
@@ -93,6 +107,27 @@ impl BatchOp {
     }
 }
 
+/// Refuses a key longer than [`MAX_KEY_BYTES`]: the one check client and server share.
+pub fn check_key(key: &str) -> Result<(), String> {
+    check_length(key, "key", MAX_KEY_BYTES)
+}
+
+/// Refuses a bucket name longer than [`MAX_BUCKET_BYTES`].
+pub fn check_bucket(bucket: &str) -> Result<(), String> {
+    check_length(bucket, "bucket name", MAX_BUCKET_BYTES)
+}
+
+fn check_length(name: &str, what: &str, max: usize) -> Result<(), String> {
+    if name.len() <= max {
+        return Ok(());
+    }
+    Err(format!(
+        "a {what} of {} bytes is longer than the kvplug protocol allows: at most {max} bytes ({} KiB) of UTF-8",
+        name.len(),
+        max / 1024
+    ))
+}
+
 /// `/v1/buckets/{bucket}`: HEAD tells whether the bucket exists, GET lists its keys.
 pub fn bucket_path(bucket: &str) -> String {
     format!("{BUCKETS_PREFIX}{}", names::encode(bucket))
@@ -145,6 +180,35 @@ mod tests {
         assert_eq!(parse_etag("42"), None);
         assert_eq!(parse_etag("\"x\""), None);
         assert_eq!(parse_etag("W/\"1\""), None);
+    }
+
+    #[test]
+    fn names_are_refused_one_byte_past_their_limit() {
+        assert_eq!(check_key(&"k".repeat(MAX_KEY_BYTES)), Ok(()));
+        let refused = check_key(&"k".repeat(MAX_KEY_BYTES + 1)).unwrap_err();
+        assert!(
+            refused.contains("8193 bytes") && refused.contains("at most 8192 bytes (8 KiB)"),
+            "{refused}"
+        );
+        assert_eq!(check_bucket(&"é".repeat(MAX_BUCKET_BYTES / 2)), Ok(()));
+        let refused = check_bucket(&"é".repeat(MAX_BUCKET_BYTES / 2 + 1)).unwrap_err();
+        assert!(refused.contains("bucket name of 1026 bytes"), "{refused}");
+    }
+
+    #[test]
+    fn the_longest_names_fit_a_request_line() {
+        // Non-ASCII bytes encode to three: the worst case.
+        let bucket = "é".repeat(MAX_BUCKET_BYTES / 2);
+        let key = "é".repeat(MAX_KEY_BYTES / 2);
+        let increment = format!("{}?increment={}", key_path(&bucket, &key), i64::MIN);
+        let listed_after = format!(
+            "{}?limit=10000&cursor={}",
+            bucket_path(&bucket),
+            names::encode(&names::encode(&key))
+        );
+        for path in [increment, listed_after] {
+            assert!(path.len() < 48 * 1024, "{} bytes", path.len());
+        }
     }
 
     #[test]

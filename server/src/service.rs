@@ -94,25 +94,37 @@ fn route(path: &str) -> Result<Route, Refusal> {
     let rest = path
         .strip_prefix(kvplug_protocol::BUCKETS_PREFIX)
         .ok_or_else(not_found)?;
-    let name = |segment: &str| {
-        names::decode(segment).map_err(|e| {
+    let name = |segment: &str, check: fn(&str) -> Result<(), String>| {
+        let name = names::decode(segment).map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,
                 codes::BAD_NAME,
                 format!("bad path segment: {e}"),
             )
-        })
+        })?;
+        check(&name).map_err(too_long)?;
+        Ok::<_, Refusal>(name)
     };
+    let bucket = |segment| name(segment, kvplug_protocol::check_bucket);
     let segments: Vec<&str> = rest.split('/').collect();
     match segments.as_slice() {
-        [bucket] => Ok(Route::Bucket(name(bucket)?)),
-        [bucket, "keys", key] => Ok(Route::Key(name(bucket)?, name(key)?)),
-        [bucket, op] => match BatchOp::from_segment(op) {
-            Some(op) => Ok(Route::Batch(name(bucket)?, op)),
+        [b] => Ok(Route::Bucket(bucket(b)?)),
+        [b, "keys", key] => Ok(Route::Key(
+            bucket(b)?,
+            name(key, kvplug_protocol::check_key)?,
+        )),
+        [b, op] => match BatchOp::from_segment(op) {
+            Some(op) => Ok(Route::Batch(bucket(b)?, op)),
             None => Err(not_found()),
         },
         _ => Err(not_found()),
     }
+}
+
+/// A name over the protocol's length limits: refused wherever it appears, path or batch,
+/// so that no key can be written that a single-key request could not reach.
+fn too_long(message: String) -> Refusal {
+    error(StatusCode::BAD_REQUEST, codes::BAD_NAME, message)
 }
 
 fn query_param<'a>(query: Option<&'a str>, wanted: &str) -> Option<&'a str> {
@@ -236,10 +248,15 @@ async fn blocking<T: Send + 'static>(
 
 /// Answers one request.
 pub(crate) async fn handle(state: Arc<State>, request: Request<Incoming>) -> Reply {
-    match handle_inner(&state, request).await {
+    let mut response = match handle_inner(&state, request).await {
         Ok(response) => response,
         Err(refusal) => *refusal,
-    }
+    };
+    response.headers_mut().insert(
+        kvplug_protocol::HEADER_PROTOCOL,
+        HeaderValue::from_static(kvplug_protocol::PROTOCOL_VERSION),
+    );
+    response
 }
 
 async fn handle_inner(state: &Arc<State>, request: Request<Incoming>) -> Result<Reply, Refusal> {
@@ -470,6 +487,7 @@ fn parse_batch(body: &[u8], with_values: bool) -> Result<Vec<(&str, &[u8])>, Ref
             ));
         }
         let key = reader.key().map_err(bad_frames)?;
+        kvplug_protocol::check_key(key).map_err(too_long)?;
         let value = if with_values {
             reader.frame().map_err(bad_frames)?
         } else {

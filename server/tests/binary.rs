@@ -196,10 +196,90 @@ fn malformed_requests_get_a_clear_4xx() {
             "{head}: {}",
             String::from_utf8_lossy(&text)
         );
+        // Errors too: a client recognises the protocol's answers by this header.
+        assert_eq!(header(&headers, "kvplug-protocol"), Some("1"), "{head}");
     }
     // A malformed batch changed nothing.
     let (_, _, body) = request(&server.addr, "GET /v1/buckets/b HTTP/1.1", b"");
     assert!(body.is_empty());
+}
+
+#[test]
+fn every_answer_carries_the_protocol_header() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), &[]);
+    for (head, body, status) in [
+        ("PUT /v1/buckets/b/keys/k HTTP/1.1", &b"v"[..], 204),
+        ("GET /v1/buckets/b/keys/k HTTP/1.1", b"", 200),
+        ("HEAD /v1/buckets/b HTTP/1.1", b"", 204),
+        ("GET /v1/buckets/b HTTP/1.1", b"", 200),
+        ("POST /v1/buckets/b/delete-many HTTP/1.1", b"", 204),
+        ("GET /healthz HTTP/1.1", b"", 200),
+    ] {
+        let (got, headers, _) = request(&server.addr, head, body);
+        assert_eq!(
+            (got, header(&headers, "kvplug-protocol")),
+            (status, Some("1")),
+            "{head}"
+        );
+    }
+}
+
+#[test]
+fn names_past_the_protocol_limits_are_refused_in_paths_and_batches() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), &[]);
+    let longest = "k".repeat(8192);
+    let (status, _, _) = request(
+        &server.addr,
+        &format!("PUT /v1/buckets/b/keys/{longest} HTTP/1.1"),
+        b"v",
+    );
+    assert_eq!(status, 204);
+    let frame = |bytes: &[u8]| {
+        let mut out = u32::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+        out.extend_from_slice(bytes);
+        out
+    };
+    let too_long = "k".repeat(8193);
+    let mut set_many = frame(b"first");
+    set_many.extend(frame(b"v"));
+    set_many.extend(frame(too_long.as_bytes()));
+    set_many.extend(frame(b"v"));
+    for (head, body) in [
+        (
+            format!("GET /v1/buckets/b/keys/{too_long} HTTP/1.1"),
+            vec![],
+        ),
+        (
+            format!("PUT /v1/buckets/b/keys/{too_long} HTTP/1.1"),
+            vec![1],
+        ),
+        (
+            format!("HEAD /v1/buckets/{} HTTP/1.1", "b".repeat(1025)),
+            vec![],
+        ),
+        ("POST /v1/buckets/b/set-many HTTP/1.1".to_owned(), set_many),
+        (
+            "POST /v1/buckets/b/delete-many HTTP/1.1".to_owned(),
+            frame(too_long.as_bytes()),
+        ),
+    ] {
+        let (status, headers, text) = request(&server.addr, &head, &body);
+        assert_eq!(
+            (status, header(&headers, "kvplug-error")),
+            (400, Some("bad-name")),
+            "{}",
+            head.get(..40).unwrap()
+        );
+        if !head.starts_with("HEAD") {
+            let text = String::from_utf8_lossy(&text);
+            assert!(text.contains("at most"), "{text}");
+        }
+    }
+    // The refused batch wrote nothing, not even the entry before the long key.
+    let (status, _, _) = request(&server.addr, "GET /v1/buckets/b/keys/first HTTP/1.1", b"");
+    assert_eq!(status, 404);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! A loopback server that misbehaves on purpose: 5xx, malformed and truncated bodies,
 //! silence. A real server won't do these on demand, so this is the one fake in the suite.
 //!
-//! It answers `HEAD` of a bucket with 204 (so `open` succeeds) and everything else with what
-//! the test's responder returns, then closes the connection.
+//! It answers `HEAD` of a bucket as kvplug-server would, 204 (so `open` of the `http`
+//! backend succeeds), unless started with [`FaultServer::start_answering_all`], and
+//! everything else with what the test's responder returns, then closes the connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -57,8 +58,25 @@ pub struct FaultServer {
 }
 
 impl FaultServer {
-    /// Starts serving on a free loopback port.
+    /// Starts serving on a free loopback port; `HEAD` of a bucket is answered as
+    /// kvplug-server would.
     pub fn start(responder: impl Fn(&Request) -> Action + Send + Sync + 'static) -> FaultServer {
+        FaultServer::start_answering_all(move |request| {
+            if request.method == "HEAD" && !request.path.contains("/keys/") {
+                Action::Raw(
+                    b"HTTP/1.1 204 No Content\r\nkvplug-protocol: 1\r\nconnection: close\r\n\r\n"
+                        .to_vec(),
+                )
+            } else {
+                responder(request)
+            }
+        })
+    }
+
+    /// Starts serving on a free loopback port, with `responder` answering every request.
+    pub fn start_answering_all(
+        responder: impl Fn(&Request) -> Action + Send + Sync + 'static,
+    ) -> FaultServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -130,12 +148,7 @@ fn serve(mut stream: TcpStream, responder: &dyn Fn(&Request) -> Action, stop: &A
     let Some(request) = read_request(&stream) else {
         return;
     };
-    let action = if request.method == "HEAD" && !request.path.contains("/keys/") {
-        Action::Raw(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_vec())
-    } else {
-        responder(&request)
-    };
-    match action {
+    match responder(&request) {
         Action::Raw(bytes) => {
             let _ = stream.write_all(&bytes);
             let _ = stream.flush();

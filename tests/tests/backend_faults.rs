@@ -60,6 +60,7 @@ async fn etcd_request_too_large_is_a_clear_error_and_loses_nothing() {
         message.contains("POST /v3/kv/txn: HTTP 400: etcdserver: request is too large"),
         "{message}"
     );
+    assert_eq!(kv.get(b, "a").await, Ok(None), "half the batch was written");
     // A CAS swap that is refused leaves the value as it was.
     let cas = kv.cas_new(b, "big").await.unwrap();
     assert!(kv.swap(cas, &too_big).await.is_err());
@@ -155,7 +156,12 @@ async fn webdis_credentials_are_sent_and_never_echoed() {
 async fn echoed_credentials_are_redacted_on_every_backend() {
     let fault = FaultServer::start(|request| {
         let auth = request.header("authorization");
-        response(500, &[], format!("boom: {auth} / {SECRET}").as_bytes())
+        // Marked as a protocol server's answer, so that `http` reads it too.
+        response(
+            500,
+            &["kvplug-protocol: 1"],
+            format!("boom: {auth} / {SECRET}").as_bytes(),
+        )
     });
     for backend in ["http", "etcd", "redis"] {
         let mut s = settings(&fault.url());
@@ -197,9 +203,13 @@ fn base64_of(text: &str) -> String {
 async fn garbage_answers_are_malformed_errors_not_traps() {
     let fault = FaultServer::start(|request| {
         if request.path.starts_with("/v3/") {
-            // etcd: not JSON, then JSON of the wrong shape.
+            // etcd: JSON of the wrong shape, then not JSON.
             if request.path.ends_with("range") {
-                response(200, &[], b"{\"kvs\": [{\"value\": \"***\"}]}")
+                response(
+                    200,
+                    &[],
+                    b"{\"header\": {}, \"kvs\": [{\"value\": \"***\"}]}",
+                )
             } else {
                 response(200, &[], b"<html>proxy error</html>")
             }
@@ -219,12 +229,12 @@ async fn garbage_answers_are_malformed_errors_not_traps() {
     );
     let message = other_message(kv.set(b, "k", b"v").await.unwrap_err());
     assert!(
-        message.contains("POST /v3/kv/put: malformed response"),
+        message.contains("POST /v3/kv/put: the answer (HTTP 200) is not from etcd"),
         "{message}"
     );
     let message = other_message(kv.increment(b, "k", 1).await.unwrap_err());
     assert!(
-        message.contains("POST /v3/kv/txn: malformed response"),
+        message.contains("POST /v3/kv/txn: the answer (HTTP 200) is not from etcd"),
         "{message}"
     );
 
@@ -232,7 +242,8 @@ async fn garbage_answers_are_malformed_errors_not_traps() {
     let b = kv.open("b").await.unwrap();
     let message = other_message(kv.get(b, "k").await.unwrap_err());
     assert!(
-        message.contains("GET /GET/%21b%3Ak.raw: malformed response"),
+        message.contains("GET /GET/%21b%3Ak.raw: the answer (HTTP 200) is not from webdis")
+            && message.contains("not one Redis reply"),
         "{message}"
     );
     let message = other_message(kv.increment(b, "k", 1).await.unwrap_err());

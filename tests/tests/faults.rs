@@ -54,7 +54,7 @@ async fn server_errors_keep_method_path_status_and_reason_but_not_the_token() {
         let auth = request.header("authorization");
         response(
             503,
-            &["kvplug-error: internal"],
+            &["kvplug-protocol: 1", "kvplug-error: internal"],
             format!("storage offline; you sent {auth}").as_bytes(),
         )
     });
@@ -75,23 +75,28 @@ async fn server_errors_keep_method_path_status_and_reason_but_not_the_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_truncated_bodies_are_errors() {
-    let fault = FaultServer::start(|request| match request.method.as_str() {
+    // Answers of a protocol server (they carry its header) that break the protocol.
+    const PROTOCOL: &[&str] = &["kvplug-protocol: 1"];
+    let fault = FaultServer::start(|request| {
+        match request.method.as_str() {
         // A list page whose frame says 100 bytes and holds 3.
         "GET" if request.path.contains("limit=") => {
-            response(200, &[], &[0, 0, 0, 100, b'a', b'b', b'c'])
+            response(200, PROTOCOL, &[0, 0, 0, 100, b'a', b'b', b'c'])
         }
         // A value promised as 1000 bytes, cut after 10.
         "GET" => Action::Raw(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\netag: \"1\"\r\n\r\n0123456789".to_vec(),
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nkvplug-protocol: 1\r\netag: \"1\"\r\n\r\n0123456789"
+                .to_vec(),
         ),
         // get-many answering two values for one key.
         "POST" if request.path.ends_with("/get-many") => {
-            response(200, &[], &[1, 0, 0, 0, 1, b'x', 0])
+            response(200, PROTOCOL, &[1, 0, 0, 0, 1, b'x', 0])
         }
         // An increment result that is not a number.
-        "POST" => response(200, &[], b"lots"),
+        "POST" => response(200, PROTOCOL, b"lots"),
         // Not even HTTP.
         _ => Action::Raw(b"garbage\r\n\r\n".to_vec()),
+    }
     });
     let mut kv = Kv::new(settings(&fault.url())).await;
     let b = kv.open("b").await.unwrap();
@@ -141,7 +146,20 @@ async fn a_404_that_is_not_the_protocols_is_not_a_missing_key() {
     let mut kv = Kv::new(settings(&fault.url())).await;
     let b = kv.open("b").await.unwrap();
     let message = other_message(kv.get(b, "k").await.unwrap_err());
-    assert!(message.contains("HTTP 404"), "{message}");
+    assert!(
+        message.contains(
+            "GET /v1/buckets/b/keys/k: the answer (HTTP 404) is not from a kvplug protocol server"
+        ),
+        "{message}"
+    );
+    // Nor does a protocol server's 404 that does not say `no-such-key`.
+    let fault = FaultServer::start(|_| {
+        response(404, &["kvplug-protocol: 1", "kvplug-error: not-found"], b"")
+    });
+    let mut kv = Kv::new(settings(&fault.url())).await;
+    let b = kv.open("b").await.unwrap();
+    let message = other_message(kv.get(b, "k").await.unwrap_err());
+    assert!(message.contains("HTTP 404: not-found"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

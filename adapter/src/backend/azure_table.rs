@@ -30,7 +30,9 @@ use kvplug_protocol::counter;
 use kvplug_settings::layout;
 use kvplug_settings::url::Scheme;
 
-use super::{Backend, Page, Swap, Version, Versioned, chunks, distinct, last_wins};
+use super::{
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct, last_wins,
+};
 use crate::client::{Client, Response, Verb};
 use crate::clock::{self, Utc};
 use crate::error::Error;
@@ -42,6 +44,9 @@ const DEFAULT_TABLE: &str = "kvplug";
 /// The REST version requests ask for; its JSON format is the one parsed here.
 const API_VERSION: &str = "2019-02-02";
 const ACCEPT: &str = "application/json;odata=nometadata";
+/// The header every answer of the Table service carries, errors included: how its answers
+/// are told from those of whatever else a wrong `url` reaches.
+const REQUEST_ID: &str = "x-ms-request-id";
 const JSON: &str = "application/json";
 
 /// The service's limit for one binary property.
@@ -185,7 +190,17 @@ impl TableBackend {
             headers.push(("content-type", content_type));
         }
         headers.extend_from_slice(extra);
-        self.client().send(verb, path, &headers, body)
+        let response = self.client().send(verb, path, &headers, body)?;
+        if response.header(REQUEST_ID).is_none() {
+            return Err(super::foreign(
+                verb,
+                self.client().target(path),
+                response.status,
+                "the Azure Table service",
+                "no `x-ms-request-id` header",
+            ));
+        }
+        Ok(response)
     }
 
     /// Sends a request, repeating it with backoff while the service is busy if `retry`
@@ -337,7 +352,7 @@ impl TableBackend {
                     Retry::Never,
                 )?;
                 match response.status {
-                    200..=299 => Ok(true),
+                    204 => Ok(true),
                     412 => Ok(false),
                     // Deleted since it was read.
                     _ if Self::row_missing(&response) => Ok(false),
@@ -357,7 +372,7 @@ impl TableBackend {
                 let exists = response.status == 409
                     && service_error(&response.body).code.as_deref() == Some("EntityAlreadyExists");
                 match response.status {
-                    200..=299 => Ok(true),
+                    204 => Ok(true),
                     _ if exists => Ok(false),
                     _ => Err(self.failure(Verb::Post, &path, &response)),
                 }
@@ -701,6 +716,10 @@ fn check_field(field: String, what: &str) -> Result<String, Error> {
     Ok(field)
 }
 
+fn check_key(key: &str) -> Result<(), Error> {
+    key_field(key, "key").map(drop)
+}
+
 fn check_value(value: &[u8]) -> Result<(), Error> {
     if value.len() > MAX_VALUE {
         return Err(Error::Invalid(format!(
@@ -936,7 +955,7 @@ impl Backend for TableBackend {
             body.as_bytes(),
             Retry::Throttled,
         )?;
-        if (200..300).contains(&response.status) {
+        if response.status == 204 {
             Ok(())
         } else {
             Err(self.failure(Verb::Put, &path, &response))
@@ -954,7 +973,7 @@ impl Backend for TableBackend {
             &[],
             Retry::Throttled,
         )?;
-        if (200..300).contains(&response.status) || Self::row_missing(&response) {
+        if response.status == 204 || Self::row_missing(&response) {
             Ok(())
         } else {
             Err(self.failure(Verb::Delete, &path, &response))
@@ -1045,6 +1064,7 @@ impl Backend for TableBackend {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        check_batch("get-many", keys, check_key)?;
         let rows = keys
             .iter()
             .map(|key| key_field(key, "key"))
@@ -1068,6 +1088,7 @@ impl Backend for TableBackend {
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
         // An entity may appear once per changeset; the last value is what sequential sets
         // would have left.
+        check_pairs(pairs, check_key)?;
         let pairs = last_wins(pairs);
         let mut parts = Vec::with_capacity(pairs.len());
         for (key, value) in pairs {
@@ -1081,6 +1102,7 @@ impl Backend for TableBackend {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        check_batch("delete-many", keys, check_key)?;
         let mut parts = Vec::with_capacity(keys.len());
         for key in distinct(keys) {
             let row = key_field(key, "key")?;

@@ -23,7 +23,9 @@ use kvplug_codec::json::{self, Value};
 use kvplug_protocol::{counter, names};
 use kvplug_settings::layout;
 
-use super::{Backend, Page, Swap, Version, Versioned, distinct, last_wins};
+use super::{
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, distinct, last_wins,
+};
 use crate::client::{Client, Verb};
 use crate::clock::{self, Utc};
 use crate::error::Error;
@@ -36,6 +38,9 @@ const MAX_ITEM_BYTES: usize = 400 * 1024;
 const MAX_SORT_KEY_BYTES: usize = 1024;
 /// DynamoDB's limit on a partition key's value.
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
+/// The header every DynamoDB answer carries, errors included: how its answers are told
+/// from those of whatever else a wrong `url` reaches.
+const REQUEST_ID: &str = "x-amzn-requestid";
 /// Keys per `BatchGetItem`.
 const MAX_BATCH_GET: usize = 100;
 /// Requests per `BatchWriteItem`.
@@ -135,6 +140,8 @@ impl DynamoBackend {
 
     /// A whole item holding `value` at a fresh version; refuses one over DynamoDB's limit.
     fn write_item(&self, out: &mut String, key: &str, value: &[u8]) -> Result<(), Error> {
+        // The key first: a key too long is the key's fault, not the value's.
+        let sort = Self::sort_key(key)?;
         let version = clock::unique_token();
         // The item's size as DynamoDB counts it: each attribute's name and value (the
         // partition key is counted as sent, less its JSON quotes).
@@ -154,7 +161,6 @@ impl DynamoBackend {
                 value.len()
             )));
         }
-        let sort = Self::sort_key(key)?;
         out.push_str("{\"b\":{\"S\":");
         out.push_str(&self.partition);
         out.push_str("},\"k\":{\"S\":");
@@ -206,6 +212,13 @@ impl DynamoBackend {
             let response = account
                 .client
                 .send(Verb::Post, "/", &headers, body.as_bytes())?;
+            if response.header(REQUEST_ID).is_none() {
+                return Err(self.foreign(
+                    operation,
+                    response.status,
+                    "no `x-amzn-requestid` header",
+                ));
+            }
             if response.status == 200 {
                 return Ok(Answer::Done(response.body));
             }
@@ -266,6 +279,25 @@ impl DynamoBackend {
         }
     }
 
+    fn foreign(&self, operation: &str, status: u16, why: &str) -> Error {
+        super::foreign(
+            Verb::Post,
+            format!("{} ({operation})", self.account.client.target("/")),
+            status,
+            "DynamoDB",
+            why,
+        )
+    }
+
+    /// A successful answer's document, which is always a JSON object: a 200 with anything
+    /// else is not DynamoDB's, and must not pass for a write done.
+    fn document<'b>(&self, operation: &str, bytes: &'b [u8]) -> Result<Value<'b>, Error> {
+        json::parse_bytes(bytes)
+            .ok()
+            .filter(|doc| doc.as_object().is_some())
+            .ok_or_else(|| self.foreign(operation, 200, "not a JSON object"))
+    }
+
     fn malformed(&self, operation: &str, detail: impl ToString) -> Error {
         Error::Malformed {
             method: Verb::Post.name(),
@@ -284,7 +316,7 @@ impl DynamoBackend {
     ) -> Result<T, Error> {
         match self.call(operation, body, Retry::Idempotent)? {
             Answer::Done(bytes) => {
-                let doc = json::parse_bytes(&bytes).map_err(|e| self.malformed(operation, e))?;
+                let doc = self.document(operation, &bytes)?;
                 read(&doc).map_err(|detail| self.malformed(operation, detail))
             }
             Answer::ConditionFailed => {
@@ -370,7 +402,7 @@ impl DynamoBackend {
         }
         body.push_str("}}");
         match self.call("UpdateItem", &body, Retry::OnlyIfRefused)? {
-            Answer::Done(_) => Ok(Some(sum)),
+            Answer::Done(bytes) => self.document("UpdateItem", &bytes).map(|_| Some(sum)),
             Answer::ConditionFailed => Ok(None),
         }
     }
@@ -392,7 +424,10 @@ impl DynamoBackend {
             }
             body.push_str("]}}");
             let unprocessed = self.exchange("BatchWriteItem", &body, |doc| {
-                unprocessed_keys(doc.get("UnprocessedItems"), |request| {
+                let field = doc
+                    .get("UnprocessedItems")
+                    .ok_or("a BatchWriteItem answer without its `UnprocessedItems`")?;
+                unprocessed_keys(Some(field), |request| {
                     request
                         .get("PutRequest")
                         .and_then(|put| put.get("Item"))
@@ -592,10 +627,12 @@ impl Backend for DynamoBackend {
         body.push('}');
         self.exchange("Query", &body, |doc| {
             let mut keys = Vec::new();
-            if let Some(items) = doc.get("Items") {
-                for item in items.as_array().ok_or("`Items` is not a list")? {
-                    keys.push(key_of(item)?);
-                }
+            let items = doc
+                .get("Items")
+                .and_then(Value::as_array)
+                .ok_or("a Query answer without its `Items` list")?;
+            for item in items {
+                keys.push(key_of(item)?);
             }
             // DynamoDB names where to go on when it stopped early: at `Limit`, or at 1 MB.
             let cursor = doc.get("LastEvaluatedKey").map(key_of).transpose()?;
@@ -621,7 +658,7 @@ impl Backend for DynamoBackend {
         body.push_str("}},\"ReturnValues\":\"UPDATED_NEW\"}");
         match self.call("UpdateItem", &body, Retry::OnlyIfRefused)? {
             Answer::Done(bytes) => {
-                let doc = json::parse_bytes(&bytes).map_err(|e| self.malformed("UpdateItem", e))?;
+                let doc = self.document("UpdateItem", &bytes)?;
                 doc.get("Attributes")
                     .and_then(|a| a.get("n"))
                     .and_then(|n| n.get("N"))
@@ -654,7 +691,7 @@ impl Backend for DynamoBackend {
         Self::condition(&mut body, expected);
         body.push('}');
         match self.call("PutItem", &body, Retry::OnlyIfRefused)? {
-            Answer::Done(_) => Ok(Swap::Done),
+            Answer::Done(bytes) => self.document("PutItem", &bytes).map(|_| Swap::Done),
             Answer::ConditionFailed => Ok(Swap::Conflict(self.read_item(key)?)),
         }
     }
@@ -662,6 +699,7 @@ impl Backend for DynamoBackend {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
         // BatchGetItem refuses a key twice and answers in any order: ask for each key once,
         // then answer in the order asked.
+        check_batch("get-many", keys, |key| Self::sort_key(key).map(drop))?;
         let mut found: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut pending: Vec<&String> = distinct(keys);
         let mut idle_rounds = 0;
@@ -678,11 +716,13 @@ impl Backend for DynamoBackend {
             }
             body.push_str("],\"ConsistentRead\":true}}}");
             let unprocessed = self.exchange("BatchGetItem", &body, |doc| {
-                if let Some(tables) = doc.get("Responses").and_then(Value::as_object) {
-                    for (_, items) in tables {
-                        for item in items.as_array().ok_or("`Responses` is not a list")? {
-                            found.insert(key_of(item)?, value_of(item)?);
-                        }
+                let tables = doc
+                    .get("Responses")
+                    .and_then(Value::as_object)
+                    .ok_or("a BatchGetItem answer without its `Responses`")?;
+                for (_, items) in tables {
+                    for item in items.as_array().ok_or("`Responses` is not a list")? {
+                        found.insert(key_of(item)?, value_of(item)?);
                     }
                 }
                 unprocessed_keys(doc.get("UnprocessedKeys"), Some)
@@ -705,6 +745,7 @@ impl Backend for DynamoBackend {
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
         // BatchWriteItem refuses a key twice in one request; the last value is what
         // sequential sets would leave.
+        check_pairs(pairs, |key| Self::sort_key(key).map(drop))?;
         let mut requests = Vec::with_capacity(pairs.len());
         for (key, value) in last_wins(pairs) {
             let mut request = String::from("{\"PutRequest\":{\"Item\":");
@@ -716,6 +757,7 @@ impl Backend for DynamoBackend {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        check_batch("delete-many", keys, |key| Self::sort_key(key).map(drop))?;
         let mut requests = Vec::with_capacity(keys.len());
         for key in distinct(keys) {
             let mut request = String::from("{\"DeleteRequest\":{\"Key\":");

@@ -17,7 +17,10 @@ use kvplug_codec::json::{self, Value};
 use kvplug_protocol::{counter, names};
 use kvplug_settings::layout;
 
-use super::{Backend, Page, Swap, Version, Versioned, chunks, distinct, last_wins};
+use super::{
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct,
+    large_first, last_wins,
+};
 use crate::client::{Client, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
@@ -27,6 +30,10 @@ const MAX_TXN_OPS: usize = 128;
 /// Raw key and value bytes per transaction, below etcd's default `--max-request-bytes`
 /// (1.5 MiB) once base64 (4/3) and JSON are added.
 const MAX_TXN_BYTES: usize = 1 << 20;
+/// Longest key. etcd limits whole requests, not keys; a compare-and-swap transaction
+/// names its key three times, base64-encoded, so at this length a key takes at most 256 KiB
+/// of the default 1.5 MiB request and never decides on its own whether a call fits.
+const MAX_KEY_BYTES: usize = 64 * 1024;
 /// How many times `increment` retries after losing a race before it gives up.
 const MAX_INCREMENT_ATTEMPTS: usize = 64;
 
@@ -51,6 +58,17 @@ enum Op<'a> {
     Delete(&'a str),
 }
 
+/// Refuses a key longer than [`MAX_KEY_BYTES`] before anything is sent.
+fn check_key(key: &str) -> Result<(), Error> {
+    super::check_length(
+        "key",
+        key,
+        MAX_KEY_BYTES,
+        "etcd",
+        "so that every call naming the key, compare-and-swap included, fits etcd's request limit",
+    )
+}
+
 impl EtcdBackend {
     /// The etcd key of `key`, base64-encoded for the gateway.
     fn key(&self, key: &str) -> String {
@@ -71,6 +89,9 @@ impl EtcdBackend {
         if response.status == 200 {
             return Ok(response.body);
         }
+        if (200..300).contains(&response.status) {
+            return Err(self.foreign(path, response.status, "etcd answers 200"));
+        }
         // The gateway answers `{"error": …, "message": …, "code": <gRPC code>}`.
         let message = json::parse_bytes(&response.body)
             .ok()
@@ -89,6 +110,16 @@ impl EtcdBackend {
             .status_with(Verb::Post, path, response.status, &reason))
     }
 
+    fn foreign(&self, path: &str, status: u16, why: &str) -> Error {
+        super::foreign(
+            Verb::Post,
+            self.client.target(path),
+            status,
+            "etcd's JSON gateway",
+            why,
+        )
+    }
+
     fn malformed(&self, path: &str, detail: impl ToString) -> Error {
         Error::Malformed {
             method: Verb::Post.name(),
@@ -105,7 +136,12 @@ impl EtcdBackend {
         read: impl FnOnce(&Value<'_>) -> Result<T, &'static str>,
     ) -> Result<T, Error> {
         let bytes = self.call(path, body)?;
-        let doc = json::parse_bytes(&bytes).map_err(|e| self.malformed(path, e))?;
+        // Every answer of the gateway, a missing key's included, holds the cluster's
+        // `header`: anything else is not etcd's, and must not pass for a write done.
+        let doc = json::parse_bytes(&bytes)
+            .ok()
+            .filter(|doc| doc.get("header").and_then(Value::as_object).is_some())
+            .ok_or_else(|| self.foreign(path, 200, "not JSON with etcd's `header`"))?;
         read(&doc).map_err(|detail| self.malformed(path, detail))
     }
 
@@ -202,14 +238,6 @@ impl EtcdBackend {
     }
 }
 
-/// A write's answer must be etcd's: a 200 from anything else (a misdirected `url`) would
-/// otherwise pass for a stored value.
-fn acknowledged(doc: &Value<'_>) -> Result<(), &'static str> {
-    doc.get("header")
-        .map(drop)
-        .ok_or("not an etcd answer (no `header`)")
-}
-
 /// A transaction's `responses`; absent when there were none.
 fn responses<'d, 'a>(doc: &'d Value<'a>) -> Result<&'d [Value<'a>], &'static str> {
     match doc.get("responses") {
@@ -266,23 +294,27 @@ impl Backend for EtcdBackend {
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        check_key(key)?;
         let body = format!("{{\"key\":\"{}\"}}", self.key(key));
         self.exchange(RANGE, &body, |doc| first_kv(doc)?.map(value_of).transpose())
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        check_key(key)?;
         let mut body = format!("{{\"key\":\"{}\",\"value\":\"", self.key(key));
         base64::encode_into(&mut body, value);
         body.push_str("\"}");
-        self.exchange(PUT, &body, acknowledged)
+        self.exchange(PUT, &body, |_| Ok(()))
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {
+        check_key(key)?;
         let body = format!("{{\"key\":\"{}\"}}", self.key(key));
-        self.exchange(DELETE_RANGE, &body, acknowledged)
+        self.exchange(DELETE_RANGE, &body, |_| Ok(()))
     }
 
     fn exists(&self, key: &str) -> Result<bool, Error> {
+        check_key(key)?;
         let body = format!("{{\"key\":\"{}\",\"count_only\":true}}", self.key(key));
         self.exchange(RANGE, &body, |doc| {
             Ok(doc.get("count").and_then(Value::as_u64).unwrap_or(0) > 0)
@@ -333,6 +365,7 @@ impl Backend for EtcdBackend {
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        check_key(key)?;
         // Optimistic first try: an absent key becomes `delta` in one request; otherwise the
         // failed transaction hands back the current value and revision for the next try.
         let mut expected = Versioned {
@@ -353,15 +386,18 @@ impl Backend for EtcdBackend {
     }
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
+        check_key(key)?;
         let body = format!("{{\"key\":\"{}\"}}", self.key(key));
         self.exchange(RANGE, &body, versioned)
     }
 
     fn write_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
+        check_key(key)?;
         self.put_if(key, expected, value)
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        check_batch("get-many", keys, check_key)?;
         let mut values = Vec::with_capacity(keys.len());
         self.txn_chunks(
             keys,
@@ -381,10 +417,11 @@ impl Backend for EtcdBackend {
     }
 
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        check_pairs(pairs, check_key)?;
         // etcd refuses a key twice in one transaction; the last value is what sequential
         // sets would have left.
         self.txn_chunks(
-            &last_wins(pairs),
+            &large_first(last_wins(pairs), MAX_TXN_BYTES),
             |(key, value)| key.len() + value.len(),
             |(key, value)| Op::Put(key, value),
             |_| Ok(()),
@@ -392,6 +429,7 @@ impl Backend for EtcdBackend {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        check_batch("delete-many", keys, check_key)?;
         self.txn_chunks(
             &distinct(keys),
             |key| key.len(),

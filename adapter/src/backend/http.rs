@@ -9,7 +9,9 @@ use alloc::vec::Vec;
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::{BatchOp, codes, names};
 
-use super::{Backend, Page, Swap, Version, Versioned, framed_batches};
+use super::{
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, framed_batches, large_first,
+};
 use crate::client::{Client, Response, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
@@ -26,7 +28,49 @@ pub struct RestBackend {
     page_size: u32,
 }
 
+/// Where the name limits come from, for messages.
+const LIMIT: &str =
+    "the kvplug protocol's limit, so that every request line fits (docs/protocol.md)";
+
+/// Refuses a key the protocol does not carry, before anything is sent.
+fn check_key(key: &str) -> Result<(), Error> {
+    super::check_length(
+        "key",
+        key,
+        kvplug_protocol::MAX_KEY_BYTES,
+        "kvplug-http",
+        LIMIT,
+    )
+}
+
 impl RestBackend {
+    /// Sends one request; only a kvplug protocol server's answer, recognised by its
+    /// `kvplug-protocol` header, is returned, whatever its status.
+    fn send(
+        &self,
+        verb: Verb,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let response = self.client.send(verb, path, headers, body)?;
+        if response.header(kvplug_protocol::HEADER_PROTOCOL).is_none() {
+            return Err(super::foreign(
+                verb,
+                self.client.target(path),
+                response.status,
+                "a kvplug protocol server",
+                "no `kvplug-protocol` header",
+            ));
+        }
+        Ok(response)
+    }
+
+    fn key_path(&self, key: &str) -> Result<String, Error> {
+        check_key(key)?;
+        Ok(kvplug_protocol::key_path(&self.bucket, key))
+    }
+
     /// The error for an unexpected answer: a 404 that names the bucket is `no-such-store`,
     /// and the protocol's error code leads the reason.
     fn status_error(&self, verb: Verb, path: &str, response: &Response) -> Error {
@@ -67,7 +111,7 @@ impl RestBackend {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, Error> {
-        let response = self.client.send(verb, path, headers, body)?;
+        let response = self.send(verb, path, headers, body)?;
         if (200..300).contains(&response.status) {
             Ok(response)
         } else {
@@ -77,8 +121,8 @@ impl RestBackend {
 
     /// GET or HEAD of a key: `None` for a 404 that says the key is absent.
     fn fetch(&self, verb: Verb, key: &str) -> Result<Option<Response>, Error> {
-        let path = kvplug_protocol::key_path(&self.bucket, key);
-        let response = self.client.send(verb, &path, &[], &[])?;
+        let path = self.key_path(key)?;
+        let response = self.send(verb, &path, &[], &[])?;
         match (
             response.status,
             response.header(kvplug_protocol::HEADER_ERROR),
@@ -110,6 +154,13 @@ impl RestBackend {
 
 impl Backend for RestBackend {
     fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
+        super::check_length(
+            "bucket name",
+            bucket,
+            kvplug_protocol::MAX_BUCKET_BYTES,
+            "kvplug-http",
+            LIMIT,
+        )?;
         let backend = RestBackend {
             client: Rc::new(Client::new(
                 settings,
@@ -129,12 +180,12 @@ impl Backend for RestBackend {
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
-        let path = kvplug_protocol::key_path(&self.bucket, key);
+        let path = self.key_path(key)?;
         self.expect_success(Verb::Put, &path, &[], value).map(drop)
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {
-        let path = kvplug_protocol::key_path(&self.bucket, key);
+        let path = self.key_path(key)?;
         self.expect_success(Verb::Delete, &path, &[], &[]).map(drop)
     }
 
@@ -171,11 +222,8 @@ impl Backend for RestBackend {
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
         use kvplug_protocol::counter;
-        let path = format!(
-            "{}?increment={delta}",
-            kvplug_protocol::key_path(&self.bucket, key)
-        );
-        let response = self.client.send(Verb::Post, &path, &[], &[])?;
+        let path = format!("{}?increment={delta}", self.key_path(key)?);
+        let response = self.send(Verb::Post, &path, &[], &[])?;
         // The server refuses by code under the shared grammar; word it as every backend
         // does, so an app sees one message whichever service it is linked with.
         let refusal = match (
@@ -203,7 +251,7 @@ impl Backend for RestBackend {
                 version: Version::Absent,
             }),
             Some(response) => {
-                let path = kvplug_protocol::key_path(&self.bucket, key);
+                let path = self.key_path(key)?;
                 let tag = self.etag(Verb::Get, &path, &response)?;
                 Ok(Versioned {
                     value: Some(response.body),
@@ -214,12 +262,12 @@ impl Backend for RestBackend {
     }
 
     fn write_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
-        let path = kvplug_protocol::key_path(&self.bucket, key);
+        let path = self.key_path(key)?;
         let condition = match expected {
             Version::Absent => ("if-none-match", "*"),
             Version::Tag(tag) => ("if-match", tag.as_str()),
         };
-        let response = self.client.send(Verb::Put, &path, &[condition], value)?;
+        let response = self.send(Verb::Put, &path, &[condition], value)?;
         match (
             response.status,
             response.header(kvplug_protocol::HEADER_ERROR),
@@ -244,6 +292,7 @@ impl Backend for RestBackend {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        check_batch("get-many", keys, check_key)?;
         let mut values = Vec::with_capacity(keys.len());
         let path = kvplug_protocol::batch_path(&self.bucket, BatchOp::GetMany);
         self.batch(
@@ -270,9 +319,11 @@ impl Backend for RestBackend {
     }
 
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        check_pairs(pairs, check_key)?;
+        let pairs = large_first(pairs.iter().collect(), MAX_BATCH_BYTES);
         self.batch(
             BatchOp::SetMany,
-            pairs,
+            &pairs,
             |(key, value)| key.len() + value.len(),
             |body, (key, value)| {
                 frames::put(body, key.as_bytes())?;
@@ -283,6 +334,7 @@ impl Backend for RestBackend {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        check_batch("delete-many", keys, check_key)?;
         self.batch(
             BatchOp::DeleteMany,
             keys,

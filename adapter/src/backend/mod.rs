@@ -6,6 +6,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::client::Verb;
 use crate::error::Error;
 use crate::settings::Settings;
 
@@ -109,6 +110,129 @@ fn counter_error(key: &str, error: kvplug_protocol::counter::CounterError) -> Er
     ))
 }
 
+/// The error for an answer that is not the service's. A `url` that reaches another web
+/// server, or a proxy's error page, must fail the call whatever the status: a 200 from it
+/// would otherwise pass for a stored value or an acknowledged write. `target` is the
+/// request as messages name it; `why` is what gave the answer away.
+fn foreign(verb: Verb, target: String, status: u16, service: &str, why: &str) -> Error {
+    Error::Transport {
+        method: verb.name(),
+        path: target,
+        detail: alloc::format!(
+            "the answer (HTTP {status}) is not from {service} ({why}): is `url` right?"
+        ),
+    }
+}
+
+/// Refuses a name (`what`: a key, a bucket name) longer than `max` bytes before anything
+/// is sent. The message names the limit and where it comes from (`why`), and never the
+/// name, which may be that long.
+#[cfg_attr(
+    not(any(feature = "http", feature = "etcd", feature = "redis", test)),
+    expect(
+        dead_code,
+        reason = "the cloud backends count their key fields their own way"
+    )
+)]
+fn check_length(what: &str, name: &str, max: usize, backend: &str, why: &str) -> Result<(), Error> {
+    if name.len() <= max {
+        return Ok(());
+    }
+    Err(Error::Invalid(alloc::format!(
+        "{backend}: a {what} of {} bytes is longer than the {max} bytes this backend takes: {why}",
+        name.len()
+    )))
+}
+
+/// Checks every key of a batch before anything is sent: a batch split over several
+/// requests must not leave the entries before a bad one written. The error says which
+/// entry.
+fn check_batch(
+    operation: &str,
+    keys: &[String],
+    check: fn(&str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let count = keys.len();
+    for (at, key) in keys.iter().enumerate() {
+        check(key).map_err(|error| in_batch(operation, at, count, error))?;
+    }
+    Ok(())
+}
+
+/// [`check_batch`] for the keys of `set-many`'s pairs.
+fn check_pairs(
+    pairs: &[(String, Vec<u8>)],
+    check: fn(&str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let count = pairs.len();
+    for (at, (key, _)) in pairs.iter().enumerate() {
+        check(key).map_err(|error| in_batch("set-many", at, count, error))?;
+    }
+    Ok(())
+}
+
+/// `error` about entry `at` (from 0) of a batch of `count`.
+fn in_batch(operation: &str, at: usize, count: usize, error: Error) -> Error {
+    match error {
+        Error::Invalid(message) => Error::Invalid(alloc::format!(
+            "{operation}: entry {} of {count}: {message}",
+            at + 1
+        )),
+        other => other,
+    }
+}
+
+/// The pairs of a `set-many` in the order they are sent: those too large to share a
+/// request with others (over `max_bytes`) first, largest first, then the rest as given.
+/// How large a request the service takes is its own setting (etcd's
+/// `--max-request-bytes`, a server's body limit), which the adapter cannot check in
+/// advance; sent first, a pair over it is refused before any other pair is written. Of a
+/// key that has a large pair only the last pair is sent, so that the value left is the
+/// last one given whatever the order. Written without a sort or a set, which would cost
+/// the artifact kilobytes for what is a handful of pairs.
+#[cfg_attr(
+    not(any(feature = "http", feature = "etcd", feature = "redis", test)),
+    expect(
+        dead_code,
+        reason = "the cloud backends know their limits and check every pair first"
+    )
+)]
+fn large_first(pairs: Vec<&(String, Vec<u8>)>, max_bytes: usize) -> Vec<&(String, Vec<u8>)> {
+    let size = |(key, value): &(String, Vec<u8>)| key.len() + value.len();
+    let large_keys: Vec<&str> = pairs
+        .iter()
+        .filter(|pair| size(pair) > max_bytes)
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if large_keys.is_empty() {
+        return pairs;
+    }
+    let mut ordered: Vec<&(String, Vec<u8>)> = Vec::with_capacity(pairs.len());
+    let mut small = Vec::with_capacity(pairs.len());
+    for (at, pair) in pairs.iter().enumerate() {
+        let key = pair.0.as_str();
+        let overwritten = large_keys.contains(&key)
+            && pairs
+                .get(at + 1..)
+                .is_some_and(|later| later.iter().any(|(other, _)| other == key));
+        if overwritten {
+            continue;
+        }
+        let bytes = size(pair);
+        if bytes > max_bytes {
+            let place = ordered
+                .iter()
+                .position(|other| size(other) < bytes)
+                .unwrap_or(ordered.len());
+            ordered.insert(place, pair);
+        } else {
+            small.push(*pair);
+        }
+    }
+    ordered.extend(small);
+    ordered
+}
+
 /// Splits `items` into runs of at most `max_entries` and, where possible, `max_bytes`
 /// (an item larger than `max_bytes` travels alone).
 fn chunks<T>(
@@ -210,6 +334,69 @@ mod tests {
         let sizes: Vec<usize> = chunks(&big, 10, 100, |n| *n).map(<[usize]>::len).collect();
         assert_eq!(sizes, [1, 2, 1, 1]);
         assert_eq!(chunks(&[] as &[usize], 2, 2, |n| *n).count(), 0);
+    }
+
+    /// `pairs` of a key and a value of that many bytes.
+    fn sized(pairs: &[(&str, usize)]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, n)| (String::from(*k), alloc::vec![0; *n]))
+            .collect()
+    }
+
+    fn sizes<'a>(pairs: &[&'a (String, Vec<u8>)]) -> Vec<(&'a str, usize)> {
+        pairs.iter().map(|(k, v)| (k.as_str(), v.len())).collect()
+    }
+
+    #[test]
+    fn pairs_too_large_to_share_a_request_go_first_largest_first() {
+        let pairs = sized(&[
+            ("a", 3),
+            ("b", 50),
+            ("c", 1),
+            ("d", 70),
+            ("e", 60),
+            ("c", 2),
+        ]);
+        let sent = large_first(pairs.iter().collect(), 10);
+        assert_eq!(
+            sizes(&sent),
+            [
+                ("d", 70),
+                ("e", 60),
+                ("b", 50),
+                ("a", 3),
+                ("c", 1),
+                ("c", 2)
+            ]
+        );
+        // Small pairs only: sent as given, a repeated key too.
+        let small = sized(&[("a", 3), ("c", 1), ("c", 2)]);
+        let sent = large_first(small.iter().collect(), 10);
+        assert_eq!(sizes(&sent), [("a", 3), ("c", 1), ("c", 2)]);
+    }
+
+    #[test]
+    fn a_key_with_a_large_pair_keeps_its_last_value_whatever_the_order() {
+        let pairs = sized(&[("k", 1), ("x", 2), ("k", 50), ("y", 40), ("y", 3)]);
+        let sent = large_first(pairs.iter().collect(), 10);
+        // `k`'s small pair is overwritten by its large one, `y`'s large pair by its small one.
+        assert_eq!(sizes(&sent), [("k", 50), ("x", 2), ("y", 3)]);
+    }
+
+    #[test]
+    fn batches_name_the_entry_whose_key_is_refused() {
+        let (longest, too_long) = ("k".repeat(2048), "k".repeat(2049));
+        let keys = ["a", longest.as_str(), too_long.as_str()].map(String::from);
+        let check = |key: &str| check_length("key", key, 2048, "test", "why");
+        let Err(Error::Invalid(message)) = check_batch("set-many", &keys, check) else {
+            panic!("the third key is too long");
+        };
+        assert_eq!(
+            message,
+            "set-many: entry 3 of 3: test: a key of 2049 bytes is longer than the 2048 bytes this backend takes: why"
+        );
+        assert_eq!(check_batch("get-many", &keys[..2], check), Ok(()));
     }
 
     #[test]

@@ -25,7 +25,9 @@ use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::names;
 use kvplug_settings::layout;
 
-use super::{Backend, Page, Swap, Version, Versioned, framed_batches};
+use super::{
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, framed_batches, large_first,
+};
 use crate::client::{Client, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
@@ -34,6 +36,30 @@ use crate::settings::Settings;
 const MAX_BATCH_ENTRIES: usize = 1000;
 /// Key and value bytes per batch request (webdis accepts up to 128 MiB).
 const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// Requests from this size on may be over webdis's request limit, whose only sign is a
+/// closed connection.
+const LARGE_REQUEST: usize = 1 << 20;
+/// Longest key. Keys travel in webdis's URLs, percent-encoded (up to 3 bytes per byte),
+/// in every single-key command; batches carry them in the body, but must not store a key
+/// that a single-key command then cannot reach.
+const MAX_KEY_BYTES: usize = 8 * 1024;
+/// Longest `prefix` and bucket name together. The listing script names the bucket's key
+/// prefix twice in its URL, escaped once more for webdis (up to 6 bytes per byte); at this
+/// length every URL, with the longest key, stays well inside what webdis and the host's
+/// HTTP stack accept.
+const MAX_SPACE_BYTES: usize = 1024;
+
+/// Refuses a key longer than [`MAX_KEY_BYTES`] before anything is sent.
+fn check_key(key: &str) -> Result<(), Error> {
+    super::check_length(
+        "key",
+        key,
+        MAX_KEY_BYTES,
+        "redis",
+        "keys travel in webdis's request URLs, which are limited",
+    )
+}
 
 /// A Lua script and its SHA-1 (checked by a test), the name `EVALSHA` knows it by.
 struct Script {
@@ -205,8 +231,29 @@ impl RedisBackend {
 
     /// Sends one command and returns Redis's reply; Redis errors become [`Error::Refused`].
     fn call(&self, verb: Verb, path: &str, body: &[u8]) -> Result<Reply, Error> {
-        let response = self.client.send(verb, path, &[], body)?;
+        let response = self
+            .client
+            .send(verb, path, &[], body)
+            .map_err(|error| match error {
+                // webdis answers a request over its size limit by closing the connection,
+                // which says nothing of the limit: name it, for a request that may be over.
+                Error::Transport {
+                    method,
+                    path,
+                    detail,
+                } if body.len() >= LARGE_REQUEST => Error::Transport {
+                    method,
+                    path,
+                    detail: format!(
+                        "{detail} (a request of {} bytes may be over webdis's `http_max_request_size`, 128 MiB unless configured, which webdis answers by closing the connection)",
+                        body.len()
+                    ),
+                },
+                other => other,
+            })?;
         match response.status {
+            // With `.raw`, webdis answers exactly one RESP reply: an answer that does not
+            // parse as one is not webdis's, and must not pass for a write done.
             200 => match resp::parse_owned(response.body) {
                 Ok(Reply::Error(message)) => Err(Error::Refused {
                     method: verb.name(),
@@ -214,8 +261,21 @@ impl RedisBackend {
                     reason: format!("Redis: {}", self.client.scrub(&message)),
                 }),
                 Ok(reply) => Ok(reply),
-                Err(e) => Err(self.malformed(verb, path, e)),
+                Err(e) => Err(super::foreign(
+                    verb,
+                    self.client.target(path),
+                    200,
+                    "webdis",
+                    &format!("not one Redis reply (RESP): {e}"),
+                )),
             },
+            status @ 201..=299 => Err(super::foreign(
+                verb,
+                self.client.target(path),
+                status,
+                "webdis",
+                "webdis answers 200",
+            )),
             // webdis says 403 both for a command its ACL disables and for missing or wrong
             // credentials, and never which: not `access-denied`, which would hide the first.
             403 => Err(Error::Refused {
@@ -229,6 +289,15 @@ impl RedisBackend {
                         .unwrap_or_default()
                 ),
             }),
+            413 => Err(self.client.status_with(
+                verb,
+                path,
+                413,
+                &format!(
+                    "a request of {} bytes is over webdis's `http_max_request_size` (128 MiB unless configured)",
+                    body.len()
+                ),
+            )),
             503 => Err(self
                 .client
                 .status_with(verb, path, 503, "webdis cannot reach Redis")),
@@ -339,6 +408,12 @@ impl RedisBackend {
 
 impl Backend for RedisBackend {
     fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
+        let space = settings.prefix.len() + bucket.len();
+        if space > MAX_SPACE_BYTES {
+            return Err(Error::Invalid(format!(
+                "redis: the `prefix` setting and the bucket name take {space} bytes together; at most {MAX_SPACE_BYTES} (1 KiB) fit in the URLs webdis serves, where listing names them twice"
+            )));
+        }
         // A bucket is a key prefix and always exists: opening one needs no request.
         let authorization = settings
             .token
@@ -357,6 +432,7 @@ impl Backend for RedisBackend {
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        check_key(key)?;
         let path = command("GET", &[&self.key(key)]);
         match self.call(Verb::Get, &path, &[])? {
             Reply::Bulk(value) => Ok(value),
@@ -365,6 +441,7 @@ impl Backend for RedisBackend {
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        check_key(key)?;
         // The value is the body, webdis's last argument; an empty one is an empty segment.
         let (verb, path) = if value.is_empty() {
             (Verb::Get, command("SET", &[&self.key(key), b""]))
@@ -372,18 +449,20 @@ impl Backend for RedisBackend {
             (Verb::Put, command("SET", &[&self.key(key)]))
         };
         match self.call(verb, &path, value)? {
-            Reply::Simple(_) => Ok(()),
+            Reply::Simple(ok) if ok == "OK" => Ok(()),
             _ => Err(self.malformed(verb, &path, "expected OK")),
         }
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {
+        check_key(key)?;
         let path = command("DEL", &[&self.key(key)]);
         let reply = self.call(Verb::Get, &path, &[])?;
         self.integer(Verb::Get, &path, reply).map(drop)
     }
 
     fn exists(&self, key: &str) -> Result<bool, Error> {
+        check_key(key)?;
         let path = command("EXISTS", &[&self.key(key)]);
         let reply = self.call(Verb::Get, &path, &[])?;
         Ok(self.integer(Verb::Get, &path, reply)? > 0)
@@ -416,6 +495,7 @@ impl Backend for RedisBackend {
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
         use kvplug_protocol::counter::{self, CounterError};
+        check_key(key)?;
         let delta = delta.to_string();
         let answer = match self.eval(&INCREMENT, &[&self.key(key)], &[delta.as_bytes()], &[]) {
             // Redis's own words (unchanged since 2.x); its grammar is the shared one.
@@ -437,11 +517,13 @@ impl Backend for RedisBackend {
     }
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
+        check_key(key)?;
         let answer = self.eval(&READ_VERSIONED, &[&self.key(key)], &[], &[])?;
         self.versioned(answer)
     }
 
     fn write_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
+        check_key(key)?;
         let version = match expected {
             Version::Absent => "absent",
             Version::Tag(sha) => sha.as_str(),
@@ -456,6 +538,7 @@ impl Backend for RedisBackend {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        check_batch("get-many", keys, check_key)?;
         let mut values = Vec::with_capacity(keys.len());
         self.batch(
             &GET_MANY,
@@ -475,9 +558,11 @@ impl Backend for RedisBackend {
     }
 
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        check_pairs(pairs, check_key)?;
+        let pairs = large_first(pairs.iter().collect(), MAX_BATCH_BYTES);
         self.batch(
             &SET_MANY,
-            pairs,
+            &pairs,
             |(key, value)| key.len() + value.len(),
             |body, (key, value)| {
                 frames::put(body, key.as_bytes())?;
@@ -488,6 +573,7 @@ impl Backend for RedisBackend {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        check_batch("delete-many", keys, check_key)?;
         self.batch(
             &DELETE_MANY,
             keys,

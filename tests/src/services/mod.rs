@@ -72,6 +72,71 @@ pub fn value_limit(backend: &str) -> Option<ValueLimit> {
     }
 }
 
+/// Where a backend's service (or the URLs that carry names to it) limits keys and bucket
+/// names: the longest of each the adapter takes, spelled in the characters that cost the
+/// most on the wire, and how the adapter's refusal of a longer key names the limit.
+#[derive(Debug, Clone)]
+pub struct NameLimits {
+    pub longest_key: String,
+    /// A key one byte (Azure: one UTF-16 unit) longer than `longest_key`.
+    pub too_long_key: String,
+    /// What the refusal of `too_long_key` says about the limit.
+    pub key_limit: &'static str,
+    pub longest_bucket: String,
+    /// A bucket name `open` refuses, and what the refusal says about the limit; `None`
+    /// where bucket names are not limited.
+    pub too_long_bucket: Option<(String, &'static str)>,
+}
+
+/// The name limits of `backend`.
+pub fn name_limits(backend: &str) -> NameLimits {
+    // `é` is two bytes of UTF-8 that percent-encoding makes six.
+    let wide = |bytes: usize| "é".repeat(bytes / 2);
+    let longer = |name: &str| format!("{name}k");
+    let (longest_key, key_limit, longest_bucket, too_long_bucket) = match backend {
+        // The protocol's limits: 8 KiB keys, 1 KiB bucket names.
+        "http" => (
+            wide(8192),
+            "the 8192 bytes",
+            wide(1024),
+            Some((longer(&wide(1024)), "the 1024 bytes")),
+        ),
+        // etcd limits requests, not keys: the adapter's own limit keeps every call inside
+        // the default request limit. Bucket names are not limited.
+        "etcd" => (wide(64 * 1024), "the 65536 bytes", wide(1024), None),
+        // webdis's URLs: 8 KiB keys, 1 KiB for prefix and bucket name.
+        "redis" => (
+            wide(8192),
+            "the 8192 bytes",
+            wide(1024),
+            Some((longer(&wide(1024)), "at most 1024 (1 KiB)")),
+        ),
+        // The sort key (`/` + key) holds 1024 bytes; the partition key 2048, and percent
+        // encoding makes each `é` of the bucket name six.
+        "dynamodb" => (
+            longer(&wide(1022)),
+            "1024 bytes",
+            "é".repeat(341),
+            Some(("é".repeat(342), "at most 2048 bytes")),
+        ),
+        // 512 UTF-16 units per key field.
+        "azure-table" => (
+            "é".repeat(512),
+            "1 KiB",
+            "é".repeat(512),
+            Some(("é".repeat(513), "1 KiB")),
+        ),
+        other => panic!("no name limits for backend `{other}`"),
+    };
+    NameLimits {
+        too_long_key: longer(&longest_key),
+        longest_key,
+        key_limit,
+        longest_bucket,
+        too_long_bucket,
+    }
+}
+
 /// A program installed by `scripts/setup.sh` under `tests/services/node_modules/.bin`.
 pub fn node_tool(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -184,7 +249,12 @@ pub struct Reference {
 
 impl Reference {
     pub fn start() -> Reference {
-        let (data, server) = crate::reference_server();
+        Reference::start_with(|_| {})
+    }
+
+    /// A server with its configuration adjusted by `adjust`.
+    pub fn start_with(adjust: impl FnOnce(&mut kvplug_server::Config)) -> Reference {
+        let (data, server) = crate::reference_server_with(adjust);
         Reference {
             server,
             _data: data,
@@ -288,6 +358,8 @@ pub struct Redis {
     basic_auth: Option<String>,
     /// Commands webdis refuses on top of the administrative ones.
     disabled: Vec<String>,
+    /// webdis's `http_max_request_size`, if not its default (128 MiB).
+    max_request: Option<usize>,
 }
 
 impl Redis {
@@ -308,8 +380,18 @@ impl Redis {
             webdis_port: free_port(),
             basic_auth: basic_auth.map(str::to_owned),
             disabled: disabled.iter().map(|c| format!("\"{c}\"")).collect(),
+            max_request: None,
         };
         redis.resume_redis();
+        redis.start_webdis();
+        redis
+    }
+
+    /// Starts Redis and a webdis that refuses requests larger than `max_request` bytes.
+    pub fn start_with_max_request(max_request: usize) -> Redis {
+        let mut redis = Redis::start();
+        redis.max_request = Some(max_request);
+        redis.stop_webdis();
         redis.start_webdis();
         redis
     }
@@ -364,9 +446,13 @@ impl Redis {
                 r#"[{{"disabled":["*"]}},{{"http_basic_auth":"{credentials}","enabled":["*"]}},{disabled}]"#
             ),
         };
+        let max_request = self
+            .max_request
+            .map(|bytes| format!(r#""http_max_request_size":{bytes},"#))
+            .unwrap_or_default();
         let config = format!(
             r#"{{"redis_host":"127.0.0.1","redis_port":{},"http_host":"127.0.0.1","http_port":{},
-"threads":2,"pool_size":8,"daemonize":false,"database":0,"acl":{acl},
+"threads":2,"pool_size":8,"daemonize":false,"database":0,"acl":{acl},{max_request}
 "verbosity":3,"logfile":"{}"}}"#,
             self.redis_port,
             self.webdis_port,
