@@ -30,6 +30,9 @@ pub struct Host {
 #[derive(Debug, Default)]
 pub struct MemoryMeter {
     bytes: usize,
+    /// A cap on the total, like `wasmtime run -W max-memory-size`: growth beyond it fails
+    /// (`memory.grow` answers -1), as on a host that limits its guests.
+    limit: Option<usize>,
 }
 
 impl wasmtime::ResourceLimiter for MemoryMeter {
@@ -39,7 +42,11 @@ impl wasmtime::ResourceLimiter for MemoryMeter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.bytes += desired.saturating_sub(current);
+        let total = self.bytes + desired.saturating_sub(current);
+        if self.limit.is_some_and(|limit| total > limit) {
+            return Ok(false);
+        }
+        self.bytes = total;
         Ok(true)
     }
 
@@ -57,6 +64,11 @@ impl Host {
     /// Bytes of linear memory across every memory of the instance (its peak so far).
     pub fn linear_memory(&self) -> usize {
         self.memory.bytes
+    }
+
+    /// Caps the instance's linear memory, across all its memories, at `bytes`.
+    pub fn cap_memory(&mut self, bytes: usize) {
+        self.memory.limit = Some(bytes);
     }
 }
 

@@ -36,6 +36,27 @@ pub enum Action {
     Raw(Vec<u8>),
     /// Read the request and never answer (until the server is dropped).
     Hang,
+    /// Write `head` (status line and headers, ending in a blank line), then `body` one byte
+    /// every `gap`: each wait is short, the whole answer never ends in time.
+    Trickle {
+        head: Vec<u8>,
+        body: Vec<u8>,
+        gap: Duration,
+    },
+    /// Write `head` (with `transfer-encoding: chunked`), then 64 KiB chunks for as long as the
+    /// client reads them (until the server is dropped).
+    Endless { head: Vec<u8> },
+}
+
+/// The head of a chunked answer with `status` and the given extra header lines.
+pub fn chunked_head(status: u16, headers: &[&str]) -> Vec<u8> {
+    let mut raw = format!("HTTP/1.1 {status} X\r\ntransfer-encoding: chunked\r\n");
+    for header in headers {
+        raw.push_str(header);
+        raw.push_str("\r\n");
+    }
+    raw.push_str("\r\n");
+    raw.into_bytes()
 }
 
 /// A response with `status`, the given extra header lines and `body`.
@@ -156,6 +177,27 @@ fn serve(mut stream: TcpStream, responder: &dyn Fn(&Request) -> Action, stop: &A
         Action::Hang => {
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Action::Trickle { head, body, gap } => {
+            let _ = stream.write_all(&head);
+            for byte in body {
+                if stop.load(Ordering::SeqCst) || stream.write_all(&[byte]).is_err() {
+                    return;
+                }
+                let _ = stream.flush();
+                std::thread::sleep(gap);
+            }
+        }
+        Action::Endless { head } => {
+            let _ = stream.write_all(&head);
+            let mut chunk = format!("{:x}\r\n", 64 << 10).into_bytes();
+            chunk.extend(std::iter::repeat_n(b'0', 64 << 10));
+            chunk.extend_from_slice(b"\r\n");
+            while !stop.load(Ordering::SeqCst) {
+                if stream.write_all(&chunk).is_err() {
+                    return;
+                }
             }
         }
     }

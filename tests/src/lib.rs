@@ -128,6 +128,17 @@ impl Kv {
         Kv::on(runtime(), adapter, settings).await
     }
 
+    /// Instantiates `adapter` with `settings`, its memory capped at `bytes` as a host
+    /// that limits its guests would.
+    pub async fn capped(adapter: &Component, settings: Settings, bytes: usize) -> Kv {
+        let mut store = runtime().store(&settings, &[]);
+        store.data_mut().cap_memory(bytes);
+        let kv = KeyvalueProvider::instantiate_async(&mut store, adapter, runtime().linker())
+            .await
+            .expect("instantiate the adapter");
+        Kv { store, kv }
+    }
+
     /// Instantiates `adapter` with `settings` on `runtime`.
     pub async fn on(runtime: &Runtime, adapter: &Component, settings: Settings) -> Kv {
         let mut store = runtime.store(&settings, &[]);

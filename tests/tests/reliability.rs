@@ -1,0 +1,292 @@
+//! The promises no ordinary fault shows: a call ends by its deadline however the service
+//! trickles; an answer larger than memory is an error, not a trap, on a host that caps its
+//! guests; a credential echoed in any encoding never reaches a message.
+
+use std::time::{Duration, Instant};
+
+use kvplug_tests::fault_server::{Action, FaultServer, chunked_head, response};
+use kvplug_tests::services::{Redis, Reference, Service};
+use kvplug_tests::{Kv, adapter, other_message, settings};
+
+/// Every backend, with settings that reach `url` (credentials where the backend needs them).
+const BACKENDS: [&str; 5] = ["http", "etcd", "redis", "dynamodb", "azure-table"];
+
+/// The headers by which each adapter recognises its service's answers.
+const MARKS: [&str; 3] = [
+    "kvplug-protocol: 1",
+    "x-amzn-requestid: fault-server",
+    "x-ms-request-id: fault-server",
+];
+
+const TOKEN: &str = "app:s3cr3t/p4ss+word";
+const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const SESSION_TOKEN: &str = "FQoGZXIvYXdzEBYaDkiOGi/session+token";
+const ACCOUNT_KEY: &str =
+    "c2VjcmV0LWtleS10aGF0LWlzLW5vdC1henVyaXRlcy1vd24tYW5kLWxvbmctZW5vdWdoLTY0Ynl0ZXM=";
+
+fn backend_settings(backend: &str, url: &str) -> kvplug_runner::Settings {
+    let mut s = settings(url);
+    let extra: &[(&str, &str)] = match backend {
+        "dynamodb" => &[
+            ("region", "us-east-1"),
+            ("access-key-id", "AKIDEXAMPLE"),
+            ("secret-access-key", AWS_SECRET),
+            ("session-token", SESSION_TOKEN),
+        ],
+        "azure-table" => &[
+            ("account-name", "devstoreaccount1"),
+            ("account-key", ACCOUNT_KEY),
+        ],
+        _ => &[("token", TOKEN)],
+    };
+    s.extend(extra.iter().map(|(n, v)| ((*n).into(), (*v).into())));
+    s
+}
+
+/// The secrets `backend` is configured with, as the service could see them.
+fn secrets_of(backend: &str) -> Vec<&'static str> {
+    match backend {
+        "dynamodb" => vec![AWS_SECRET, SESSION_TOKEN],
+        "azure-table" => vec![ACCOUNT_KEY],
+        "redis" => vec![TOKEN, "s3cr3t/p4ss+word"],
+        _ => vec![TOKEN],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trickling_answer_ends_at_the_calls_deadline_on_every_backend() {
+    // Each byte comes well within any per-read timeout; the whole answer would take 200 s.
+    let fault = FaultServer::start(|_| {
+        let mut head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n".to_vec();
+        for mark in MARKS {
+            head.extend_from_slice(format!("{mark}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        Action::Trickle {
+            head,
+            body: vec![b'x'; 1000],
+            gap: Duration::from_millis(200),
+        }
+    });
+    for backend in BACKENDS {
+        let mut s = backend_settings(backend, &fault.url());
+        s.push(("timeout-ms".into(), "1000".into()));
+        let mut kv = Kv::with_adapter(adapter(backend), s).await;
+        let b = kv.open("b").await.unwrap();
+        let started = Instant::now();
+        let message = other_message(kv.get(b, "k").await.unwrap_err());
+        let took = started.elapsed();
+        assert!(
+            message.contains("timed out") && message.contains("`timeout-ms` = 1000 ms"),
+            "{backend}: {message}"
+        );
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "{backend}: took {took:?}: {message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_timeout_bounds_each_wait_within_the_deadline() {
+    // Silent after the head: `idle-timeout-ms` ends the call long before `timeout-ms`.
+    let fault = FaultServer::start(|_| Action::Trickle {
+        head: b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nkvplug-protocol: 1\r\n\r\n".to_vec(),
+        body: b"x".to_vec(),
+        gap: Duration::from_secs(30),
+    });
+    let mut s = settings(&fault.url());
+    s.push(("timeout-ms".into(), "20000".into()));
+    s.push(("idle-timeout-ms".into(), "300".into()));
+    let mut kv = Kv::with_adapter(adapter("http"), s).await;
+    let b = kv.open("b").await.unwrap();
+    let started = Instant::now();
+    let message = other_message(kv.get(b, "k").await.unwrap_err());
+    assert!(started.elapsed() < Duration::from_secs(5), "{message}");
+    assert!(message.contains("GET /v1/buckets/b/keys/k"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_stop_at_the_deadline() {
+    // A service that is always busy: DynamoDB would retry six times with backoff (about
+    // 1.3 s and more); a 500 ms budget ends it sooner, saying why.
+    let fault = FaultServer::start(|_| {
+        response(
+            400,
+            &[MARKS[1]],
+            br#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}"#,
+        )
+    });
+    let mut s = backend_settings("dynamodb", &fault.url());
+    s.push(("timeout-ms".into(), "500".into()));
+    let mut kv = Kv::with_adapter(adapter("dynamodb"), s).await;
+    let b = kv.open("b").await.unwrap();
+    let started = Instant::now();
+    let message = other_message(kv.get(b, "k").await.unwrap_err());
+    assert!(started.elapsed() < Duration::from_millis(900), "{message}");
+    assert!(
+        message.contains("ThrottlingException") && message.contains("deadline"),
+        "{message}"
+    );
+}
+
+/// Forms of `secret` a service could echo, written independently of the adapter.
+fn encodings(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    let percent = |lower: bool| -> String {
+        secret
+            .bytes()
+            .map(
+                |b| match (b.is_ascii_alphanumeric() || b"-._~".contains(&b), lower) {
+                    (true, _) => char::from(b).to_string(),
+                    (false, false) => format!("%{b:02X}"),
+                    (false, true) => format!("%{b:02x}"),
+                },
+            )
+            .collect()
+    };
+    vec![
+        secret.to_owned(),
+        b64.clone(),
+        b64.trim_end_matches('=').to_owned(),
+        percent(false),
+        percent(true),
+        secret.replace('/', "\\/"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_echoed_in_any_encoding_never_reach_a_message_on_any_backend() {
+    for backend in BACKENDS {
+        for secret in secrets_of(backend) {
+            for form in encodings(secret) {
+                // Quoted the way each service words errors: DynamoDB's JSON message (escaped
+                // once more, as JSON would, and unescaped by the adapter), everyone else's
+                // body as it is.
+                let body = if backend == "dynamodb" {
+                    let json_safe = form.replace('\\', "\\\\");
+                    format!(
+                        r#"{{"__type":"x#ValidationException","message":"you sent {json_safe}"}}"#
+                    )
+                } else {
+                    format!("you sent {form}")
+                };
+                let fault = FaultServer::start(move |_| response(400, &MARKS, body.as_bytes()));
+                let mut kv =
+                    Kv::with_adapter(adapter(backend), backend_settings(backend, &fault.url()))
+                        .await;
+                let b = kv.open("b").await.unwrap();
+                let message = other_message(kv.set(b, "k", b"v").await.unwrap_err());
+                assert!(
+                    !message.contains(&form) && !message.contains(secret),
+                    "{backend}: {form}: {message}"
+                );
+                assert!(
+                    message.contains("<redacted>"),
+                    "{backend}: {form}: {message}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_password_withholds_the_services_text() {
+    let fault = FaultServer::start(|_| response(500, &MARKS, b"boom: pw and cHc="));
+    let mut s = settings(&fault.url());
+    s.push(("token".into(), "app:pw".into()));
+    let mut kv = Kv::with_adapter(adapter("redis"), s).await;
+    let b = kv.open("b").await.unwrap();
+    let message = other_message(kv.get(b, "k").await.unwrap_err());
+    assert!(
+        message.contains("HTTP 500") && message.contains("withheld"),
+        "{message}"
+    );
+    assert!(!message.contains("pw"), "{message}");
+}
+
+/// 128 MiB, as `wasmtime run -W max-memory-size=134217728` gives a guest.
+const CAP: usize = 128 << 20;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_error_body_costs_neither_time_nor_memory() {
+    let fault = FaultServer::start(|_| Action::Endless {
+        head: chunked_head(500, &MARKS),
+    });
+    for backend in BACKENDS {
+        let mut kv = Kv::capped(
+            adapter(backend),
+            backend_settings(backend, &fault.url()),
+            CAP,
+        )
+        .await;
+        let b = kv.open("b").await.unwrap();
+        let before = kv.linear_memory();
+        let started = Instant::now();
+        let message = other_message(kv.exists(b, "k").await.unwrap_err());
+        assert!(message.contains("HTTP 500"), "{backend}: {message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{backend}: {message}"
+        );
+        let grown = kv.linear_memory() - before;
+        assert!(grown < 1 << 20, "{backend}: grew {grown} bytes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_answer_is_an_error_under_a_memory_cap() {
+    let fault = FaultServer::start(|_| Action::Endless {
+        head: chunked_head(200, &MARKS),
+    });
+    for backend in ["http", "redis"] {
+        let mut kv = Kv::capped(adapter(backend), settings(&fault.url()), CAP).await;
+        let b = kv.open("b").await.unwrap();
+        let message = other_message(kv.get(b, "k").await.unwrap_err());
+        assert!(
+            message.contains("does not fit in the adapter's memory"),
+            "{backend}: {message}"
+        );
+        assert!(kv.linear_memory() <= CAP);
+    }
+}
+
+/// On a capped host, a stored value that fits is read (held once, not twice), and one that
+/// does not is a clear error; neither traps. The values are written by an uncapped instance.
+async fn large_values_under_a_memory_cap(service: &dyn Service) {
+    const FITS: usize = 90 << 20;
+    const TOO_LARGE: usize = 120 << 20;
+    let mut writer = Kv::connect(service).await;
+    let b = writer.open("big").await.unwrap();
+    writer.set(b, "fits", &vec![1u8; FITS]).await.unwrap();
+    writer
+        .set(b, "too-large", &vec![2u8; TOO_LARGE])
+        .await
+        .unwrap();
+    drop(writer);
+
+    let mut kv = Kv::capped(adapter(service.backend()), service.settings(), CAP).await;
+    let b = kv.open("big").await.unwrap();
+    let value = kv.get(b, "fits").await.unwrap().unwrap();
+    assert!(value.len() == FITS && value.iter().all(|&v| v == 1));
+    let message = other_message(kv.get(b, "too-large").await.unwrap_err());
+    assert!(
+        message.contains("does not fit in the adapter's memory") && message.contains("GET "),
+        "{message}"
+    );
+    // The instance is still usable.
+    assert_eq!(kv.exists(b, "fits").await, Ok(true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_values_under_a_memory_cap_on_the_reference_server() {
+    let service = Reference::start_with(|c| c.max_body = 256 << 20);
+    large_values_under_a_memory_cap(&service).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_values_under_a_memory_cap_on_redis() {
+    let service = Redis::start_with_max_request(256 << 20);
+    large_values_under_a_memory_cap(&service).await;
+}
