@@ -212,3 +212,47 @@ fn jco_serve_runs_the_http_app() {
     serving.wait_for_port(port, Duration::from_secs(60));
     use_notes_service(port);
 }
+
+/// The call's deadline holds on Node and the wasmtime CLI too, not only on embedded
+/// wasmtime: a service that trickles its answer (one byte every 200 ms, after a valid
+/// head) ends the app's first call at `timeout-ms` with an error, instead of hanging it.
+#[test]
+fn a_trickling_service_cannot_hang_the_app_on_jco_or_the_wasmtime_cli() {
+    use kvplug_tests::fault_server::{Action, FaultServer};
+    let fault = FaultServer::start(|_| Action::Trickle {
+        head: b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nkvplug-protocol: 1\r\n\r\n".to_vec(),
+        body: vec![b'7'; 1000],
+        gap: Duration::from_millis(200),
+    });
+    let app = artifacts::fixture_path("example-app");
+    let dir = JsOut::new("trickle");
+    let linked = link(&dir, "app", &app, vec![env_configured_adapter()]);
+    let check = |run: std::process::Output, took: Duration, runtime: &str| {
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{runtime}: {stderr}");
+        assert!(
+            stderr.contains("timed out") && stderr.contains("`timeout-ms` = 1000 ms"),
+            "{runtime}: {stderr}"
+        );
+        assert!(took < Duration::from_secs(8), "{runtime}: took {took:?}");
+    };
+
+    transpile(&linked, &dir);
+    let mut node = Command::new("node");
+    node.arg(dir.join("run.mjs"))
+        .env("KVPLUG_URL", fault.url())
+        .env("KVPLUG_TIMEOUT_MS", "1000");
+    let started = std::time::Instant::now();
+    let run = output(node);
+    check(run, started.elapsed(), "jco");
+
+    let mut cli = wasmtime();
+    cli.args(["run", "-S", "http"])
+        .arg("--env")
+        .arg(format!("KVPLUG_URL={}", fault.url()))
+        .args(["--env", "KVPLUG_TIMEOUT_MS=1000"])
+        .arg(&linked);
+    let started = std::time::Instant::now();
+    let run = output(cli);
+    check(run, started.elapsed(), "wasmtime run");
+}
