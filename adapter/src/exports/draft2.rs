@@ -12,14 +12,22 @@ use kv::{atomics, store};
 /// The `bucket` resource: an open connection to one bucket.
 pub struct Bucket {
     backend: Active,
+    /// What this bucket's cursors start with; see [`super::cursor_tag`].
+    cursor_tag: String,
 }
 
 impl Bucket {
     fn list(&self, cursor: Option<String>) -> Result<store::KeyResponse, Error> {
-        let page = self.backend.list(cursor.as_deref())?;
+        let inner = cursor
+            .as_deref()
+            .map(|cursor| super::unwrap_cursor(&self.cursor_tag, cursor))
+            .transpose()?;
+        let page = self.backend.list(inner)?;
         Ok(store::KeyResponse {
             keys: page.keys,
-            cursor: page.cursor,
+            cursor: page
+                .cursor
+                .map(|inner| alloc::format!("{}{inner}", self.cursor_tag)),
         })
     }
 }
@@ -39,6 +47,7 @@ impl store::Guest for Adapter {
     fn open(identifier: String) -> Result<store::Bucket, store::Error> {
         Ok(store::Bucket::new(Bucket {
             backend: super::open_backend(&identifier)?,
+            cursor_tag: super::cursor_tag(&identifier),
         }))
     }
 }

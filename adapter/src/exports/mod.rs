@@ -27,6 +27,31 @@ pub(crate) fn open_backend(identifier: &str) -> Result<crate::backend::Active, E
     crate::backend::Active::open(&settings, identifier)
 }
 
+/// The start of every cursor the bucket `identifier` issues: `c` and a hash of the name.
+///
+/// One rule for every backend: a cursor is valid only for the bucket that issued it, and a
+/// string the adapter did not issue is refused, whatever the service would make of it
+/// (kvplug-server would resume after any key, Redis would read `-1` as a last page, Azure
+/// would refuse). The hash (FNV-1a, 64 bits) is not a secret: it stops mistakes, such as a
+/// cursor passed to the wrong bucket, not forgery, and a forged cursor can still only list
+/// the bucket's own keys, which the backend's key layout guarantees.
+pub(crate) fn cursor_tag(identifier: &str) -> String {
+    let hash = identifier.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    alloc::format!("c{hash:016x}.")
+}
+
+/// The backend's cursor inside `cursor`, if this bucket (`tag`) issued it.
+pub(crate) fn unwrap_cursor<'a>(tag: &str, cursor: &'a str) -> Result<&'a str, Error> {
+    cursor.strip_prefix(tag).ok_or_else(|| {
+        Error::Invalid(String::from(
+            "list-keys: bad cursor: not one this bucket issued (a cursor is valid only for \
+             the bucket whose list-keys returned it)",
+        ))
+    })
+}
+
 /// Implements the draft-independent part of `bucket` and the whole `batch` interface for the
 /// draft whose generated module is `$kv` and whose bucket resource type is `$bucket` (a
 /// struct with a `backend` field).
