@@ -146,16 +146,18 @@ impl Service for Dynalite {
     }
 }
 
-/// moto's server as `moto_server` runs it, but on one thread: moto's tables take no locks,
-/// so on threads two concurrent `UpdateItem ADD`s can both read the old number and one
-/// increment is lost (seen here: 4 × 25 increments summing to less than 100). DynamoDB
-/// applies each write atomically; one thread gives moto that property.
-const MOTO_ONE_THREAD: &str = "
+/// moto's server as `moto_server` runs it, on one thread unless the last argument is
+/// `threaded`: moto's tables take no locks, so on threads two concurrent `UpdateItem ADD`s
+/// can both read the old number and one increment is lost (seen here: 4 × 25 increments
+/// summing to less than 100). DynamoDB applies each write atomically; one thread gives moto
+/// that property. The threaded server is kept for the test that shows what kvplug still
+/// promises over a service that loses writes.
+const MOTO_SERVER: &str = "
 import sys
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app),
-           threaded=False, request_handler=MotoRequestHandler)
+           threaded=sys.argv[3] == 'threaded', request_handler=MotoRequestHandler)
 ";
 
 /// moto 5.2.5's server, in memory.
@@ -165,9 +167,19 @@ impl Moto {
     /// Starts moto, creates an IAM user allowed `dynamodb:*` with an access key, then turns
     /// authentication on: from here, a request with a wrong signature is refused.
     pub fn start() -> Moto {
+        Moto::start_on("one-thread")
+    }
+
+    /// Like [`Moto::start`], but serving each request on a thread of its own, as
+    /// `moto_server` does by default: concurrent writes to one item can be lost there.
+    pub fn start_threaded() -> Moto {
+        Moto::start_on("threaded")
+    }
+
+    fn start_on(threads: &str) -> Moto {
         let mut emulator = Emulator::start("moto", |port| {
             let mut command = Command::new(venv_tool("python"));
-            command.args(["-c", MOTO_ONE_THREAD, "127.0.0.1", &port.to_string()]);
+            command.args(["-c", MOTO_SERVER, "127.0.0.1", &port.to_string(), threads]);
             command
         });
         let port = emulator.port;
