@@ -347,6 +347,18 @@ impl Client {
                 .stream()
                 .map_err(|()| transport("response body stream already taken".into()))?;
             loop {
+                // Checked on every piece, not only before waiting: a host whose `read`
+                // blocks until a byte arrives (jco) never lets the adapter wait itself.
+                if deadline::remaining(deadline) == 0 {
+                    return Err(self.late(
+                        verb,
+                        target,
+                        &format!(
+                            "while the response body arrived ({} bytes so far)",
+                            body.len()
+                        ),
+                    ));
+                }
                 let want = READ_PIECE_BYTES.min(limit - body.len() as u64);
                 if want == 0 {
                     if success {

@@ -55,14 +55,19 @@ impl Redactor {
                 redactor.withhold = true;
             }
             for form in forms_of(secret) {
-                if !form.is_empty() && !redactor.forms.contains(&form) {
-                    redactor.forms.push(form);
+                if form.is_empty() || redactor.forms.contains(&form) {
+                    continue;
                 }
+                // Kept in order as they come: a handful of forms, and a library sort would
+                // cost the artifact kilobytes.
+                let at = redactor
+                    .forms
+                    .iter()
+                    .position(|kept| kept.len() < form.len())
+                    .unwrap_or(redactor.forms.len());
+                redactor.forms.insert(at, form);
             }
         }
-        redactor
-            .forms
-            .sort_by_key(|form| core::cmp::Reverse(form.len()));
         redactor
     }
 
@@ -152,8 +157,12 @@ fn json_escaped(secret: &str) -> String {
             '/' => out.push_str("\\/"),
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            // Control characters are below U+0080 or in U+0080–U+009F: four hex digits.
             c if c.is_control() => {
-                let _ = core::fmt::Write::write_fmt(&mut out, format_args!("\\u{:04x}", c as u32));
+                out.push_str("\\u00");
+                for nibble in [(c as u32 >> 4) & 0xF, c as u32 & 0xF] {
+                    out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+                }
             }
             c => out.push(c),
         }
@@ -184,6 +193,13 @@ mod tests {
             let text = alloc::format!("denied: {form} (sent)");
             assert_eq!(r.scrub(&text), "denied: <redacted> (sent)", "{form}");
         }
+    }
+
+    #[test]
+    fn control_characters_are_json_escaped_and_forms_come_longest_first() {
+        assert_eq!(json_escaped("a\tb\u{1f}"), "a\\u0009b\\u001f");
+        let r = Redactor::new(["short-secret", "a-much-longer-secret-value"]);
+        assert!(r.forms.windows(2).all(|w| w[0].len() >= w[1].len()));
     }
 
     #[test]

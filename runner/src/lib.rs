@@ -127,13 +127,18 @@ impl Runtime {
         Ok(Runtime { engine, linker })
     }
 
-    /// A runtime that links only `wasi:io`, `wasi:http` and `wasi:config`. An adapter that
-    /// instantiates here needs nothing else from its host: its `wasi:clocks/monotonic-clock`
-    /// import carries only the `duration` type, which needs no host function.
+    /// A runtime that links only what `wasi:http/proxy` gives every HTTP-capable host that
+    /// an adapter uses: `wasi:io`, `wasi:http`, `wasi:clocks/monotonic-clock` (the call's
+    /// deadline, backoff) and the wall clock (request signatures), plus `wasi:config`. An
+    /// adapter that instantiates here needs nothing else from its host.
     pub fn adapter_only() -> Result<Runtime> {
+        use wasmtime_wasi::clocks::WasiClocks;
+        use wasmtime_wasi::p2::bindings::clocks;
         let engine = Engine::new(&Config::new())?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi_io::add_to_linker_async(&mut linker)?;
+        clocks::monotonic_clock::add_to_linker::<Host, WasiClocks>(&mut linker, Host::clocks)?;
+        clocks::wall_clock::add_to_linker::<Host, WasiClocks>(&mut linker, Host::clocks)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |host: &mut Host| {
             WasiConfig::from(&host.config)

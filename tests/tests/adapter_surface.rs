@@ -64,7 +64,7 @@ fn the_check_rejects_stray_imports_and_non_adapters() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_http_adapter_runs_with_only_http_io_and_config_linked() {
+async fn the_http_adapter_runs_with_only_what_every_wasi_http_host_has_and_config() {
     kvplug_tests::artifacts();
     let runtime = kvplug_runner::Runtime::adapter_only().unwrap();
     let adapter = runtime.load(&artifacts::adapter_path("http")).unwrap();

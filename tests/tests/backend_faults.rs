@@ -248,7 +248,7 @@ async fn garbage_answers_are_malformed_errors_not_traps() {
     );
     let message = other_message(kv.increment(b, "k", 1).await.unwrap_err());
     assert!(
-        message.contains("GET /EVALSHA/b5222a909aa4ec5b0f535163ff4df699377c2f4c/1/b%3Ak/1.raw: malformed response"),
+        message.contains("GET /EVALSHA/b5222a909aa4ec5b0f535163ff4df699377c2f4c/1/%21b%3Ak/1.raw: the answer (HTTP 200) is not from webdis"),
         "{message}"
     );
 }

@@ -166,7 +166,13 @@ async fn listing_pages_with_a_cursor_and_every_key_appears_once(service: &dyn Se
     // anything else is an error, never a silent restart, an empty page or another position.
     let other = kv.open("other-bucket").await.unwrap();
     let from_elsewhere = page.cursor.clone().unwrap();
-    for foreign in ["not a cursor?&limit=1", "-1", "0", "", from_elsewhere.as_str()] {
+    for foreign in [
+        "not a cursor?&limit=1",
+        "-1",
+        "0",
+        "",
+        from_elsewhere.as_str(),
+    ] {
         let bucket = if foreign == from_elsewhere { other } else { b };
         let answer = kv.list_keys(bucket, Some(foreign)).await;
         assert!(

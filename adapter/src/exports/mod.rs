@@ -36,9 +36,11 @@ pub(crate) fn open_backend(identifier: &str) -> Result<crate::backend::Active, E
 /// cursor passed to the wrong bucket, not forgery, and a forged cursor can still only list
 /// the bucket's own keys, which the backend's key layout guarantees.
 pub(crate) fn cursor_tag(identifier: &str) -> String {
-    let hash = identifier.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = identifier
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
     alloc::format!("c{hash:016x}.")
 }
 

@@ -119,12 +119,12 @@ pub fn name_limits(backend: &str) -> NameLimits {
             "é".repeat(341),
             Some(("é".repeat(342), "at most 2048 bytes")),
         ),
-        // 512 UTF-16 units per key field.
+        // 512 UTF-16 units per key field; the partition key holds `!` before the bucket.
         "azure-table" => (
             "é".repeat(512),
             "1 KiB",
-            "é".repeat(512),
-            Some(("é".repeat(513), "1 KiB")),
+            "é".repeat(511),
+            Some(("é".repeat(512), "1 KiB")),
         ),
         other => panic!("no name limits for backend `{other}`"),
     };
