@@ -132,7 +132,7 @@ impl Runtime {
     /// deadline, backoff) and the wall clock (request signatures), plus `wasi:config`. An
     /// adapter that instantiates here needs nothing else from its host.
     pub fn adapter_only() -> Result<Runtime> {
-        use wasmtime_wasi::clocks::WasiClocks;
+        use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
         use wasmtime_wasi::p2::bindings::clocks;
         let engine = Engine::new(&Config::new())?;
         let mut linker = Linker::new(&engine);
