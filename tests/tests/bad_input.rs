@@ -97,7 +97,7 @@ fn requests(backend: &str) -> [&'static str; 11] {
             "GET /DEL/",
             "GET /EXISTS/",
             "GET /EVALSHA/",
-            "GET /EVALSHA/",
+            "GET /EVAL/",
             "GET /EVALSHA/",
             "PUT /EVALSHA/",
             "PUT /EVALSHA/",

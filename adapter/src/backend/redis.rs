@@ -497,7 +497,21 @@ impl Backend for RedisBackend {
         use kvplug_protocol::counter::{self, CounterError};
         check_key(key)?;
         let delta = delta.to_string();
-        let answer = match self.eval(&INCREMENT, &[&self.key(key)], &[delta.as_bytes()], &[]) {
+        // The script travels whole (`EVAL`, not `EVALSHA`): it is short, and an increment
+        // must stay one request even on a Redis that has not seen the script yet.
+        let path = command(
+            "EVAL",
+            &[
+                INCREMENT.source.as_bytes(),
+                b"1",
+                &self.key(key),
+                delta.as_bytes(),
+            ],
+        );
+        let answer = match self
+            .call(Verb::Get, &path, &[])
+            .and_then(|reply| self.bulk(Verb::Get, &path, reply))
+        {
             // Redis's own words (unchanged since 2.x); its grammar is the shared one.
             Err(Error::Refused { reason, .. }) if reason.contains("would overflow") => {
                 return Err(super::counter_error(key, CounterError::Overflow));
@@ -510,7 +524,7 @@ impl Backend for RedisBackend {
         counter::parse(&answer).ok_or_else(|| {
             self.malformed(
                 Verb::Get,
-                "/EVALSHA",
+                &path,
                 "the increment was applied, but the answer is not a decimal",
             )
         })
