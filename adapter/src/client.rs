@@ -148,6 +148,16 @@ impl Client {
         format!("{}{path}", self.endpoint.base_path)
     }
 
+    /// The error for an answer from the service that the operation cannot read; `detail`
+    /// says what was wrong with it (never the answer itself, which may be large).
+    pub fn malformed(&self, verb: Verb, path: &str, detail: impl ToString) -> Error {
+        Error::Malformed {
+            method: verb.name(),
+            path: self.target(path),
+            detail: detail.to_string(),
+        }
+    }
+
     /// When the current call must be over.
     fn deadline(&self) -> u64 {
         deadline::at(self.call_timeout_ns)
@@ -346,18 +356,18 @@ impl Client {
             let stream = incoming
                 .stream()
                 .map_err(|()| transport("response body stream already taken".into()))?;
+            let late_body = |received: usize| {
+                self.late(
+                    verb,
+                    target,
+                    &format!("while the response body arrived ({received} bytes so far)"),
+                )
+            };
             loop {
                 // Checked on every piece, not only before waiting: a host whose `read`
                 // blocks until a byte arrives (jco) never lets the adapter wait itself.
                 if deadline::remaining(deadline) == 0 {
-                    return Err(self.late(
-                        verb,
-                        target,
-                        &format!(
-                            "while the response body arrived ({} bytes so far)",
-                            body.len()
-                        ),
-                    ));
+                    return Err(late_body(body.len()));
                 }
                 let want = READ_PIECE_BYTES.min(limit - body.len() as u64);
                 if want == 0 {
@@ -372,14 +382,7 @@ impl Client {
                 match stream.read(want) {
                     Ok(chunk) if chunk.is_empty() => {
                         if !deadline::wait(&stream.subscribe(), deadline) {
-                            return Err(self.late(
-                                verb,
-                                target,
-                                &format!(
-                                    "while the response body arrived ({} bytes so far)",
-                                    body.len()
-                                ),
-                            ));
+                            return Err(late_body(body.len()));
                         }
                     }
                     Ok(chunk) => {

@@ -57,10 +57,6 @@ pub enum Error {
     Invalid(String),
     /// A bounded retry loop gave up: concurrent writers kept winning, or the service kept
     /// throttling.
-    #[cfg_attr(
-        not(any(feature = "etcd", feature = "dynamodb", feature = "azure-table")),
-        expect(dead_code, reason = "only backends with retry loops give up")
-    )]
     GaveUp(String),
 }
 

@@ -9,6 +9,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 /// The segment standing for the empty name.
 pub const EMPTY: &str = "~";
 
@@ -33,34 +35,20 @@ impl fmt::Display for NameError {
     }
 }
 
+/// What a name segment escapes: every byte but `A-Za-z0-9_-`.
+const NAME_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+
+/// What [`decode`] takes unescaped: the complement of [`NAME_SEGMENT`] (a test checks).
 fn is_plain(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'
 }
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// The path segment for `name`.
 pub fn encode(name: &str) -> String {
     if name.is_empty() {
         return String::from(EMPTY);
     }
-    let mut out = String::with_capacity(name.len());
-    for &byte in name.as_bytes() {
-        if is_plain(byte) {
-            out.push(char::from(byte));
-        } else {
-            push_escaped(&mut out, byte);
-        }
-    }
-    out
-}
-
-/// Appends `byte` as `%XX` (upper-case hex), for any other encoder with its own plain set.
-pub fn push_escaped(out: &mut String, byte: u8) {
-    out.push('%');
-    for nibble in [byte >> 4, byte & 0xf] {
-        out.push(char::from(HEX[usize::from(nibble)]));
-    }
+    utf8_percent_encode(name, NAME_SEGMENT).collect()
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -128,6 +116,14 @@ mod tests {
             );
             assert_ne!(encoded, "..");
             assert_eq!(decode(&encoded).as_deref(), Ok(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn decode_takes_plain_exactly_what_encode_leaves_plain() {
+        for byte in 0..=0x7f_u8 {
+            let name = String::from(char::from(byte));
+            assert_eq!(encode(&name) == name, is_plain(byte), "{byte:#x}");
         }
     }
 

@@ -20,21 +20,22 @@
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::rc::Rc;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
 use kvplug_codec::base64;
 use kvplug_codec::json::{self, Value};
-use kvplug_protocol::counter;
 use kvplug_settings::layout;
 use kvplug_settings::url::Scheme;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::retry::{Attempt, Policy, Repeat};
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct, last_wins,
 };
 use crate::client::{Client, Response, Verb};
-use crate::clock::{self, Utc};
+use crate::clock::Utc;
 use crate::error::Error;
 use crate::settings::Settings;
 use crate::signing::shared_key::{self, SharedKey};
@@ -67,12 +68,13 @@ const MAX_PAGE: u32 = 1000;
 const MAX_BATCH_OPS: usize = 100;
 /// A batch request's payload may be 4 MiB; what is left after the framing goes to parts.
 const MAX_BATCH_BYTES: usize = (4 << 20) - 1024;
-/// How many times `increment` retries after losing a race before it gives up.
-const MAX_INCREMENT_ATTEMPTS: usize = 64;
-/// Retries of an idempotent request the service refused as busy or timed out.
-const MAX_RETRIES: u32 = 5;
-const BACKOFF_BASE_MS: u64 = 100;
-const BACKOFF_CAP_MS: u64 = 5_000;
+/// A request the service answered as busy or timed out, where repeating it is safe, is
+/// retried 5 times, waiting from 100 ms.
+const RETRY: Policy = Policy {
+    retries: 5,
+    base_ms: 100,
+    cap_ms: 5_000,
+};
 /// Continuation pages followed within one `get_many` chunk; the service pages a 14-row
 /// result only at its own timeouts or partition-server boundaries, so this is never reached.
 const MAX_CONTINUATIONS: usize = 64;
@@ -100,16 +102,6 @@ struct Inner {
     /// `scheme://authority/base`: operations inside a batch name their entity by full URL.
     base_url: String,
     page_size: u32,
-}
-
-/// Whether a request may be repeated when the service says it is busy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retry {
-    /// Reads, and writes that leave the same state however often they run.
-    Throttled,
-    /// Conditional writes: a repeat after an unknown outcome could see its own write as a
-    /// conflict, and an `increment` would add twice.
-    Never,
 }
 
 /// The error code and message of a failed request's JSON body.
@@ -148,14 +140,6 @@ struct Part<'a> {
 impl TableBackend {
     fn client(&self) -> &Client {
         &self.inner.client
-    }
-
-    fn malformed(&self, verb: Verb, path: &str, detail: impl ToString) -> Error {
-        Error::Malformed {
-            method: verb.name(),
-            path: self.client().target(path),
-            detail: detail.to_string(),
-        }
     }
 
     /// Sends one signed request.
@@ -203,7 +187,7 @@ impl TableBackend {
         Ok(response)
     }
 
-    /// Sends a request, repeating it with backoff while the service is busy if `retry`
+    /// Sends a request, repeating it with backoff while the service is busy if `repeat`
     /// allows.
     fn send(
         &self,
@@ -212,34 +196,21 @@ impl TableBackend {
         extra: &[(&str, &str)],
         content_type: Option<&str>,
         body: &[u8],
-        retry: Retry,
+        repeat: Repeat,
     ) -> Result<Response, Error> {
-        let mut attempt = 0;
-        loop {
+        let request = format!("{} {}", verb.name(), self.client().target(path));
+        RETRY.run(self.client(), &request, || {
             let response = self.send_once(verb, path, extra, content_type, body)?;
-            if retry == Retry::Never || !busy(&response) {
-                return Ok(response);
+            // The Table service does not say whether a busy answer acted: never "refused".
+            if busy(&response) && repeat.allows(false) {
+                Ok(Attempt::Busy {
+                    status: response.status,
+                    reason: service_error(&response.body).reason(),
+                })
+            } else {
+                Ok(Attempt::Done(response))
             }
-            let wait = clock::backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
-            if attempt >= MAX_RETRIES || !self.client().pause(wait) {
-                let mut reason = self.client().scrub(&service_error(&response.body).reason());
-                if reason.is_empty() {
-                    reason.push_str("busy");
-                }
-                let why = if attempt < MAX_RETRIES {
-                    "the call's deadline (`timeout-ms`) leaves no time for another retry"
-                } else {
-                    "retries exhausted"
-                };
-                return Err(Error::GaveUp(format!(
-                    "{} {}: HTTP {}: {reason}: still refused after {attempt} retries with backoff ({why})",
-                    verb.name(),
-                    self.client().target(path),
-                    response.status,
-                )));
-            }
-            attempt += 1;
-        }
+        })
     }
 
     /// The error for an answer the operation cannot accept; a missing table is
@@ -320,15 +291,15 @@ impl TableBackend {
     /// Reads one entity: its value and ETag, or `None` if the row is absent.
     fn read(&self, row: &str) -> Result<Option<(Vec<u8>, String)>, Error> {
         let path = self.entity_path(row);
-        let response = self.send(Verb::Get, &path, &[], None, &[], Retry::Throttled)?;
+        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
         if response.status == 200 {
             let doc = json::parse_bytes(&response.body)
-                .map_err(|e| self.malformed(Verb::Get, &path, e))?;
-            let value = value_of(&doc).map_err(|e| self.malformed(Verb::Get, &path, e))?;
-            let etag = response
-                .header("etag")
-                .map(String::from)
-                .ok_or_else(|| self.malformed(Verb::Get, &path, "an entity without an ETag"))?;
+                .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
+            let value = value_of(&doc).map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
+            let etag = response.header("etag").map(String::from).ok_or_else(|| {
+                self.client()
+                    .malformed(Verb::Get, &path, "an entity without an ETag")
+            })?;
             return Ok(Some((value, etag)));
         }
         if Self::row_missing(&response) {
@@ -349,7 +320,7 @@ impl TableBackend {
                     &[("if-match", etag)],
                     Some(JSON),
                     body.as_bytes(),
-                    Retry::Never,
+                    Repeat::IfRefused,
                 )?;
                 match response.status {
                     204 => Ok(true),
@@ -367,7 +338,7 @@ impl TableBackend {
                     &[("prefer", "return-no-content")],
                     Some(JSON),
                     body.as_bytes(),
-                    Retry::Never,
+                    Repeat::IfRefused,
                 )?;
                 let exists = response.status == 409
                     && service_error(&response.body).code.as_deref() == Some("EntityAlreadyExists");
@@ -382,10 +353,7 @@ impl TableBackend {
 
     fn versioned(&self, row: &str) -> Result<Versioned, Error> {
         Ok(match self.read(row)? {
-            None => Versioned {
-                value: None,
-                version: Version::Absent,
-            },
+            None => Versioned::absent(),
             Some((value, etag)) => Versioned {
                 value: Some(value),
                 version: Version::Tag(etag),
@@ -402,14 +370,16 @@ impl TableBackend {
         let mut continuation = String::new();
         for _ in 0..MAX_CONTINUATIONS {
             let page_path = format!("{path}{continuation}");
-            let response = self.send(Verb::Get, &page_path, &[], None, &[], Retry::Throttled)?;
+            let response = self.send(Verb::Get, &page_path, &[], None, &[], Repeat::Always)?;
             if response.status != 200 {
                 return Err(self.failure(Verb::Get, &page_path, &response));
             }
             let doc = json::parse_bytes(&response.body)
-                .map_err(|e| self.malformed(Verb::Get, &page_path, e))?;
-            for entity in entities(&doc).map_err(|e| self.malformed(Verb::Get, &page_path, e))? {
-                each(entity).map_err(|e| self.malformed(Verb::Get, &page_path, e))?;
+                .map_err(|e| self.client().malformed(Verb::Get, &page_path, e))?;
+            for entity in
+                entities(&doc).map_err(|e| self.client().malformed(Verb::Get, &page_path, e))?
+            {
+                each(entity).map_err(|e| self.client().malformed(Verb::Get, &page_path, e))?;
             }
             match next_cursor(&response) {
                 None => return Ok(()),
@@ -420,7 +390,7 @@ impl TableBackend {
                 }
             }
         }
-        Err(self.malformed(
+        Err(self.client().malformed(
             Verb::Get,
             path,
             format!(
@@ -498,14 +468,16 @@ impl TableBackend {
             &[],
             Some(&content_type),
             body.as_bytes(),
-            Retry::Throttled,
+            Repeat::Always,
         )?;
         if response.status != 202 {
             return Err(self.failure(Verb::Post, PATH, &response));
         }
-        let text = core::str::from_utf8(&response.body)
-            .map_err(|_| self.malformed(Verb::Post, PATH, "a batch response that is not UTF-8"))?;
-        batch_outcome(text, parts.len()).map_err(|e| self.malformed(Verb::Post, PATH, e))
+        let text = core::str::from_utf8(&response.body).map_err(|_| {
+            self.client()
+                .malformed(Verb::Post, PATH, "a batch response that is not UTF-8")
+        })?;
+        batch_outcome(text, parts.len()).map_err(|e| self.client().malformed(Verb::Post, PATH, e))
     }
 
     /// The error for a changeset's failed operation.
@@ -802,19 +774,20 @@ fn percent_encoded(text: &str) -> bool {
     any
 }
 
+/// The complement of [`URL_UNRESERVED`] (a test checks).
 fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-/// Appends `text` with every byte but the URL-unreserved ones percent-encoded.
+/// What the adapter escapes in the request target: every byte but URL-unreserved ones.
+const URL_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn percent_encode_into(out: &mut String, text: &str) {
-    for b in text.bytes() {
-        if unreserved(b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
+    out.extend(utf8_percent_encode(text, URL_UNRESERVED));
 }
 
 /// Reads a `$batch` answer: each operation's status line, and the error of a failed one.
@@ -953,7 +926,7 @@ impl Backend for TableBackend {
             &[],
             Some(JSON),
             body.as_bytes(),
-            Retry::Throttled,
+            Repeat::Always,
         )?;
         if response.status == 204 {
             Ok(())
@@ -971,7 +944,7 @@ impl Backend for TableBackend {
             &[("if-match", "*")],
             None,
             &[],
-            Retry::Throttled,
+            Repeat::Always,
         )?;
         if response.status == 204 || Self::row_missing(&response) {
             Ok(())
@@ -983,7 +956,7 @@ impl Backend for TableBackend {
     fn exists(&self, key: &str) -> Result<bool, Error> {
         let row = key_field(key, "key")?;
         let path = format!("{}?$select=PartitionKey", self.entity_path(&row));
-        let response = self.send(Verb::Get, &path, &[], None, &[], Retry::Throttled)?;
+        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
         if response.status == 200 {
             Ok(true)
         } else if Self::row_missing(&response) {
@@ -1004,21 +977,24 @@ impl Backend for TableBackend {
             path.push('&');
             path.push_str(cursor);
         }
-        let response = self.send(Verb::Get, &path, &[], None, &[], Retry::Throttled)?;
+        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
         if response.status != 200 {
             return Err(self.failure(Verb::Get, &path, &response));
         }
-        let doc =
-            json::parse_bytes(&response.body).map_err(|e| self.malformed(Verb::Get, &path, e))?;
-        let rows = entities(&doc).map_err(|e| self.malformed(Verb::Get, &path, e))?;
+        let doc = json::parse_bytes(&response.body)
+            .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
+        let rows = entities(&doc).map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
         let mut keys = Vec::with_capacity(rows.len());
         for entity in rows {
             let row = entity
                 .get("RowKey")
                 .and_then(Value::as_str)
-                .ok_or_else(|| self.malformed(Verb::Get, &path, "an entity without `RowKey`"))?;
+                .ok_or_else(|| {
+                    self.client()
+                        .malformed(Verb::Get, &path, "an entity without `RowKey`")
+                })?;
             let key = decode_key(row).ok_or_else(|| {
-                self.malformed(
+                self.client().malformed(
                     Verb::Get,
                     &path,
                     format!("RowKey `{row}` in the bucket's partition was not written by kvplug"),
@@ -1030,22 +1006,6 @@ impl Backend for TableBackend {
             keys,
             cursor: next_cursor(&response),
         })
-    }
-
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        // The service cannot add: read, then write on condition that nothing changed.
-        let row = key_field(key, "key")?;
-        for _ in 0..MAX_INCREMENT_ATTEMPTS {
-            let current = self.versioned(&row)?;
-            let sum = counter::add(current.value.as_deref(), delta)
-                .map_err(|e| super::counter_error(key, e))?;
-            if self.try_write(&row, &current.version, sum.to_string().as_bytes())? {
-                return Ok(sum);
-            }
-        }
-        Err(Error::GaveUp(format!(
-            "increment of `{key}`: gave up after {MAX_INCREMENT_ATTEMPTS} attempts, each lost to a concurrent write"
-        )))
     }
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
@@ -1119,6 +1079,16 @@ impl Backend for TableBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cursor_check_takes_plain_exactly_what_the_encoder_leaves_plain() {
+        for byte in 0..=0x7f_u8 {
+            let text = String::from(char::from(byte));
+            let mut encoded = String::new();
+            percent_encode_into(&mut encoded, &text);
+            assert_eq!(encoded == text, unreserved(byte), "{byte:#x}");
+        }
+    }
 
     const AWKWARD: [&str; 20] = [
         "",

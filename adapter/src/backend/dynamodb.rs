@@ -20,13 +20,14 @@ use alloc::vec::Vec;
 
 use kvplug_codec::base64;
 use kvplug_codec::json::{self, Value};
-use kvplug_protocol::{counter, names};
+use kvplug_protocol::names;
 use kvplug_settings::layout;
 
+use super::retry::{Attempt, Policy, Repeat};
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, distinct, last_wins,
 };
-use crate::client::{Client, Verb};
+use crate::client::{Client, Response, Verb};
 use crate::clock::{self, Utc};
 use crate::error::Error;
 use crate::settings::Settings;
@@ -45,14 +46,8 @@ const REQUEST_ID: &str = "x-amzn-requestid";
 const MAX_BATCH_GET: usize = 100;
 /// Requests per `BatchWriteItem`.
 const MAX_BATCH_WRITE: usize = 25;
-/// Throttled requests are retried this many times before the call gives up.
-const MAX_RETRIES: u32 = 6;
 /// Rounds of `Unprocessed*` in a row without progress before a batch gives up.
 const MAX_IDLE_ROUNDS: u32 = 8;
-/// Attempts of the slow path of `increment` (a stored byte value becoming a number).
-const MAX_INCREMENT_ATTEMPTS: usize = 64;
-const BACKOFF_BASE_MS: u64 = 25;
-const BACKOFF_CAP_MS: u64 = 2_000;
 
 /// The table, the credentials and the connection, shared by every bucket of one `open`.
 #[derive(Debug)]
@@ -82,13 +77,12 @@ enum Answer {
     ConditionFailed,
 }
 
-/// Whether a request may be sent again when its outcome is unknown (a 5xx). A throttled
-/// request (400 `ThrottlingException`) was refused, so any request may be retried then.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Retry {
-    Idempotent,
-    OnlyIfRefused,
-}
+/// Throttling (and a 5xx, where repeating is safe) is retried 6 times, waiting from 25 ms.
+const RETRY: Policy = Policy {
+    retries: 6,
+    base_ms: 25,
+    cap_ms: 2_000,
+};
 
 fn required(value: &Option<String>, name: &str) -> Result<String, Error> {
     value
@@ -173,67 +167,21 @@ impl DynamoBackend {
         Ok(())
     }
 
-    /// Sends one operation, signed, retrying throttled requests with backoff.
-    fn call(&self, operation: &'static str, body: &str, retry: Retry) -> Result<Answer, Error> {
-        let account = &*self.account;
-        let path = account.client.target("/");
-        let target = format!("DynamoDB_20120810.{operation}");
-        let mut attempt = 0;
-        loop {
-            let time = Utc::now();
-            let date = time.basic_date_time();
-            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(6);
-            headers.push(("content-type", "application/x-amz-json-1.0"));
-            headers.push(("host", account.client.authority()));
-            headers.push(("x-amz-date", &date));
-            if let Some(token) = &account.session_token {
-                headers.push(("x-amz-security-token", token));
-            }
-            headers.push(("x-amz-target", &target));
-            let authorization = sigv4::authorization(
-                &sigv4::Credentials {
-                    access_key_id: &account.access_key_id,
-                    secret_access_key: &account.secret_access_key,
-                },
-                &account.region,
-                "dynamodb",
-                &time,
-                &sigv4::Request {
-                    method: "POST",
-                    path: &path,
-                    query: "",
-                    headers: &headers,
-                    body: body.as_bytes(),
-                },
-            );
-            // The host sets `host` from the `url`; it is signed above, never sent twice.
-            headers.retain(|(name, _)| *name != "host");
-            headers.push(("authorization", &authorization));
-            let response = account
-                .client
-                .send(Verb::Post, "/", &headers, body.as_bytes())?;
-            if response.header(REQUEST_ID).is_none() {
-                return Err(self.foreign(
-                    operation,
-                    response.status,
-                    "no `x-amzn-requestid` header",
-                ));
-            }
+    /// Sends one operation, signed, repeating it with backoff while the service throttles
+    /// it (or, if `repeat` allows, answers 500/502/503/504).
+    fn call(&self, operation: &'static str, body: &str, repeat: Repeat) -> Result<Answer, Error> {
+        let client = &self.account.client;
+        let request = format!("POST {} ({operation})", client.target("/"));
+        RETRY.run(client, &request, || {
+            let response = self.send_signed(operation, body)?;
             if response.status == 200 {
-                return Ok(Answer::Done(response.body));
+                return Ok(Attempt::Done(Answer::Done(response.body)));
             }
             let (kind, message) = error_of(&response.body);
-            let throttled = matches!(
-                kind.as_str(),
-                "ThrottlingException"
-                    | "ProvisionedThroughputExceededException"
-                    | "RequestLimitExceeded"
-            );
-            // Only the statuses of a service that is up but could not serve this once; an
-            // unknown status is no reason to believe a retry would fare better.
-            let unavailable = matches!(response.status, 500 | 502 | 503 | 504);
             match kind.as_str() {
-                "ConditionalCheckFailedException" => return Ok(Answer::ConditionFailed),
+                "ConditionalCheckFailedException" => {
+                    return Ok(Attempt::Done(Answer::ConditionFailed));
+                }
                 "ResourceNotFoundException" => return Err(Error::NoSuchStore),
                 "UnrecognizedClientException"
                 | "InvalidSignatureException"
@@ -243,40 +191,82 @@ impl DynamoBackend {
                 | "ExpiredTokenException" => return Err(Error::AccessDenied),
                 _ => {}
             }
-            if throttled || (unavailable && retry == Retry::Idempotent) {
-                let wait = clock::backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
-                if attempt < MAX_RETRIES && account.client.pause(wait) {
-                    attempt += 1;
-                    continue;
-                }
+            let throttled = matches!(
+                kind.as_str(),
+                "ThrottlingException"
+                    | "ProvisionedThroughputExceededException"
+                    | "RequestLimitExceeded"
+            );
+            // Only the statuses of a service that is up but could not serve this once; an
+            // unknown status is no reason to believe a retry would fare better.
+            let unavailable = matches!(response.status, 500 | 502 | 503 | 504);
+            if (throttled || unavailable) && repeat.allows(throttled) {
                 let kind = if kind.is_empty() {
                     "no error type"
                 } else {
-                    kind.as_str()
+                    &kind
                 };
-                let mut message = account.client.scrub(&message);
-                if message.is_empty() {
-                    message.push_str("no message");
-                }
-                let why = if attempt < MAX_RETRIES {
-                    "the call's deadline (`timeout-ms`) leaves no time for another retry"
+                let message = if message.is_empty() {
+                    "no message"
                 } else {
-                    "retries exhausted"
+                    &message
                 };
-                return Err(Error::GaveUp(format!(
-                    "POST {path} ({operation}): HTTP {}: {kind}: {message}: still refused after {attempt} retries with backoff ({why})",
-                    response.status,
-                )));
+                return Ok(Attempt::Busy {
+                    status: response.status,
+                    reason: format!("{kind}: {message}"),
+                });
             }
             let reason = if kind.is_empty() {
                 message
             } else {
                 format!("{operation}: {kind}: {message}")
             };
-            return Err(account
-                .client
-                .status_with(Verb::Post, "/", response.status, &reason));
+            Err(client.status_with(Verb::Post, "/", response.status, &reason))
+        })
+    }
+
+    /// Sends one operation once, signed with SigV4; an answer without DynamoDB's request id
+    /// is not DynamoDB's.
+    fn send_signed(&self, operation: &'static str, body: &str) -> Result<Response, Error> {
+        let account = &*self.account;
+        let path = account.client.target("/");
+        let target = format!("DynamoDB_20120810.{operation}");
+        let time = Utc::now();
+        let date = time.basic_date_time();
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(6);
+        headers.push(("content-type", "application/x-amz-json-1.0"));
+        headers.push(("host", account.client.authority()));
+        headers.push(("x-amz-date", &date));
+        if let Some(token) = &account.session_token {
+            headers.push(("x-amz-security-token", token));
         }
+        headers.push(("x-amz-target", &target));
+        let authorization = sigv4::authorization(
+            &sigv4::Credentials {
+                access_key_id: &account.access_key_id,
+                secret_access_key: &account.secret_access_key,
+            },
+            &account.region,
+            "dynamodb",
+            &time,
+            &sigv4::Request {
+                method: "POST",
+                path: &path,
+                query: "",
+                headers: &headers,
+                body: body.as_bytes(),
+            },
+        );
+        // The host sets `host` from the `url`; it is signed above, never sent twice.
+        headers.retain(|(name, _)| *name != "host");
+        headers.push(("authorization", &authorization));
+        let response = account
+            .client
+            .send(Verb::Post, "/", &headers, body.as_bytes())?;
+        if response.header(REQUEST_ID).is_none() {
+            return Err(self.foreign(operation, response.status, "no `x-amzn-requestid` header"));
+        }
+        Ok(response)
     }
 
     fn foreign(&self, operation: &str, status: u16, why: &str) -> Error {
@@ -299,11 +289,8 @@ impl DynamoBackend {
     }
 
     fn malformed(&self, operation: &str, detail: impl ToString) -> Error {
-        Error::Malformed {
-            method: Verb::Post.name(),
-            path: format!("{} ({operation})", self.account.client.target("/")),
-            detail: detail.to_string(),
-        }
+        let path = format!("/ ({operation})");
+        self.account.client.malformed(Verb::Post, &path, detail)
     }
 
     /// `call` for an operation that has no condition; parses the answer and lets `read`
@@ -314,7 +301,7 @@ impl DynamoBackend {
         body: &str,
         read: impl FnOnce(&Value<'_>) -> Result<T, &'static str>,
     ) -> Result<T, Error> {
-        match self.call(operation, body, Retry::Idempotent)? {
+        match self.call(operation, body, Repeat::Always)? {
             Answer::Done(bytes) => {
                 let doc = self.document(operation, &bytes)?;
                 read(&doc).map_err(|detail| self.malformed(operation, detail))
@@ -339,10 +326,7 @@ impl DynamoBackend {
     fn read_item(&self, key: &str) -> Result<Versioned, Error> {
         let body = self.get_item(key, None)?;
         self.exchange("GetItem", &body, |doc| match doc.get("Item") {
-            None => Ok(Versioned {
-                value: None,
-                version: Version::Absent,
-            }),
+            None => Ok(Versioned::absent()),
             Some(item) => Ok(Versioned {
                 value: Some(value_of(item)?),
                 version: Version::Tag(version_of(item)?),
@@ -370,16 +354,13 @@ impl DynamoBackend {
         }
     }
 
-    /// One round of `increment`'s slow path: the stored bytes (or number) plus `delta`,
-    /// written as a number only if nothing changed meanwhile. `None` on a lost race.
-    fn convert_to_number(&self, key: &str, delta: i64) -> Result<Option<i64>, Error> {
-        let current = self.read_item(key)?;
-        let sum = counter::add(current.value.as_deref(), delta)
-            .map_err(|e| super::counter_error(key, e))?;
+    /// `increment`'s slow path: `sum` written as a number (replacing stored bytes) only if
+    /// the key is still at `version`.
+    fn write_number(&self, key: &str, version: &Version, sum: i64) -> Result<Swap, Error> {
         let mut body = format!("{{\"TableName\":{},\"Key\":", self.account.table);
         self.write_key(&mut body, key)?;
         body.push_str(",\"UpdateExpression\":\"SET n = :sum, ver = :ver REMOVE v\"");
-        let condition = match &current.version {
+        let condition = match version {
             Version::Absent => "attribute_not_exists(k)",
             Version::Tag(tag) if tag.is_empty() => {
                 "attribute_exists(k) AND attribute_not_exists(ver)"
@@ -393,7 +374,7 @@ impl DynamoBackend {
         body.push_str("\"},\":ver\":{\"S\":");
         json::write_str(&mut body, &clock::unique_token());
         body.push('}');
-        if let Version::Tag(tag) = &current.version
+        if let Version::Tag(tag) = version
             && !tag.is_empty()
         {
             body.push_str(",\":old\":{\"S\":");
@@ -401,9 +382,9 @@ impl DynamoBackend {
             body.push('}');
         }
         body.push_str("}}");
-        match self.call("UpdateItem", &body, Retry::OnlyIfRefused)? {
-            Answer::Done(bytes) => self.document("UpdateItem", &bytes).map(|_| Some(sum)),
-            Answer::ConditionFailed => Ok(None),
+        match self.call("UpdateItem", &body, Repeat::IfRefused)? {
+            Answer::Done(bytes) => self.document("UpdateItem", &bytes).map(|_| Swap::Done),
+            Answer::ConditionFailed => Ok(Swap::Conflict(self.read_item(key)?)),
         }
     }
 
@@ -450,7 +431,7 @@ impl DynamoBackend {
     }
 
     /// Backs off before resending unprocessed batch entries; gives up after
-    /// `MAX_IDLE_ROUNDS` rounds in a row in which nothing was processed.
+    /// `MAX_IDLE_ROUNDS` answers in a row that processed nothing.
     fn wait_for_capacity(&self, idle_rounds: u32, nothing_done: bool) -> Result<u32, Error> {
         let idle_rounds = if nothing_done { idle_rounds + 1 } else { 0 };
         if idle_rounds > MAX_IDLE_ROUNDS {
@@ -459,11 +440,7 @@ impl DynamoBackend {
                 self.account.client.target("/")
             )));
         }
-        if !self.account.client.pause(clock::backoff_ms(
-            idle_rounds,
-            BACKOFF_BASE_MS,
-            BACKOFF_CAP_MS,
-        )) {
+        if !RETRY.pause(&self.account.client, idle_rounds) {
             return Err(Error::GaveUp(format!(
                 "POST {}: DynamoDB left part of a batch unprocessed, and the call's deadline (`timeout-ms`) leaves no time to resend it",
                 self.account.client.target("/")
@@ -656,7 +633,7 @@ impl Backend for DynamoBackend {
         ));
         json::write_str(&mut body, &clock::unique_token());
         body.push_str("}},\"ReturnValues\":\"UPDATED_NEW\"}");
-        match self.call("UpdateItem", &body, Retry::OnlyIfRefused)? {
+        match self.call("UpdateItem", &body, Repeat::IfRefused)? {
             Answer::Done(bytes) => {
                 let doc = self.document("UpdateItem", &bytes)?;
                 doc.get("Attributes")
@@ -669,14 +646,10 @@ impl Backend for DynamoBackend {
             // A byte value is stored (or the sum would overflow, which `counter::add`
             // reports): convert it, or say why not.
             Answer::ConditionFailed => {
-                for _ in 0..MAX_INCREMENT_ATTEMPTS {
-                    if let Some(sum) = self.convert_to_number(key, delta)? {
-                        return Ok(sum);
-                    }
-                }
-                Err(Error::GaveUp(format!(
-                    "increment of `{key}`: gave up after {MAX_INCREMENT_ATTEMPTS} attempts, each lost to a concurrent write"
-                )))
+                let current = self.read_item(key)?;
+                super::increment_by_swap(key, delta, current, |version, sum| {
+                    self.write_number(key, version, sum)
+                })
             }
         }
     }
@@ -690,7 +663,7 @@ impl Backend for DynamoBackend {
         self.write_item(&mut body, key, value)?;
         Self::condition(&mut body, expected);
         body.push('}');
-        match self.call("PutItem", &body, Retry::OnlyIfRefused)? {
+        match self.call("PutItem", &body, Repeat::IfRefused)? {
             Answer::Done(bytes) => self.document("PutItem", &bytes).map(|_| Swap::Done),
             Answer::ConditionFailed => Ok(Swap::Conflict(self.read_item(key)?)),
         }

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 
 use kvplug_codec::base64;
 use kvplug_codec::json::{self, Value};
-use kvplug_protocol::{counter, names};
+use kvplug_protocol::names;
 use kvplug_settings::layout;
 
 use super::{
@@ -34,8 +34,6 @@ const MAX_TXN_BYTES: usize = 1 << 20;
 /// names its key three times, base64-encoded, so at this length a key takes at most 256 KiB
 /// of the default 1.5 MiB request and never decides on its own whether a call fits.
 const MAX_KEY_BYTES: usize = 64 * 1024;
-/// How many times `increment` retries after losing a race before it gives up.
-const MAX_INCREMENT_ATTEMPTS: usize = 64;
 
 const RANGE: &str = "/v3/kv/range";
 const PUT: &str = "/v3/kv/put";
@@ -120,14 +118,6 @@ impl EtcdBackend {
         )
     }
 
-    fn malformed(&self, path: &str, detail: impl ToString) -> Error {
-        Error::Malformed {
-            method: Verb::Post.name(),
-            path: self.client.target(path),
-            detail: detail.to_string(),
-        }
-    }
-
     /// `call`, then parse; `read` picks what it needs from the document.
     fn exchange<T>(
         &self,
@@ -142,7 +132,7 @@ impl EtcdBackend {
             .ok()
             .filter(|doc| doc.get("header").and_then(Value::as_object).is_some())
             .ok_or_else(|| self.foreign(path, 200, "not JSON with etcd's `header`"))?;
-        read(&doc).map_err(|detail| self.malformed(path, detail))
+        read(&doc).map_err(|detail| self.client.malformed(Verb::Post, path, detail))
     }
 
     fn op_json(&self, out: &mut String, op: &Op<'_>) {
@@ -265,10 +255,7 @@ fn value_of(kv: &Value<'_>) -> Result<Vec<u8>, &'static str> {
 
 fn versioned(range: &Value<'_>) -> Result<Versioned, &'static str> {
     match first_kv(range)? {
-        None => Ok(Versioned {
-            value: None,
-            version: Version::Absent,
-        }),
+        None => Ok(Versioned::absent()),
         Some(kv) => {
             let revision = kv
                 .get("mod_revision")
@@ -364,26 +351,9 @@ impl Backend for EtcdBackend {
         })
     }
 
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        check_key(key)?;
-        // Optimistic first try: an absent key becomes `delta` in one request; otherwise the
-        // failed transaction hands back the current value and revision for the next try.
-        let mut expected = Versioned {
-            value: None,
-            version: Version::Absent,
-        };
-        for _ in 0..MAX_INCREMENT_ATTEMPTS {
-            let sum = counter::add(expected.value.as_deref(), delta)
-                .map_err(|e| super::counter_error(key, e))?;
-            match self.put_if(key, &expected.version, sum.to_string().as_bytes())? {
-                Swap::Done => return Ok(sum),
-                Swap::Conflict(current) => expected = current,
-            }
-        }
-        Err(Error::GaveUp(format!(
-            "increment of `{key}`: gave up after {MAX_INCREMENT_ATTEMPTS} attempts, each lost to a concurrent write"
-        )))
-    }
+    // A refused transaction hands back the key's value and revision, so assuming the key
+    // absent costs nothing when it is not and saves the read when it is.
+    const INCREMENT_ASSUMES_ABSENT: bool = true;
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
         check_key(key)?;

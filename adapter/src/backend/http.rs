@@ -3,7 +3,7 @@
 
 use alloc::format;
 use alloc::rc::Rc;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use kvplug_protocol::frames::{self, FrameError};
@@ -88,19 +88,11 @@ impl RestBackend {
             .status_with(verb, path, response.status, &reason)
     }
 
-    fn malformed(&self, verb: Verb, path: &str, detail: impl ToString) -> Error {
-        Error::Malformed {
-            method: verb.name(),
-            path: self.client.target(path),
-            detail: detail.to_string(),
-        }
-    }
-
     fn etag(&self, verb: Verb, path: &str, response: &Response) -> Result<String, Error> {
-        response
-            .header("etag")
-            .map(String::from)
-            .ok_or_else(|| self.malformed(verb, path, "no ETag on a stored value"))
+        response.header("etag").map(String::from).ok_or_else(|| {
+            self.client
+                .malformed(verb, path, "no ETag on a stored value")
+        })
     }
 
     /// Sends a request whose only acceptable answers are 2xx.
@@ -211,7 +203,7 @@ impl Backend for RestBackend {
         while !reader.is_empty() {
             let key = reader
                 .key()
-                .map_err(|e| self.malformed(Verb::Get, &path, e))?;
+                .map_err(|e| self.client.malformed(Verb::Get, &path, e))?;
             keys.push(String::from(key));
         }
         let cursor = response
@@ -241,15 +233,15 @@ impl Backend for RestBackend {
         core::str::from_utf8(&response.body)
             .ok()
             .and_then(|text| text.trim().parse::<i64>().ok())
-            .ok_or_else(|| self.malformed(Verb::Post, &path, "increment result is not a number"))
+            .ok_or_else(|| {
+                self.client
+                    .malformed(Verb::Post, &path, "increment result is not a number")
+            })
     }
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
         match self.fetch(Verb::Get, key)? {
-            None => Ok(Versioned {
-                value: None,
-                version: Version::Absent,
-            }),
+            None => Ok(Versioned::absent()),
             Some(response) => {
                 let path = self.key_path(key)?;
                 let tag = self.etag(Verb::Get, &path, &response)?;
@@ -276,10 +268,7 @@ impl Backend for RestBackend {
             // The server sends what is stored now, so a retry needs no extra read.
             (412, Some(codes::VERSION_MISMATCH)) => {
                 let current = match response.header("etag") {
-                    None => Versioned {
-                        value: None,
-                        version: Version::Absent,
-                    },
+                    None => Versioned::absent(),
                     Some(tag) => Versioned {
                         version: Version::Tag(String::from(tag)),
                         value: Some(response.body),
@@ -305,13 +294,15 @@ impl Backend for RestBackend {
                 for _ in chunk {
                     let value = reader
                         .optional()
-                        .map_err(|e| self.malformed(Verb::Post, &path, e))?;
+                        .map_err(|e| self.client.malformed(Verb::Post, &path, e))?;
                     values.push(value.map(<[u8]>::to_vec));
                 }
                 if reader.is_empty() {
                     Ok(())
                 } else {
-                    Err(self.malformed(Verb::Post, &path, "more values than keys"))
+                    Err(self
+                        .client
+                        .malformed(Verb::Post, &path, "more values than keys"))
                 }
             },
         )?;

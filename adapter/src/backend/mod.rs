@@ -3,7 +3,7 @@
 //! Each backend is a sibling module behind a cargo feature, and each build carries exactly one
 //! of them, so every artifact (`kvplug-<backend>.wasm`) contains only the code it needs.
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::client::Verb;
@@ -20,6 +20,8 @@ pub mod etcd;
 pub mod http;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "dynamodb", feature = "azure-table"))]
+mod retry;
 
 /// The backend of this build.
 #[cfg(feature = "http")]
@@ -72,6 +74,16 @@ pub struct Versioned {
     pub version: Version,
 }
 
+impl Versioned {
+    /// What a key that holds nothing reads as.
+    pub const fn absent() -> Self {
+        Versioned {
+            value: None,
+            version: Version::Absent,
+        }
+    }
+}
+
 /// The result of a conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Swap {
@@ -90,8 +102,24 @@ pub trait Backend: Clone + Sized {
     fn delete(&self, key: &str) -> Result<(), Error>;
     fn exists(&self, key: &str) -> Result<bool, Error>;
     fn list(&self, cursor: Option<&str>) -> Result<Page, Error>;
-    /// Adds `delta` to the ASCII decimal at `key` (absent is 0), atomically.
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, Error>;
+    /// Whether the default `increment` sends its first conditional write as if the key
+    /// were absent, saving the read when it is: worth it where a refused write hands back
+    /// what the key holds (etcd's transactions); elsewhere a refusal costs a request more.
+    const INCREMENT_ASSUMES_ABSENT: bool = false;
+
+    /// Adds `delta` to the ASCII decimal at `key` (absent is 0), atomically. By default a
+    /// compare-and-swap loop on [`Backend::read_versioned`] and [`Backend::write_if`]; a
+    /// service that can add overrides it.
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        let first = if Self::INCREMENT_ASSUMES_ABSENT {
+            Versioned::absent()
+        } else {
+            self.read_versioned(key)?
+        };
+        increment_by_swap(key, delta, first, |version, sum| {
+            self.write_if(key, version, sum.to_string().as_bytes())
+        })
+    }
     /// Reads the value and the version a later [`Backend::write_if`] is conditional on.
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error>;
     /// Writes only if `key` is still at `expected`; never a blind write.
@@ -100,6 +128,32 @@ pub trait Backend: Clone + Sized {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error>;
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error>;
     fn delete_many(&self, keys: &[String]) -> Result<(), Error>;
+}
+
+/// How many conditional writes an `increment` by compare-and-swap tries before it gives
+/// up: each refusal means another client wrote the key in between.
+const MAX_INCREMENT_ATTEMPTS: usize = 64;
+
+/// Adds `delta` to the counter at `key`, which holds `current`, by writing the sum on
+/// condition that the key is still at the version read; on a refusal, again from what the
+/// key holds now. `write` is the backend's conditional write of a sum.
+fn increment_by_swap(
+    key: &str,
+    delta: i64,
+    mut current: Versioned,
+    mut write: impl FnMut(&Version, i64) -> Result<Swap, Error>,
+) -> Result<i64, Error> {
+    for _ in 0..MAX_INCREMENT_ATTEMPTS {
+        let sum = kvplug_protocol::counter::add(current.value.as_deref(), delta)
+            .map_err(|e| counter_error(key, e))?;
+        match write(&current.version, sum)? {
+            Swap::Done => return Ok(sum),
+            Swap::Conflict(now) => current = now,
+        }
+    }
+    Err(Error::GaveUp(alloc::format!(
+        "increment of `{key}`: gave up after {MAX_INCREMENT_ATTEMPTS} attempts, each lost to a concurrent write"
+    )))
 }
 
 /// The error of an `increment` of `key` that the stored value or the sum refuses. Every
@@ -256,7 +310,7 @@ fn chunks<T>(
             bytes += item_bytes;
             end += 1;
         }
-        let (chunk, tail) = rest.split_at(end);
+        let (chunk, tail) = rest.split_at_checked(end)?;
         rest = tail;
         Some(chunk)
     })

@@ -24,6 +24,7 @@ use kvplug_codec::resp::{self, Reply};
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::names;
 use kvplug_settings::layout;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, framed_batches, large_first,
@@ -182,18 +183,15 @@ pub struct RedisBackend {
     page_size: u32,
 }
 
-/// Appends `arg` as one webdis path segment: everything but `A-Za-z0-9_~-` percent-encoded.
-/// `.` must be encoded because webdis strips a format extension (`.txt`, `.json`, …) from
-/// the last segment before decoding, and `+` because webdis decodes it as a space.
+/// What a webdis path segment escapes: everything but `A-Za-z0-9_~-`. `.` because webdis
+/// strips a format extension (`.txt`, `.json`, …) from the last segment before decoding,
+/// and `+` because webdis decodes it as a space.
+const WEBDIS_ARG: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'~').remove(b'-');
+
+/// Appends `arg` as one webdis path segment.
 fn push_arg(path: &mut String, arg: &[u8]) {
     path.push('/');
-    for &byte in arg {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'~' | b'-') {
-            path.push(char::from(byte));
-        } else {
-            names::push_escaped(path, byte);
-        }
-    }
+    path.extend(percent_encode(arg, WEBDIS_ARG));
 }
 
 /// `/<COMMAND>/<args…>.raw`: the explicit extension asks for RESP and protects the last
@@ -310,14 +308,6 @@ impl RedisBackend {
         }
     }
 
-    fn malformed(&self, verb: Verb, path: &str, detail: impl ToString) -> Error {
-        Error::Malformed {
-            method: verb.name(),
-            path: self.client.target(path),
-            detail: detail.to_string(),
-        }
-    }
-
     /// Runs `script` by its SHA-1, loading it with `EVAL` only if Redis answers that it
     /// does not know it (a fresh or restarted Redis): one request in the steady state.
     fn eval(
@@ -357,14 +347,16 @@ impl RedisBackend {
     fn bulk(&self, verb: Verb, path: &str, reply: Reply) -> Result<Vec<u8>, Error> {
         match reply {
             Reply::Bulk(Some(bytes)) => Ok(bytes),
-            _ => Err(self.malformed(verb, path, "expected a string reply")),
+            _ => Err(self.client.malformed(verb, path, "expected a string reply")),
         }
     }
 
     fn integer(&self, verb: Verb, path: &str, reply: Reply) -> Result<i64, Error> {
         match reply {
             Reply::Integer(n) => Ok(n),
-            _ => Err(self.malformed(verb, path, "expected an integer reply")),
+            _ => Err(self
+                .client
+                .malformed(verb, path, "expected an integer reply")),
         }
     }
 
@@ -372,10 +364,7 @@ impl RedisBackend {
     /// The value is kept in the answer's own buffer: a large value is held once.
     fn versioned(&self, mut answer: Vec<u8>) -> Result<Versioned, Error> {
         match answer.split_first() {
-            Some((b'A', [])) => Ok(Versioned {
-                value: None,
-                version: Version::Absent,
-            }),
+            Some((b'A', [])) => Ok(Versioned::absent()),
             Some((b'P', rest)) if rest.len() >= 40 => {
                 let sha = String::from_utf8_lossy(rest.get(..40).unwrap_or_default()).into_owned();
                 answer.drain(..41);
@@ -384,7 +373,9 @@ impl RedisBackend {
                     version: Version::Tag(sha),
                 })
             }
-            _ => Err(self.malformed(Verb::Get, "/EVALSHA", "not a versioned value")),
+            _ => Err(self
+                .client
+                .malformed(Verb::Get, "/EVALSHA", "not a versioned value")),
         }
     }
 
@@ -436,7 +427,9 @@ impl Backend for RedisBackend {
         let path = command("GET", &[&self.key(key)]);
         match self.call(Verb::Get, &path, &[])? {
             Reply::Bulk(value) => Ok(value),
-            _ => Err(self.malformed(Verb::Get, &path, "expected a string reply")),
+            _ => Err(self
+                .client
+                .malformed(Verb::Get, &path, "expected a string reply")),
         }
     }
 
@@ -450,7 +443,7 @@ impl Backend for RedisBackend {
         };
         match self.call(verb, &path, value)? {
             Reply::Simple(ok) if ok == "OK" => Ok(()),
-            _ => Err(self.malformed(verb, &path, "expected OK")),
+            _ => Err(self.client.malformed(verb, &path, "expected OK")),
         }
     }
 
@@ -482,7 +475,7 @@ impl Backend for RedisBackend {
             ],
             &[],
         )?;
-        let bad = |e: FrameError| self.malformed(Verb::Get, "/EVALSHA", e);
+        let bad = |e: FrameError| self.client.malformed(Verb::Get, "/EVALSHA", e);
         let mut reader = frames::Reader::new(&answer);
         let next = reader.key().map_err(bad)?;
         let mut keys = Vec::new();
@@ -522,7 +515,7 @@ impl Backend for RedisBackend {
             other => other?,
         };
         counter::parse(&answer).ok_or_else(|| {
-            self.malformed(
+            self.client.malformed(
                 Verb::Get,
                 &path,
                 "the increment was applied, but the answer is not a decimal",
@@ -560,7 +553,7 @@ impl Backend for RedisBackend {
             String::len,
             |body, key| frames::put(body, key.as_bytes()),
             |chunk, answer| {
-                let bad = |e| self.malformed(Verb::Put, "/EVALSHA", e);
+                let bad = |e| self.client.malformed(Verb::Put, "/EVALSHA", e);
                 let mut reader = frames::Reader::new(&answer);
                 for _ in chunk {
                     values.push(reader.optional().map_err(bad)?.map(<[u8]>::to_vec));
