@@ -361,3 +361,198 @@ async fn echoed_cloud_credentials_are_redacted() {
         }
     }
 }
+
+/// A DynamoDB item of kvplug's shape: key `key`, value `value` (base64 `value_b64`).
+fn dynamodb_item(key: &str, value_b64: &str) -> String {
+    format!(
+        r#"{{"b":{{"S":"x"}},"k":{{"S":"/{key}"}},"v":{{"B":"{value_b64}"}},"ver":{{"S":"t"}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_resends_what_a_batch_left_unprocessed_and_gives_up_when_nothing_moves() {
+    // get-many: the first answer leaves `b` unprocessed; the resend asks for `b` alone.
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = Arc::clone(&asked);
+    let server = FaultServer::start(move |request| {
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        let first = log.lock().unwrap().is_empty();
+        log.lock().unwrap().push(body);
+        let answer = if first {
+            format!(
+                r#"{{"Responses":{{"t":[{}]}},"UnprocessedKeys":{{"t":{{"Keys":[{{"b":{{"S":"x"}},"k":{{"S":"/b"}}}}]}}}}}}"#,
+                dynamodb_item("a", "YQ==")
+            )
+        } else {
+            format!(
+                r#"{{"Responses":{{"t":[{}]}},"UnprocessedKeys":{{}}}}"#,
+                dynamodb_item("b", "Yg==")
+            )
+        };
+        response(200, &[AWS], answer.as_bytes())
+    });
+    let mut kv = Kv::with_adapter(
+        adapter("dynamodb"),
+        cloud_settings("dynamodb", &server.url()),
+    )
+    .await;
+    let bucket = kv.open("x").await.unwrap();
+    assert_eq!(
+        kv.get_many(bucket, &["a", "b"]).await,
+        Ok(vec![
+            Some(("a".to_owned(), b"a".to_vec())),
+            Some(("b".to_owned(), b"b".to_vec()))
+        ])
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked[0].contains(r#""/a""#) && asked[0].contains(r#""/b""#));
+    assert!(
+        !asked[1].contains(r#""/a""#) && asked[1].contains(r#""/b""#),
+        "only the unprocessed key is resent: {}",
+        asked[1]
+    );
+
+    // set-many: `b`'s put is left unprocessed once, then done.
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = Arc::clone(&asked);
+    let server = FaultServer::start(move |request| {
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        let first = log.lock().unwrap().is_empty();
+        log.lock().unwrap().push(body);
+        let answer = if first {
+            format!(
+                r#"{{"UnprocessedItems":{{"t":[{{"PutRequest":{{"Item":{}}}}}]}}}}"#,
+                dynamodb_item("b", "Yg==")
+            )
+        } else {
+            String::from(r#"{"UnprocessedItems":{}}"#)
+        };
+        response(200, &[AWS], answer.as_bytes())
+    });
+    let mut kv = Kv::with_adapter(
+        adapter("dynamodb"),
+        cloud_settings("dynamodb", &server.url()),
+    )
+    .await;
+    let bucket = kv.open("x").await.unwrap();
+    assert_eq!(
+        kv.set_many(bucket, &[("a", b"a"), ("b", b"b")]).await,
+        Ok(())
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(!asked[1].contains(r#""/a""#) && asked[1].contains(r#""/b""#));
+
+    // Nothing ever processed: a bounded number of rounds, then an error saying so.
+    let (server, seen) = flaky(
+        usize::MAX,
+        || {
+            response(
+                200,
+                &[AWS],
+                br#"{"UnprocessedItems":{"t":[{"DeleteRequest":{"Key":{"b":{"S":"x"},"k":{"S":"/a"}}}}]}}"#,
+            )
+        },
+        || Action::Hang,
+    );
+    let mut kv = Kv::with_adapter(
+        adapter("dynamodb"),
+        cloud_settings("dynamodb", &server.url()),
+    )
+    .await;
+    let bucket = kv.open("x").await.unwrap();
+    let message = other_message(kv.delete_many(bucket, &["a"]).await.unwrap_err());
+    assert!(
+        message.contains("POST /") && message.contains("unprocessed 8 times in a row"),
+        "{message}"
+    );
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        8,
+        "eight rounds, as the README says"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_operation_timed_out_is_retried_for_reads_but_not_for_conditional_writes() {
+    let timed_out = || {
+        response(
+            500,
+            &["content-type: application/json", AZURE],
+            br#"{"odata.error":{"code":"OperationTimedOut","message":{"value":"Operation could not be completed within the specified time."}}}"#,
+        )
+    };
+    let entity = || response(200, &["etag: W/\"1\"", AZURE], br#"{"v0":"aGk="}"#);
+    let (server, seen) = flaky(2, timed_out, entity);
+    let mut kv = Kv::with_adapter(
+        adapter("azure-table"),
+        cloud_settings("azure-table", &server.url()),
+    )
+    .await;
+    let b = kv.open("b").await.unwrap();
+    assert_eq!(kv.get(b, "k").await, Ok(Some(b"hi".to_vec())));
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        3,
+        "two retries, then the entity"
+    );
+
+    // An increment's conditional write that timed out may have been applied: reported,
+    // never sent again. (Its first request, the read, is answered.)
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    let server = FaultServer::start(move |request| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        if request.method == "GET" {
+            response(200, &["etag: W/\"1\"", AZURE], br#"{"v0":"MQ=="}"#)
+        } else {
+            timed_out()
+        }
+    });
+    let mut kv = Kv::with_adapter(
+        adapter("azure-table"),
+        cloud_settings("azure-table", &server.url()),
+    )
+    .await;
+    let b = kv.open("b").await.unwrap();
+    let message = other_message(kv.increment(b, "n", 1).await.unwrap_err());
+    assert!(
+        message.contains("PUT /")
+            && message.contains("500")
+            && message.contains("OperationTimedOut"),
+        "{message}"
+    );
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "one read, one write, no repeat"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_delete_many_with_several_absent_rows_deletes_the_rest() {
+    // Azurite, like the service, fails a whole change set on the first delete that finds no
+    // row; the adapter drops each absent row it names and sends the rest again.
+    let azurite = Azurite::start();
+    let mut settings = azurite.settings();
+    let proxy = CountingProxy::in_front_of(&mut settings);
+    let mut kv = Kv::with_adapter(adapter("azure-table"), settings).await;
+    let b = kv.open("b").await.unwrap();
+    kv.set_many(b, &[("a", b"1"), ("c", b"3"), ("e", b"5")])
+        .await
+        .unwrap();
+    let before = proxy.requests();
+    assert_eq!(
+        kv.delete_many(b, &["x", "a", "y", "c", "z", "e"]).await,
+        Ok(())
+    );
+    let sent = proxy.requests() - before;
+    for key in ["a", "c", "e", "x"] {
+        assert_eq!(kv.exists(b, key).await, Ok(false), "{key}");
+    }
+    // One change set, then one more for each absent row it names.
+    assert_eq!(sent, 4, "one batch, three resends");
+    // A batch of only absent rows is done too.
+    assert_eq!(kv.delete_many(b, &["p", "q"]).await, Ok(()));
+}

@@ -434,7 +434,7 @@ impl DynamoBackend {
     /// `MAX_IDLE_ROUNDS` answers in a row that processed nothing.
     fn wait_for_capacity(&self, idle_rounds: u32, nothing_done: bool) -> Result<u32, Error> {
         let idle_rounds = if nothing_done { idle_rounds + 1 } else { 0 };
-        if idle_rounds > MAX_IDLE_ROUNDS {
+        if idle_rounds >= MAX_IDLE_ROUNDS {
             return Err(Error::GaveUp(format!(
                 "POST {}: DynamoDB left a batch unprocessed {MAX_IDLE_ROUNDS} times in a row (throughput exceeded)",
                 self.account.client.target("/")
