@@ -77,10 +77,7 @@ impl<'a> Reader<'a> {
             .split_first_chunk::<4>()
             .ok_or(FrameError::Truncated)?;
         let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| FrameError::TooLong)?;
-        if rest.len() < len {
-            return Err(FrameError::Truncated);
-        }
-        let (frame, rest) = rest.split_at(len);
+        let (frame, rest) = rest.split_at_checked(len).ok_or(FrameError::Truncated)?;
         self.rest = rest;
         Ok(frame)
     }
