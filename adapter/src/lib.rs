@@ -1,10 +1,9 @@
-//! A kvplug adapter: exports `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch) and
-//! implements it over `wasi:http` against one key-value service, chosen at build time by a
-//! cargo feature (one artifact per backend).
+//! A kvplug adapter: exports `wasi:keyvalue` (both drafts: store, atomics, batch) and
+//! implements it with the one backend of `kvplug-core` that this build's cargo feature picks
+//! (one artifact per backend).
 //!
-//! The adapter is linked into a user's component, so a trap here kills the user's program:
-//! every failure is returned as a `wasi:keyvalue` error instead. Hence the lints below, and
-//! `no_std` on wasm, which keeps std's `wasi:cli` imports out of the artifact.
+//! Only the export glue lives here. The adapter is linked into a user's component, so a trap
+//! kills the user's program: every failure is returned as a `wasi:keyvalue` error instead.
 
 #![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
 #![cfg_attr(
@@ -21,19 +20,38 @@
 
 extern crate alloc;
 
-mod backend;
 mod bindings;
-mod client;
-#[cfg(any(feature = "dynamodb", feature = "azure-table"))]
-mod clock;
-mod deadline;
 mod error;
 mod exports;
-mod redact;
-mod settings;
-#[cfg(any(feature = "dynamodb", feature = "azure-table"))]
-mod signing;
 
 // The allocator, panic handler and ABI entry points of a no_std component.
 #[cfg(all(target_arch = "wasm32", not(test)))]
 use kvplug_guest_rt as _;
+
+/// The backend of this build.
+#[cfg(feature = "http")]
+type Active = kvplug_core::backend::http::RestBackend;
+/// The backend of this build.
+#[cfg(feature = "etcd")]
+type Active = kvplug_core::backend::etcd::EtcdBackend;
+/// The backend of this build.
+#[cfg(feature = "redis")]
+type Active = kvplug_core::backend::redis::RedisBackend;
+/// The backend of this build.
+#[cfg(feature = "dynamodb")]
+type Active = kvplug_core::backend::dynamodb::DynamoBackend;
+/// The backend of this build.
+#[cfg(feature = "azure-table")]
+type Active = kvplug_core::backend::azure_table::TableBackend;
+
+/// How many backend features this build enables: it must be exactly one, since each
+/// artifact speaks to one service.
+const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize
+    + cfg!(feature = "etcd") as usize
+    + cfg!(feature = "redis") as usize
+    + cfg!(feature = "dynamodb") as usize
+    + cfg!(feature = "azure-table") as usize;
+const _: () = assert!(
+    BACKENDS_ENABLED == 1,
+    "enable exactly one backend feature, e.g. `--no-default-features --features etcd`"
+);

@@ -95,7 +95,7 @@ mod tests {
 
     use kvplug_protocol::names::encode as percent;
 
-    /// Azure Table's escaping of key fields (`adapter/src/backend/azure_table.rs`, which a
+    /// Azure Table's escaping of key fields (`core/src/backend/azure_table.rs`, which a
     /// test here cannot link): `/ \ # ? % ' ~`, control characters and the marker (escaped
     /// in bucket names; a prefix never holds it) as `~XX`.
     fn tilde_chars(name: &str) -> String {

@@ -12,10 +12,11 @@ use alloc::string::String;
 use core::cell::RefCell;
 
 use super::{Adapter, shared_glue};
-use crate::backend::{Active, Backend};
+use crate::Active;
 use crate::bindings::exports::wasi::keyvalue0_2_0_draft as kv;
-use crate::error::Error;
 use kv::{atomics, store};
+use kvplug_core::backend::Backend;
+use kvplug_core::error::Error;
 
 /// How many continuation cursors a bucket handle remembers.
 pub const KEPT_CURSORS: usize = 32;
@@ -95,7 +96,7 @@ impl atomics::Guest for Adapter {
         key: String,
         delta: u64,
     ) -> Result<u64, store::Error> {
-        crate::deadline::begin();
+        kvplug_core::deadline::begin();
         let delta = i64::try_from(delta).map_err(|_| {
             Error::Invalid(format!(
                 "increment: delta {delta} is above the stored range (at most {})",

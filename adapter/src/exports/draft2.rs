@@ -4,10 +4,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{Adapter, shared_glue};
-use crate::backend::{Active, Backend, Swap, Versioned};
+use crate::Active;
 use crate::bindings::exports::wasi::keyvalue0_2_0_draft2 as kv;
-use crate::error::Error;
 use kv::{atomics, store};
+use kvplug_core::backend::{Backend, Swap, Versioned};
+use kvplug_core::error::Error;
 
 /// The `bucket` resource: an open connection to one bucket.
 pub struct Bucket {
@@ -60,12 +61,12 @@ impl atomics::Guest for Adapter {
         key: String,
         delta: i64,
     ) -> Result<i64, store::Error> {
-        crate::deadline::begin();
+        kvplug_core::deadline::begin();
         Ok(bucket.get::<Bucket>().backend.increment(&key, delta)?)
     }
 
     fn swap(cas: atomics::Cas, value: Vec<u8>) -> Result<(), atomics::CasError> {
-        crate::deadline::begin();
+        kvplug_core::deadline::begin();
         let cas: Cas = cas.into_inner();
         let outcome = cas
             .backend
@@ -84,7 +85,7 @@ impl atomics::Guest for Adapter {
 
 impl atomics::GuestCas for Cas {
     fn new(bucket: store::BucketBorrow<'_>, key: String) -> Result<atomics::Cas, store::Error> {
-        crate::deadline::begin();
+        kvplug_core::deadline::begin();
         let backend = bucket.get::<Bucket>().backend.clone();
         let seen = backend.read_versioned(&key)?;
         Ok(atomics::Cas::new(Cas { backend, key, seen }))

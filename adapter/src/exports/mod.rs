@@ -5,7 +5,7 @@
 //! [`shared_glue`]; each draft's module holds only what differs: the `list-keys` cursor,
 //! the sign of `increment`, and (draft2 only) compare-and-swap.
 //!
-//! [`Backend`]: crate::backend::Backend
+//! [`Backend`]: kvplug_core::backend::Backend
 
 mod draft;
 mod draft2;
@@ -13,18 +13,18 @@ mod draft2;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::error::Error;
+use kvplug_core::error::Error;
 
 /// The type all exported interfaces are implemented on.
 pub(crate) struct Adapter;
 
 /// `open` in either draft: read the settings, apply the allow-list, connect.
-pub(crate) fn open_backend(identifier: &str) -> Result<crate::backend::Active, Error> {
-    use crate::backend::Backend as _;
-    crate::deadline::begin();
-    let settings = crate::settings::load()?;
-    crate::settings::check_bucket(&settings, identifier)?;
-    crate::backend::Active::open(&settings, identifier)
+pub(crate) fn open_backend(identifier: &str) -> Result<crate::Active, Error> {
+    use kvplug_core::backend::Backend as _;
+    kvplug_core::deadline::begin();
+    let settings = kvplug_core::settings::load()?;
+    kvplug_core::settings::check_bucket(&settings, identifier)?;
+    crate::Active::open(&settings, identifier)
 }
 
 /// The start of every cursor the bucket `identifier` issues: `c` and a hash of the name.
@@ -64,7 +64,7 @@ macro_rules! shared_glue {
                 &self,
                 key: ::alloc::string::String,
             ) -> Result<Option<::alloc::vec::Vec<u8>>, $kv::store::Error> {
-                $crate::deadline::begin();
+                ::kvplug_core::deadline::begin();
                 Ok(self.backend.get(&key)?)
             }
 
@@ -73,17 +73,17 @@ macro_rules! shared_glue {
                 key: ::alloc::string::String,
                 value: ::alloc::vec::Vec<u8>,
             ) -> Result<(), $kv::store::Error> {
-                $crate::deadline::begin();
+                ::kvplug_core::deadline::begin();
                 Ok(self.backend.set(&key, &value)?)
             }
 
             fn delete(&self, key: ::alloc::string::String) -> Result<(), $kv::store::Error> {
-                $crate::deadline::begin();
+                ::kvplug_core::deadline::begin();
                 Ok(self.backend.delete(&key)?)
             }
 
             fn exists(&self, key: ::alloc::string::String) -> Result<bool, $kv::store::Error> {
-                $crate::deadline::begin();
+                ::kvplug_core::deadline::begin();
                 Ok(self.backend.exists(&key)?)
             }
 
@@ -91,7 +91,7 @@ macro_rules! shared_glue {
                 &self,
                 cursor: Option<$crate::exports::CursorOf<$kv::store::KeyResponse>>,
             ) -> Result<$kv::store::KeyResponse, $kv::store::Error> {
-                $crate::deadline::begin();
+                ::kvplug_core::deadline::begin();
                 Ok(self.list(cursor)?)
             }
         }
@@ -104,7 +104,7 @@ macro_rules! shared_glue {
                 ::alloc::vec::Vec<Option<(::alloc::string::String, ::alloc::vec::Vec<u8>)>>,
                 $kv::store::Error,
             > {
-                $crate::deadline::begin();
+                ::kvplug_core::deadline::begin();
                 let values = bucket.get::<$bucket>().backend.get_many(&keys)?;
                 Ok($crate::exports::pair_up(keys, values)?)
             }
@@ -113,7 +113,7 @@ macro_rules! shared_glue {
                 bucket: $kv::store::BucketBorrow<'_>,
                 key_values: ::alloc::vec::Vec<(::alloc::string::String, ::alloc::vec::Vec<u8>)>,
             ) -> Result<(), $kv::store::Error> {
-                $crate::deadline::begin();
+                ::kvplug_core::deadline::begin();
                 Ok(bucket.get::<$bucket>().backend.set_many(&key_values)?)
             }
 
@@ -121,7 +121,7 @@ macro_rules! shared_glue {
                 bucket: $kv::store::BucketBorrow<'_>,
                 keys: ::alloc::vec::Vec<::alloc::string::String>,
             ) -> Result<(), $kv::store::Error> {
-                $crate::deadline::begin();
+                ::kvplug_core::deadline::begin();
                 Ok(bucket.get::<$bucket>().backend.delete_many(&keys)?)
             }
         }

@@ -21,35 +21,7 @@ pub mod http;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "dynamodb", feature = "azure-table"))]
-mod retry;
-
-/// The backend of this build.
-#[cfg(feature = "http")]
-pub type Active = http::RestBackend;
-/// The backend of this build.
-#[cfg(feature = "etcd")]
-pub type Active = etcd::EtcdBackend;
-/// The backend of this build.
-#[cfg(feature = "redis")]
-pub type Active = redis::RedisBackend;
-/// The backend of this build.
-#[cfg(feature = "dynamodb")]
-pub type Active = dynamodb::DynamoBackend;
-/// The backend of this build.
-#[cfg(feature = "azure-table")]
-pub type Active = azure_table::TableBackend;
-
-/// How many backend features this build enables: it must be exactly one, since each
-/// artifact speaks to one service.
-const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize
-    + cfg!(feature = "etcd") as usize
-    + cfg!(feature = "redis") as usize
-    + cfg!(feature = "dynamodb") as usize
-    + cfg!(feature = "azure-table") as usize;
-const _: () = assert!(
-    BACKENDS_ENABLED == 1,
-    "enable exactly one backend feature, e.g. `--no-default-features --features etcd`"
-);
+pub mod retry;
 
 /// One page of keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,12 +104,12 @@ pub trait Backend: Clone + Sized {
 
 /// How many conditional writes an `increment` by compare-and-swap tries before it gives
 /// up: each refusal means another client wrote the key in between.
-const MAX_INCREMENT_ATTEMPTS: usize = 64;
+pub const MAX_INCREMENT_ATTEMPTS: usize = 64;
 
 /// Adds `delta` to the counter at `key`, which holds `current`, by writing the sum on
 /// condition that the key is still at the version read; on a refusal, again from what the
 /// key holds now. `write` is the backend's conditional write of a sum.
-fn increment_by_swap(
+pub fn increment_by_swap(
     key: &str,
     delta: i64,
     mut current: Versioned,
@@ -158,7 +130,7 @@ fn increment_by_swap(
 
 /// The error of an `increment` of `key` that the stored value or the sum refuses. Every
 /// backend checks before it writes, so the message can promise that nothing changed.
-fn counter_error(key: &str, error: kvplug_protocol::counter::CounterError) -> Error {
+pub fn counter_error(key: &str, error: kvplug_protocol::counter::CounterError) -> Error {
     Error::Invalid(alloc::format!(
         "increment of `{key}`: {error}; nothing was written"
     ))
@@ -168,7 +140,7 @@ fn counter_error(key: &str, error: kvplug_protocol::counter::CounterError) -> Er
 /// server, or a proxy's error page, must fail the call whatever the status: a 200 from it
 /// would otherwise pass for a stored value or an acknowledged write. `target` is the
 /// request as messages name it; `why` is what gave the answer away.
-fn foreign(verb: Verb, target: String, status: u16, service: &str, why: &str) -> Error {
+pub fn foreign(verb: Verb, target: String, status: u16, service: &str, why: &str) -> Error {
     Error::Transport {
         method: verb.name(),
         path: target,
@@ -181,14 +153,13 @@ fn foreign(verb: Verb, target: String, status: u16, service: &str, why: &str) ->
 /// Refuses a name (`what`: a key, a bucket name) longer than `max` bytes before anything
 /// is sent. The message names the limit and where it comes from (`why`), and never the
 /// name, which may be that long.
-#[cfg_attr(
-    not(any(feature = "http", feature = "etcd", feature = "redis", test)),
-    expect(
-        dead_code,
-        reason = "the cloud backends count their key fields their own way"
-    )
-)]
-fn check_length(what: &str, name: &str, max: usize, backend: &str, why: &str) -> Result<(), Error> {
+pub fn check_length(
+    what: &str,
+    name: &str,
+    max: usize,
+    backend: &str,
+    why: &str,
+) -> Result<(), Error> {
     if name.len() <= max {
         return Ok(());
     }
@@ -201,7 +172,7 @@ fn check_length(what: &str, name: &str, max: usize, backend: &str, why: &str) ->
 /// Checks every key of a batch before anything is sent: a batch split over several
 /// requests must not leave the entries before a bad one written. The error says which
 /// entry.
-fn check_batch(
+pub fn check_batch(
     operation: &str,
     keys: &[String],
     check: fn(&str) -> Result<(), Error>,
@@ -214,7 +185,7 @@ fn check_batch(
 }
 
 /// [`check_batch`] for the keys of `set-many`'s pairs.
-fn check_pairs(
+pub fn check_pairs(
     pairs: &[(String, Vec<u8>)],
     check: fn(&str) -> Result<(), Error>,
 ) -> Result<(), Error> {
@@ -226,7 +197,7 @@ fn check_pairs(
 }
 
 /// `error` about entry `at` (from 0) of a batch of `count`.
-fn in_batch(operation: &str, at: usize, count: usize, error: Error) -> Error {
+pub fn in_batch(operation: &str, at: usize, count: usize, error: Error) -> Error {
     match error {
         Error::Invalid(message) => Error::Invalid(alloc::format!(
             "{operation}: entry {} of {count}: {message}",
@@ -244,14 +215,7 @@ fn in_batch(operation: &str, at: usize, count: usize, error: Error) -> Error {
 /// key that has a large pair only the last pair is sent, so that the value left is the
 /// last one given whatever the order. Written without a sort or a set, which would cost
 /// the artifact kilobytes for what is a handful of pairs.
-#[cfg_attr(
-    not(any(feature = "http", feature = "etcd", feature = "redis", test)),
-    expect(
-        dead_code,
-        reason = "the cloud backends know their limits and check every pair first"
-    )
-)]
-fn large_first(pairs: Vec<&(String, Vec<u8>)>, max_bytes: usize) -> Vec<&(String, Vec<u8>)> {
+pub fn large_first(pairs: Vec<&(String, Vec<u8>)>, max_bytes: usize) -> Vec<&(String, Vec<u8>)> {
     let size = |(key, value): &(String, Vec<u8>)| key.len() + value.len();
     let large_keys: Vec<&str> = pairs
         .iter()
@@ -289,7 +253,7 @@ fn large_first(pairs: Vec<&(String, Vec<u8>)>, max_bytes: usize) -> Vec<&(String
 
 /// Splits `items` into runs of at most `max_entries` and, where possible, `max_bytes`
 /// (an item larger than `max_bytes` travels alone).
-fn chunks<T>(
+pub fn chunks<T>(
     items: &[T],
     max_entries: usize,
     max_bytes: usize,
@@ -318,11 +282,7 @@ fn chunks<T>(
 
 /// The request bodies of a batch sent as frames: one per run of `chunks`, each item written
 /// by `encode`, with the run it holds.
-#[cfg_attr(
-    not(any(feature = "http", feature = "redis")),
-    expect(dead_code, reason = "only the http and Redis backends send frames")
-)]
-fn framed_batches<'a, T>(
+pub fn framed_batches<'a, T>(
     items: &'a [T],
     max_entries: usize,
     max_bytes: usize,
@@ -341,14 +301,7 @@ fn framed_batches<'a, T>(
 
 /// The pairs of a batch with each key once, holding its last value: what sequential sets
 /// would leave behind. Services that refuse a key twice in one transaction need this.
-#[cfg_attr(
-    not(any(feature = "etcd", feature = "dynamodb", feature = "azure-table", test)),
-    expect(
-        dead_code,
-        reason = "for services that refuse a key twice in one transaction"
-    )
-)]
-fn last_wins(pairs: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
+pub fn last_wins(pairs: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
     let mut seen = alloc::collections::BTreeSet::new();
     let mut kept: Vec<_> = pairs
         .iter()
@@ -360,14 +313,7 @@ fn last_wins(pairs: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
 }
 
 /// The keys of a batch, each once, in first-seen order.
-#[cfg_attr(
-    not(any(feature = "etcd", feature = "dynamodb", feature = "azure-table", test)),
-    expect(
-        dead_code,
-        reason = "for services that refuse a key twice in one transaction"
-    )
-)]
-fn distinct(keys: &[String]) -> Vec<&String> {
+pub fn distinct(keys: &[String]) -> Vec<&String> {
     let mut seen = alloc::collections::BTreeSet::new();
     keys.iter()
         .filter(|key| seen.insert(key.as_str()))

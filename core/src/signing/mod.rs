@@ -43,10 +43,6 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// Lower-case hex, as SigV4 writes hashes and signatures.
-#[cfg_attr(
-    all(not(feature = "dynamodb"), not(test)),
-    expect(dead_code, reason = "Shared Key writes base64")
-)]
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

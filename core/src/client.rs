@@ -39,10 +39,6 @@ const READ_PIECE_BYTES: u64 = 64 << 10;
 
 /// The HTTP methods the backends use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(
-    not(any(feature = "http", feature = "azure-table")),
-    expect(dead_code, reason = "each backend but `http` uses a subset")
-)]
 pub enum Verb {
     Get,
     Head,
@@ -84,10 +80,6 @@ pub struct Response {
 
 impl Response {
     /// The first value of header `name` (lower case), if it is valid UTF-8.
-    #[cfg_attr(
-        not(any(feature = "http", feature = "azure-table", feature = "dynamodb")),
-        expect(dead_code, reason = "kept for backends that read response headers")
-    )]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -135,10 +127,6 @@ impl Client {
     }
 
     /// The `url` setting's `host[:port]`, as sent in `host` (which signatures cover).
-    #[cfg_attr(
-        not(feature = "dynamodb"),
-        expect(dead_code, reason = "only SigV4 signs the host")
-    )]
     pub fn authority(&self) -> &str {
         &self.endpoint.authority
     }
@@ -178,10 +166,6 @@ impl Client {
 
     /// Waits `millis` before a retry, if the call's deadline leaves that much time; `false`
     /// (without waiting) when it does not, so the caller gives up while it can still say why.
-    #[cfg_attr(
-        not(any(feature = "dynamodb", feature = "azure-table")),
-        expect(dead_code, reason = "only backends with retry loops wait")
-    )]
     pub fn pause(&self, millis: u64) -> bool {
         let wait_ns = millis.saturating_mul(1_000_000);
         if deadline::remaining(self.deadline()) <= wait_ns {
