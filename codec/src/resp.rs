@@ -40,7 +40,18 @@ impl core::error::Error for RespError {}
 
 /// Reads exactly one reply; bytes after it are an error.
 pub fn parse(bytes: &[u8]) -> Result<Reply, RespError> {
-    let mut r = Reader { bytes, pos: 0 };
+    parse_within(bytes, usize::MAX)
+}
+
+/// [`parse`], refusing a reply whose arrays hold more than `max_items` elements in all. A
+/// reply is 32 bytes however short its text (`$0\r\n\r\n` is 6), so a caller that knows how
+/// many elements its command can answer bounds the tree it holds, not only the input.
+pub fn parse_within(bytes: &[u8], max_items: usize) -> Result<Reply, RespError> {
+    let mut r = Reader {
+        bytes,
+        pos: 0,
+        items_left: max_items,
+    };
     let reply = r.reply(0)?;
     if r.pos != bytes.len() {
         return r.err("trailing bytes after the reply");
@@ -48,18 +59,19 @@ pub fn parse(bytes: &[u8]) -> Result<Reply, RespError> {
     Ok(reply)
 }
 
-/// [`parse`], taking the input: a top-level bulk string (a `GET`'s value) becomes the reply
-/// in the input's own buffer, so a large value is held once, not twice.
-pub fn parse_owned(mut bytes: Vec<u8>) -> Result<Reply, RespError> {
+/// [`parse_within`], taking the input: a top-level bulk string (a `GET`'s value) becomes the
+/// reply in the input's own buffer, so a large value is held once, not twice.
+pub fn parse_owned(mut bytes: Vec<u8>, max_items: usize) -> Result<Reply, RespError> {
     if bytes.first() != Some(&b'$') {
-        return parse(&bytes);
+        return parse_within(&bytes, max_items);
     }
     let mut r = Reader {
         bytes: &bytes,
         pos: 1,
+        items_left: max_items,
     };
     let Some(len) = r.length()? else {
-        return parse(&bytes);
+        return parse_within(&bytes, max_items);
     };
     let start = r.pos;
     let end = start.checked_add(len).ok_or(RespError {
@@ -68,7 +80,7 @@ pub fn parse_owned(mut bytes: Vec<u8>) -> Result<Reply, RespError> {
     })?;
     if bytes.len() != end.saturating_add(2) || bytes.get(end..) != Some(b"\r\n") {
         // Not exactly one bulk string: the full reader says precisely what is wrong.
-        return parse(&bytes);
+        return parse_within(&bytes, max_items);
     }
     bytes.truncate(end);
     bytes.drain(..start);
@@ -78,6 +90,8 @@ pub fn parse_owned(mut bytes: Vec<u8>) -> Result<Reply, RespError> {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// How many more array elements the caller accepts.
+    items_left: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -176,6 +190,10 @@ impl<'a> Reader<'a> {
         if len > self.rest().len() / 3 {
             return self.err("array longer than the input");
         }
+        let Some(left) = self.items_left.checked_sub(len) else {
+            return self.err("more array elements than this answer can hold");
+        };
+        self.items_left = left;
         let mut items = Vec::with_capacity(len.min(MAX_PREALLOC));
         for _ in 0..len {
             items.push(self.reply(depth + 1)?);

@@ -150,13 +150,38 @@ fn owned_parsing_agrees_with_borrowed_parsing() {
         b"*1\r\n$1\r\nx\r\n",
     ];
     for case in cases {
-        assert_eq!(resp::parse_owned(case.to_vec()), parse(case), "{case:?}");
+        assert_eq!(
+            resp::parse_owned(case.to_vec(), usize::MAX),
+            parse(case),
+            "{case:?}"
+        );
     }
     // The value keeps the input's buffer.
     let input = b"$5\r\nhello\r\n".to_vec();
     let address = input.as_ptr();
-    let Ok(Reply::Bulk(Some(value))) = resp::parse_owned(input) else {
+    let Ok(Reply::Bulk(Some(value))) = resp::parse_owned(input, usize::MAX) else {
         panic!("a bulk string");
     };
     assert_eq!((value.as_slice(), value.as_ptr()), (&b"hello"[..], address));
+}
+
+#[test]
+fn an_element_budget_refuses_long_arrays_before_building_them() {
+    // A million empty strings: 6 bytes each on the wire, a 32-byte reply each in memory.
+    let mut input = b"*1000000\r\n".to_vec();
+    for _ in 0..1_000_000 {
+        input.extend_from_slice(b"$0\r\n\r\n");
+    }
+    let refused = resp::parse_owned(input.clone(), 64).unwrap_err();
+    assert_eq!(
+        (refused.offset, refused.reason),
+        (10, "more array elements than this answer can hold")
+    );
+    // The budget counts nested elements too, and a reply within it reads as before.
+    let nested = b"*2\r\n*2\r\n:1\r\n:2\r\n:3\r\n";
+    assert!(resp::parse_within(nested, 3).is_err());
+    assert_eq!(resp::parse_within(nested, 4), parse(nested));
+    assert!(
+        matches!(resp::parse_within(&input, 1_000_000), Ok(Reply::Array(Some(items))) if items.len() == 1_000_000)
+    );
 }

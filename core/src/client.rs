@@ -24,9 +24,15 @@ use crate::redact::Redactor;
 use crate::settings::Settings;
 use kvplug_settings::url::{self, Endpoint};
 
-/// Largest response body the adapter buffers; beyond it the call fails instead of exhausting
-/// the user's memory.
+/// Largest response body the adapter buffers for any operation; beyond it the call fails
+/// instead of exhausting the user's memory. An operation that cannot legitimately receive
+/// that much caps its answer lower ([`Client::send_capped`]).
 pub const MAX_RESPONSE_BYTES: u64 = 256 << 20;
+
+/// The cap of an answer that carries no value and no list: an acknowledgement, a counter, a
+/// version. Generous for every service's envelope, and small enough that a misdirected `url`
+/// answering with a 200 MB document costs the app nothing.
+pub const SMALL_ANSWER_BYTES: u64 = 1 << 20;
 
 /// How much of an error answer (a status outside 2xx) is read: enough for any service's
 /// error document, of which a message keeps a short line. The rest is never downloaded: a
@@ -175,7 +181,8 @@ impl Client {
         true
     }
 
-    /// Sends one request and reads the whole response. `path` includes any query.
+    /// Sends one request and reads the whole response, up to [`MAX_RESPONSE_BYTES`]. `path`
+    /// includes any query.
     pub fn send(
         &self,
         verb: Verb,
@@ -183,6 +190,21 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, Error> {
+        self.send_capped(verb, path, headers, body, MAX_RESPONSE_BYTES)
+    }
+
+    /// [`Client::send`] for an operation whose successful answer cannot legitimately exceed
+    /// `cap` bytes: a larger one is refused as soon as it is declared or has arrived, so what
+    /// the adapter holds is bounded by what the operation needs, not by what a service sends.
+    pub fn send_capped(
+        &self,
+        verb: Verb,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        cap: u64,
+    ) -> Result<Response, Error> {
+        let cap = cap.min(MAX_RESPONSE_BYTES);
         let target = self.target(path);
         let deadline = self.deadline();
         if deadline::remaining(deadline) == 0 {
@@ -235,7 +257,7 @@ impl Client {
                 }
             }
         };
-        self.read_response(verb, &target, &response, deadline)
+        self.read_response(verb, &target, &response, deadline, cap)
     }
 
     fn request(
@@ -302,6 +324,7 @@ impl Client {
         target: &str,
         response: &IncomingResponse,
         deadline: u64,
+        cap: u64,
     ) -> Result<Response, Error> {
         let transport = |detail: String| Error::Transport {
             method: verb.name(),
@@ -318,14 +341,12 @@ impl Client {
         // An error answer is read only as far as a message needs.
         let success = (200..300).contains(&status);
         let limit = if success {
-            MAX_RESPONSE_BYTES
+            cap
         } else {
             MAX_ERROR_BODY_BYTES as u64
         };
-        if success && declared.is_some_and(|n| n > MAX_RESPONSE_BYTES) {
-            return Err(transport(format!(
-                "response body larger than {MAX_RESPONSE_BYTES} bytes"
-            )));
+        if success && declared.is_some_and(|n| n > cap) {
+            return Err(transport(too_large_for_operation(cap)));
         }
         let incoming = response
             .consume()
@@ -356,9 +377,7 @@ impl Client {
                 let want = READ_PIECE_BYTES.min(limit - body.len() as u64);
                 if want == 0 {
                     if success {
-                        return Err(transport(format!(
-                            "response body larger than {MAX_RESPONSE_BYTES} bytes"
-                        )));
+                        return Err(transport(too_large_for_operation(cap)));
                     }
                     // The start of an error answer is all a message needs.
                     break;
@@ -436,6 +455,13 @@ impl Client {
             }
         }
     }
+}
+
+fn too_large_for_operation(cap: u64) -> String {
+    format!(
+        "response body larger than {cap} bytes, more than this operation can receive: is `url` \
+         right?"
+    )
 }
 
 fn too_large_for_memory(bytes: usize) -> String {

@@ -46,6 +46,16 @@ pub enum Action {
     /// Write `head` (with `transfer-encoding: chunked`), then 64 KiB chunks for as long as the
     /// client reads them (until the server is dropped).
     Endless { head: Vec<u8> },
+    /// Write `head` (with `transfer-encoding: chunked`), then a body of `start`, `piece`
+    /// `times` over and `end`, in chunks, so that a body of hundreds of megabytes is never
+    /// held by the server.
+    Repeat {
+        head: Vec<u8>,
+        start: Vec<u8>,
+        piece: Vec<u8>,
+        times: usize,
+        end: Vec<u8>,
+    },
 }
 
 /// The head of a chunked answer with `status` and the given extra header lines.
@@ -188,6 +198,44 @@ fn serve(mut stream: TcpStream, responder: &dyn Fn(&Request) -> Action, stop: &A
                 let _ = stream.flush();
                 std::thread::sleep(gap);
             }
+        }
+        Action::Repeat {
+            head,
+            start,
+            piece,
+            times,
+            end,
+        } => {
+            let chunk = |stream: &mut TcpStream, data: &[u8]| {
+                let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+                framed.extend_from_slice(data);
+                framed.extend_from_slice(b"\r\n");
+                stream.write_all(&framed).is_ok()
+            };
+            // About 64 KiB per chunk however small the piece.
+            let per_chunk = ((64 << 10) / piece.len().max(1)).max(1);
+            let block = piece.repeat(per_chunk);
+            let _ = stream.write_all(&head);
+            if !start.is_empty() && !chunk(&mut stream, &start) {
+                return;
+            }
+            let mut left = times;
+            while left > 0 {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let n = left.min(per_chunk);
+                let data = block.get(..n * piece.len()).unwrap_or(&block);
+                if !chunk(&mut stream, data) {
+                    return;
+                }
+                left -= n;
+            }
+            if !end.is_empty() && !chunk(&mut stream, &end) {
+                return;
+            }
+            let _ = stream.write_all(b"0\r\n\r\n");
+            let _ = stream.flush();
         }
         Action::Endless { head } => {
             let _ = stream.write_all(&head);

@@ -12,7 +12,7 @@ use kvplug_protocol::{BatchOp, codes, names};
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, framed_batches, large_first,
 };
-use crate::client::{Client, Response, Verb};
+use crate::client::{Client, MAX_RESPONSE_BYTES, Response, SMALL_ANSWER_BYTES, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
 
@@ -52,8 +52,9 @@ impl RestBackend {
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
+        cap: u64,
     ) -> Result<Response, Error> {
-        let response = self.client.send(verb, path, headers, body)?;
+        let response = self.client.send_capped(verb, path, headers, body, cap)?;
         if response.header(kvplug_protocol::HEADER_PROTOCOL).is_none() {
             return Err(super::foreign(
                 verb,
@@ -102,8 +103,9 @@ impl RestBackend {
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
+        cap: u64,
     ) -> Result<Response, Error> {
-        let response = self.send(verb, path, headers, body)?;
+        let response = self.send(verb, path, headers, body, cap)?;
         if (200..300).contains(&response.status) {
             Ok(response)
         } else {
@@ -114,7 +116,7 @@ impl RestBackend {
     /// GET or HEAD of a key: `None` for a 404 that says the key is absent.
     fn fetch(&self, verb: Verb, key: &str) -> Result<Option<Response>, Error> {
         let path = self.key_path(key)?;
-        let response = self.send(verb, &path, &[], &[])?;
+        let response = self.send(verb, &path, &[], &[], MAX_RESPONSE_BYTES)?;
         match (
             response.status,
             response.header(kvplug_protocol::HEADER_ERROR),
@@ -137,7 +139,11 @@ impl RestBackend {
         let limit = kvplug_protocol::MAX_BATCH_ENTRIES;
         for batch in framed_batches(items, limit, MAX_BATCH_BYTES, size, encode) {
             let (chunk, body) = batch?;
-            let response = self.expect_success(Verb::Post, &path, &[], &body)?;
+            let cap = match op {
+                BatchOp::GetMany => MAX_RESPONSE_BYTES,
+                _ => SMALL_ANSWER_BYTES,
+            };
+            let response = self.expect_success(Verb::Post, &path, &[], &body, cap)?;
             on_response(chunk, response)?;
         }
         Ok(())
@@ -163,7 +169,7 @@ impl Backend for RestBackend {
         };
         // One HEAD so that a wrong URL, token or bucket fails here, not at the first get.
         let path = kvplug_protocol::bucket_path(bucket);
-        backend.expect_success(Verb::Head, &path, &[], &[])?;
+        backend.expect_success(Verb::Head, &path, &[], &[], SMALL_ANSWER_BYTES)?;
         Ok(backend)
     }
 
@@ -173,12 +179,14 @@ impl Backend for RestBackend {
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         let path = self.key_path(key)?;
-        self.expect_success(Verb::Put, &path, &[], value).map(drop)
+        self.expect_success(Verb::Put, &path, &[], value, SMALL_ANSWER_BYTES)
+            .map(drop)
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {
         let path = self.key_path(key)?;
-        self.expect_success(Verb::Delete, &path, &[], &[]).map(drop)
+        self.expect_success(Verb::Delete, &path, &[], &[], SMALL_ANSWER_BYTES)
+            .map(drop)
     }
 
     fn exists(&self, key: &str) -> Result<bool, Error> {
@@ -197,7 +205,9 @@ impl Backend for RestBackend {
             path.push_str("&cursor=");
             path.push_str(&names::encode(cursor));
         }
-        let response = self.expect_success(Verb::Get, &path, &[], &[])?;
+        // A page is at most `page-size` frames of the longest key.
+        let cap = u64::from(self.page_size) * (kvplug_protocol::MAX_KEY_BYTES as u64 + 4) + 1024;
+        let response = self.expect_success(Verb::Get, &path, &[], &[], cap)?;
         let mut reader = frames::Reader::new(&response.body);
         let mut keys = Vec::new();
         while !reader.is_empty() {
@@ -215,7 +225,7 @@ impl Backend for RestBackend {
     fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
         use kvplug_protocol::counter;
         let path = format!("{}?increment={delta}", self.key_path(key)?);
-        let response = self.send(Verb::Post, &path, &[], &[])?;
+        let response = self.send(Verb::Post, &path, &[], &[], SMALL_ANSWER_BYTES)?;
         // The server refuses by code under the shared grammar; word it as every backend
         // does, so an app sees one message whichever service it is linked with.
         let refusal = match (
@@ -259,7 +269,7 @@ impl Backend for RestBackend {
             Version::Absent => ("if-none-match", "*"),
             Version::Tag(tag) => ("if-match", tag.as_str()),
         };
-        let response = self.send(Verb::Put, &path, &[condition], value)?;
+        let response = self.send(Verb::Put, &path, &[condition], value, SMALL_ANSWER_BYTES)?;
         match (
             response.status,
             response.header(kvplug_protocol::HEADER_ERROR),

@@ -29,7 +29,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, framed_batches, large_first,
 };
-use crate::client::{Client, Verb};
+use crate::client::{Client, MAX_RESPONSE_BYTES, SMALL_ANSWER_BYTES, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
 
@@ -37,6 +37,11 @@ use crate::settings::Settings;
 const MAX_BATCH_ENTRIES: usize = 1000;
 /// Key and value bytes per batch request (webdis accepts up to 128 MiB).
 const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// Array elements a reply may hold: no command the adapter sends answers with an array (the
+/// scripts answer frames in one string), so a long array is not Redis's answer and is refused
+/// before it is built.
+const MAX_REPLY_ITEMS: usize = 16;
 
 /// Requests from this size on may be over webdis's request limit, whose only sign is a
 /// closed connection.
@@ -50,6 +55,13 @@ const MAX_KEY_BYTES: usize = 8 * 1024;
 /// length every URL, with the longest key, stays well inside what webdis and the host's
 /// HTTP stack accept.
 const MAX_SPACE_BYTES: usize = 1024;
+
+/// The most a `list-keys` page can answer: the script's 16 `SCAN` rounds may each overshoot
+/// `page_size`, and every key is a frame of its length and bytes.
+fn list_cap(page_size: u32) -> u64 {
+    let frame = (MAX_KEY_BYTES + 4) as u64;
+    (16 * u64::from(page_size) * frame + 1024).min(MAX_RESPONSE_BYTES)
+}
 
 /// Refuses a key longer than [`MAX_KEY_BYTES`] before anything is sent.
 fn check_key(key: &str) -> Result<(), Error> {
@@ -228,10 +240,11 @@ impl RedisBackend {
     }
 
     /// Sends one command and returns Redis's reply; Redis errors become [`Error::Refused`].
-    fn call(&self, verb: Verb, path: &str, body: &[u8]) -> Result<Reply, Error> {
+    /// `cap` is the most the command can legitimately answer (see [`Client::send_capped`]).
+    fn call(&self, verb: Verb, path: &str, body: &[u8], cap: u64) -> Result<Reply, Error> {
         let response = self
             .client
-            .send(verb, path, &[], body)
+            .send_capped(verb, path, &[], body, cap)
             .map_err(|error| match error {
                 // webdis answers a request over its size limit by closing the connection,
                 // which says nothing of the limit: name it, for a request that may be over.
@@ -252,7 +265,7 @@ impl RedisBackend {
         match response.status {
             // With `.raw`, webdis answers exactly one RESP reply: an answer that does not
             // parse as one is not webdis's, and must not pass for a write done.
-            200 => match resp::parse_owned(response.body) {
+            200 => match resp::parse_owned(response.body, MAX_REPLY_ITEMS) {
                 Ok(Reply::Error(message)) => Err(Error::Refused {
                     method: verb.name(),
                     path: self.client.target(path),
@@ -316,6 +329,7 @@ impl RedisBackend {
         keys: &[&[u8]],
         args: &[&[u8]],
         body: &[u8],
+        cap: u64,
     ) -> Result<Vec<u8>, Error> {
         let count = keys.len().to_string();
         let mut all: Vec<&[u8]> = Vec::with_capacity(keys.len() + args.len() + 2);
@@ -330,13 +344,13 @@ impl RedisBackend {
             Verb::Put
         };
         let path = command("EVALSHA", &all);
-        let reply = match self.call(verb, &path, body) {
+        let reply = match self.call(verb, &path, body, cap) {
             Err(Error::Refused { reason, .. }) if reason.starts_with("Redis: NOSCRIPT") => {
                 if let Some(name) = all.first_mut() {
                     *name = script.source.as_bytes();
                 }
                 let path = command("EVAL", &all);
-                return self.bulk(verb, &path, self.call(verb, &path, body)?);
+                return self.bulk(verb, &path, self.call(verb, &path, body, cap)?);
             }
             other => other?,
         };
@@ -387,10 +401,11 @@ impl RedisBackend {
         size: impl Fn(&T) -> usize,
         encode: impl Fn(&mut Vec<u8>, &'a T) -> Result<(), FrameError>,
         mut answer: impl FnMut(&'a [T], Vec<u8>) -> Result<(), Error>,
+        cap: u64,
     ) -> Result<(), Error> {
         for batch in framed_batches(items, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, size, encode) {
             let (chunk, body) = batch?;
-            let reply = self.eval(script, &[], &[self.space.as_bytes()], &body)?;
+            let reply = self.eval(script, &[], &[self.space.as_bytes()], &body, cap)?;
             answer(chunk, reply)?;
         }
         Ok(())
@@ -425,7 +440,7 @@ impl Backend for RedisBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         check_key(key)?;
         let path = command("GET", &[&self.key(key)]);
-        match self.call(Verb::Get, &path, &[])? {
+        match self.call(Verb::Get, &path, &[], MAX_RESPONSE_BYTES)? {
             Reply::Bulk(value) => Ok(value),
             _ => Err(self
                 .client
@@ -441,7 +456,7 @@ impl Backend for RedisBackend {
         } else {
             (Verb::Put, command("SET", &[&self.key(key)]))
         };
-        match self.call(verb, &path, value)? {
+        match self.call(verb, &path, value, SMALL_ANSWER_BYTES)? {
             Reply::Simple(ok) if ok == "OK" => Ok(()),
             _ => Err(self.client.malformed(verb, &path, "expected OK")),
         }
@@ -450,14 +465,14 @@ impl Backend for RedisBackend {
     fn delete(&self, key: &str) -> Result<(), Error> {
         check_key(key)?;
         let path = command("DEL", &[&self.key(key)]);
-        let reply = self.call(Verb::Get, &path, &[])?;
+        let reply = self.call(Verb::Get, &path, &[], SMALL_ANSWER_BYTES)?;
         self.integer(Verb::Get, &path, reply).map(drop)
     }
 
     fn exists(&self, key: &str) -> Result<bool, Error> {
         check_key(key)?;
         let path = command("EXISTS", &[&self.key(key)]);
-        let reply = self.call(Verb::Get, &path, &[])?;
+        let reply = self.call(Verb::Get, &path, &[], SMALL_ANSWER_BYTES)?;
         Ok(self.integer(Verb::Get, &path, reply)? > 0)
     }
 
@@ -474,6 +489,7 @@ impl Backend for RedisBackend {
                 count.as_bytes(),
             ],
             &[],
+            list_cap(self.page_size),
         )?;
         let bad = |e: FrameError| self.client.malformed(Verb::Get, "/EVALSHA", e);
         let mut reader = frames::Reader::new(&answer);
@@ -502,7 +518,7 @@ impl Backend for RedisBackend {
             ],
         );
         let answer = match self
-            .call(Verb::Get, &path, &[])
+            .call(Verb::Get, &path, &[], SMALL_ANSWER_BYTES)
             .and_then(|reply| self.bulk(Verb::Get, &path, reply))
         {
             // Redis's own words (unchanged since 2.x); its grammar is the shared one.
@@ -525,7 +541,13 @@ impl Backend for RedisBackend {
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
         check_key(key)?;
-        let answer = self.eval(&READ_VERSIONED, &[&self.key(key)], &[], &[])?;
+        let answer = self.eval(
+            &READ_VERSIONED,
+            &[&self.key(key)],
+            &[],
+            &[],
+            MAX_RESPONSE_BYTES,
+        )?;
         self.versioned(answer)
     }
 
@@ -536,7 +558,13 @@ impl Backend for RedisBackend {
             Version::Tag(sha) => sha.as_str(),
         };
         // An empty value travels as no body at all, which the script reads as empty.
-        let answer = self.eval(&WRITE_IF, &[&self.key(key)], &[version.as_bytes()], value)?;
+        let answer = self.eval(
+            &WRITE_IF,
+            &[&self.key(key)],
+            &[version.as_bytes()],
+            value,
+            MAX_RESPONSE_BYTES,
+        )?;
         if answer == b"D" {
             Ok(Swap::Done)
         } else {
@@ -560,6 +588,7 @@ impl Backend for RedisBackend {
                 }
                 Ok(())
             },
+            MAX_RESPONSE_BYTES,
         )?;
         Ok(values)
     }
@@ -576,6 +605,7 @@ impl Backend for RedisBackend {
                 frames::put(body, value)
             },
             |_, _| Ok(()),
+            SMALL_ANSWER_BYTES,
         )
     }
 
@@ -587,6 +617,7 @@ impl Backend for RedisBackend {
             String::len,
             |body, key| frames::put(body, key.as_bytes()),
             |_, _| Ok(()),
+            SMALL_ANSWER_BYTES,
         )
     }
 }
