@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use kvplug_settings::backend::Backend;
 use kvplug_settings::sealed;
 
 use crate::{artifacts, plug, surface};
@@ -57,21 +58,55 @@ pub fn default_config_component(adapter: &Path, layered: bool) -> PathBuf {
     }
 }
 
-/// Checks the settings: known names, valid values, no name twice, and a `url` unless the
-/// runtime may supply it.
-fn check_settings(request: &Request) -> Result<()> {
+/// The custom section in which an adapter names its backend.
+pub const BACKEND_SECTION: &str = "kvplug-backend";
+
+/// The backend `adapter` was built with, from its [`BACKEND_SECTION`].
+pub fn backend_of(adapter: &[u8]) -> Result<Backend> {
+    for payload in wasmparser::Parser::new(0).parse_all(adapter) {
+        if let wasmparser::Payload::CustomSection(section) = payload?
+            && section.name() == BACKEND_SECTION
+        {
+            let name = std::str::from_utf8(section.data()).unwrap_or_default();
+            return Backend::from_name(name)
+                .with_context(|| format!("the adapter names an unknown backend `{name}`"));
+        }
+    }
+    bail!(
+        "the adapter does not name its backend (no `{BACKEND_SECTION}` section): build it with this version's `kvplug build`"
+    )
+}
+
+/// Checks the settings as `backend`'s `open` will: known names, valid values, no name twice,
+/// a `url` unless the runtime may supply it, and, when every setting is sealed, what the
+/// backend requires (credentials, a region) with the very checks the adapter runs.
+fn check_settings(request: &Request, backend: Backend) -> Result<()> {
     for (index, (name, value)) in request.settings.iter().enumerate() {
-        kvplug_settings::validate(name, value).map_err(anyhow::Error::msg)?;
+        backend.validate(name, value).map_err(anyhow::Error::msg)?;
         if request.settings[..index].iter().any(|(n, _)| n == name) {
             bail!("setting `{name}` is given twice");
         }
     }
-    if !request.layered && !request.settings.iter().any(|(n, _)| n == "url") {
+    if request.layered {
+        // The runtime may supply any setting not given here: only values can be checked.
+        return Ok(());
+    }
+    if !request.settings.iter().any(|(n, _)| n == "url") {
         bail!(
             "`url` must be sealed (or pass --runtime-config to take unsealed settings from the runtime)"
         );
     }
-    Ok(())
+    let settings = kvplug_settings::Settings::from_lookup(|name| {
+        Ok(request
+            .settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone()))
+    })
+    .map_err(anyhow::Error::msg)?;
+    backend
+        .check(&settings)
+        .map_err(|message| anyhow::anyhow!("{message} (the adapter is kvplug-{})", backend.name()))
 }
 
 /// Writes the encoded settings into the slot of an unsealed config component.
@@ -115,7 +150,7 @@ pub fn seal(adapter: &[u8], config: &[u8], request: &Request) -> Result<Sealed> 
         found.imports.iter().any(|i| i == CONFIG_IMPORT),
         "the input adapter is sealed already (it does not import `{CONFIG_IMPORT}`)"
     );
-    check_settings(request)?;
+    check_settings(request, backend_of(adapter)?)?;
     let config = fill_slot(config, &request.settings)?;
     let sealed_adapter = plug::plug_bytes(adapter.to_vec(), vec![config.clone()])?;
     let after = surface::surface(&sealed_adapter)?;
@@ -163,22 +198,52 @@ mod tests {
 
     #[test]
     fn settings_are_checked_before_anything_is_built() {
-        let error =
-            check_settings(&request(&[("url", "http://h"), ("tokn", "x")], false)).unwrap_err();
+        let error = check_settings(
+            &request(&[("url", "http://h"), ("tokn", "x")], false),
+            Backend::Http,
+        )
+        .unwrap_err();
         assert!(
             error.to_string().contains("unknown setting `tokn`"),
             "{error}"
         );
-        let error = check_settings(&request(&[("url", "ftp://h")], false)).unwrap_err();
+        let error =
+            check_settings(&request(&[("url", "ftp://h")], false), Backend::Http).unwrap_err();
         assert!(error.to_string().contains("http://"), "{error}");
-        let error = check_settings(&request(&[("buckets", "a")], false)).unwrap_err();
+        let error =
+            check_settings(&request(&[("buckets", "a")], false), Backend::Http).unwrap_err();
         assert!(
             error.to_string().contains("`url` must be sealed"),
             "{error}"
         );
-        check_settings(&request(&[("buckets", "a")], true)).unwrap();
-        let error = check_settings(&request(&[("url", "http://h"), ("url", "http://i")], false))
-            .unwrap_err();
+        check_settings(&request(&[("buckets", "a")], true), Backend::Http).unwrap();
+        let error = check_settings(
+            &request(&[("url", "http://h"), ("url", "http://i")], false),
+            Backend::Http,
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("given twice"), "{error}");
+    }
+
+    #[test]
+    fn each_backend_checks_what_its_open_requires() {
+        let error = check_settings(
+            &request(&[("url", "http://h"), ("table", "kv_plug")], false),
+            Backend::AzureTable,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("3 to 63 letters"), "{error}");
+        // A value is checked even when other settings come from the runtime.
+        check_settings(&request(&[("table", "kv_plug")], true), Backend::DynamoDb).unwrap();
+        assert!(
+            check_settings(&request(&[("table", "kv_plug")], true), Backend::AzureTable).is_err()
+        );
+        let error =
+            check_settings(&request(&[("url", "http://h")], false), Backend::DynamoDb).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the dynamodb backend needs `region` (it is read from the `url` only for dynamodb.<region>.amazonaws.com) (the adapter is kvplug-dynamodb)"
+        );
+        check_settings(&request(&[("url", "http://h")], false), Backend::Etcd).unwrap();
     }
 }

@@ -21,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod backend;
 pub mod layout;
 pub mod sealed;
 pub mod url;
