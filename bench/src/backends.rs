@@ -12,26 +12,28 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use kvplug_compose::{artifacts, plug};
+use kvplug_compose::{artifacts, plug, registry};
 use kvplug_runner::Runtime;
 use kvplug_tests::counting_proxy::{CountingProxy, Recorded};
 use kvplug_tests::services::{self, Service};
 use kvplug_tests::{Kv, adapter};
 
-/// The test services, one per backend, in report order (`services::start` names).
-pub const BACKENDS: [&str; 5] = ["http", "etcd", "redis", "dynalite", "azurite"];
+/// The test services measured, one per backend in registry order: each backend's first
+/// (`services::start` names).
+pub fn backends() -> Vec<&'static str> {
+    registry::BACKENDS
+        .iter()
+        .filter_map(|backend| backend.services.first().copied())
+        .collect()
+}
 
 /// The column or row name of a service: its adapter, and the emulator where that is not
 /// the backend's own service.
 fn label(service: &str) -> &'static str {
-    match service {
-        "http" => "kvplug-http",
-        "etcd" => "kvplug-etcd",
-        "redis" => "kvplug-redis",
-        "dynalite" => "kvplug-dynamodb (dynalite)",
-        "azurite" => "kvplug-azure-table (Azurite)",
-        _ => "unknown",
-    }
+    services::services()
+        .iter()
+        .find(|entry| entry.name == service)
+        .map_or("unknown", |entry| entry.label)
 }
 
 /// `(call, requests, limit)`.
@@ -166,7 +168,7 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
     let work = tempfile::tempdir()?;
     let kv_bench = std::fs::read(artifacts::fixture_path("kv-bench"))?;
     let mut prepared = Vec::new();
-    for backend in BACKENDS {
+    for backend in backends() {
         let service = services::start(backend);
         let linked = work.path().join(format!("kv-bench.{backend}.wasm"));
         let adapter = std::fs::read(artifacts::adapter_path(service.backend()))?;
@@ -292,7 +294,7 @@ pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, u
         out,
         "| backend | value | component µs/op | native µs/op | component / native |\n|---|---:|---:|---:|---:|"
     );
-    for backend in BACKENDS {
+    for backend in backends() {
         for &(size, n) in sizes {
             let runs: Vec<&Timed> = timed
                 .iter()
@@ -325,7 +327,7 @@ pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, u
 /// Counts and times every backend; the report section.
 pub async fn measure(sizes: &[(usize, usize)], rounds: usize) -> Result<String> {
     let mut counts = Vec::new();
-    for backend in BACKENDS {
+    for backend in backends() {
         let service = services::start(backend);
         counts.push((backend, count(&*service).await?));
     }

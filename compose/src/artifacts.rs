@@ -11,8 +11,11 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-/// The backends this tree can build, each into `kvplug-<backend>.wasm`.
-pub const BACKENDS: &[&str] = &["http", "etcd", "redis", "dynamodb", "azure-table"];
+use crate::registry;
+
+/// The backends this tree can build, each into `kvplug-<backend>.wasm`: the names of
+/// [`registry::BACKENDS`].
+pub const BACKENDS: &[&str] = &registry::NAMES;
 
 /// The guest programs under `fixtures/`, each a binary of that workspace.
 pub const FIXTURES: &[&str] = &[
@@ -56,7 +59,10 @@ pub fn out_dir() -> PathBuf {
 
 /// The path of adapter `kvplug-<backend>.wasm` (built or not).
 pub fn adapter_path(backend: &str) -> PathBuf {
-    out_dir().join(format!("kvplug-{backend}.wasm"))
+    match registry::backend(backend) {
+        Some(registered) => out_dir().join(registered.artifact),
+        None => out_dir().join(format!("kvplug-{backend}.wasm")),
+    }
 }
 
 /// The path of fixture `<name>.wasm` (built or not).
@@ -118,13 +124,17 @@ fn build_component(package: &str, features: &str, name: &str) -> Result<PathBuf>
 
 /// Builds `kvplug-<backend>.wasm` and returns its path.
 pub fn build_adapter(backend: &str) -> Result<PathBuf> {
-    if !BACKENDS.contains(&backend) {
+    let Some(registered) = registry::backend(backend) else {
         bail!(
             "unknown backend `{backend}`; known: {}",
             BACKENDS.join(", ")
         );
-    }
-    build_component("kvplug-adapter", backend, &format!("kvplug-{backend}"))
+    };
+    let name = registered
+        .artifact
+        .strip_suffix(".wasm")
+        .unwrap_or(registered.artifact);
+    build_component("kvplug-adapter", registered.feature, name)
 }
 
 /// The configuration components: what `kvplug seal` fills in, with and without a fallback

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use kvplug_compose::{artifacts, plug, seal, surface};
+use kvplug_compose::{artifacts, plug, registry, seal, surface};
 
 const USAGE: &str = "\
 usage:
@@ -17,6 +17,7 @@ usage:
                                                still come from the runtime's wasi:config)
   kvplug check [--adapter] ARTIFACT.wasm       print imports and exports; with --adapter, fail
                                                unless the imports keep to the adapter allow-list
+  kvplug backends                              print the registered backends, one name a line
 ";
 
 fn size(path: &Path) -> u64 {
@@ -131,6 +132,12 @@ fn main() -> Result<()> {
                 sealed.config.len(),
                 took.as_secs_f64() * 1e3
             );
+            Ok(())
+        }
+        Some("backends") => {
+            for backend in registry::BACKENDS {
+                println!("{}", backend.name);
+            }
             Ok(())
         }
         Some("check") => {

@@ -10,6 +10,8 @@ pub mod services;
 use std::sync::OnceLock;
 
 use kvplug_compose::artifacts;
+#[doc(hidden)]
+pub use kvplug_compose::{foreach_backend, foreach_service};
 use kvplug_runner::{Host, Runtime, Settings};
 use wasmtime::Store;
 use wasmtime::component::{Component, ResourceAny};
@@ -334,28 +336,39 @@ pub fn other_message(error: KvError) -> String {
     }
 }
 
-/// Runs each named `async fn(&dyn Service)` as one test per backend, each against a service
-/// of its own (`services::start`): `http::case`, `etcd::case`, `redis::case`.
+/// Runs each named `async fn(&dyn Service)` as one test per test service of the backend
+/// registry (`kvplug_compose::foreach_service!`), each against a service of its own
+/// started by [`services::TestService::start_default`]: `http::case`, `etcd::case`,
+/// `redis::case`, `dynalite::case`, `moto::case`, `azurite::case`.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {
-        mod http { $crate::backend_tests!("http"; $($case),*); }
-        mod etcd { $crate::backend_tests!("etcd"; $($case),*); }
-        mod redis { $crate::backend_tests!("redis"; $($case),*); }
-        mod dynalite { $crate::backend_tests!("dynalite"; $($case),*); }
-        mod moto { $crate::backend_tests!("moto"; $($case),*); }
-        mod azurite { $crate::backend_tests!("azurite"; $($case),*); }
+        $crate::foreach_service!($crate::service_tests; $($case),*);
     };
 }
 
-/// One test per case for one backend; see [`on_every_backend`].
+/// One test per case for one test service; see [`on_every_backend`]. It names the
+/// service's type, so a service in the registry without one does not compile.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! backend_tests {
-    ($backend:literal; $($case:ident),*) => {$(
-        #[tokio::test(flavor = "multi_thread")]
-        async fn $case() {
-            let service = $crate::services::start($backend);
-            super::$case(&*service).await;
+macro_rules! service_tests {
+    ($service:ident, $name:literal, $backend:ident, $ty:ident; $($case:ident),*) => {
+        mod $service {
+            use $crate::services::$backend::$ty as Tested;
+            const _: () = assert!(
+                $crate::services::same(
+                    <Tested as $crate::services::TestService>::NAME,
+                    $name,
+                ),
+                concat!("the test service `", $name, "` is another type"),
+            );
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    let service = <Tested as $crate::services::TestService>::start_default();
+                    super::$case(&service).await;
+                }
+            )*
         }
-    )*};
+    };
 }

@@ -3,7 +3,7 @@
 //! that every 0.2 host can satisfy.
 
 use kvplug_compose::{artifacts, surface};
-use kvplug_tests::{Kv, reference_server, settings};
+use kvplug_tests::{Kv, reference_server, services, settings};
 
 #[test]
 fn the_http_adapter_imports_only_the_allow_list() {
@@ -43,7 +43,7 @@ fn only_the_signing_adapters_import_the_wall_clock() {
             .iter()
             .any(|i| i == "wasi:clocks/wall-clock@0.2.0");
         // Signatures carry the time; nothing else needs it.
-        let signs = matches!(*backend, "dynamodb" | "azure-table");
+        let signs = services::expectations(backend).signs;
         assert_eq!(clock, signs, "kvplug-{backend}: {:?}", found.imports);
         assert_eq!(found.exports, surface::ADAPTER_EXPORTS, "kvplug-{backend}");
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use kvplug_tests::counting_proxy::CountingProxy;
 use kvplug_tests::fault_server::{Action, FaultServer, response};
-use kvplug_tests::services::{self, Service, name_limits};
+use kvplug_tests::services::{self, Secrets, Service, name_limits};
 use kvplug_tests::{CasError, Kv, adapter, other_message, settings};
 
 kvplug_tests::on_every_backend!(
@@ -15,122 +15,17 @@ kvplug_tests::on_every_backend!(
     the_longest_names_work_in_every_call,
 );
 
-const BACKENDS: [&str; 5] = ["http", "etcd", "redis", "dynamodb", "azure-table"];
+/// The credentials of the fault-server tests below.
+const SECRETS: Secrets = Secrets {
+    token: None,
+    aws_secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    session_token: None,
+    account_key: "a2V5LW9mLXRoZS1mYXVsdC1zZXJ2ZXI=",
+};
 
 /// Settings that reach `url` with the credentials each backend needs.
 fn settings_for(backend: &str, url: &str) -> kvplug_runner::Settings {
-    let mut s = settings(url);
-    let extra: &[(&str, &str)] = match backend {
-        "dynamodb" => &[
-            ("region", "us-east-1"),
-            ("access-key-id", "AKIDEXAMPLE"),
-            (
-                "secret-access-key",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            ),
-        ],
-        "azure-table" => &[
-            ("account-name", "devstoreaccount1"),
-            ("account-key", "a2V5LW9mLXRoZS1mYXVsdC1zZXJ2ZXI="),
-        ],
-        _ => &[],
-    };
-    s.extend(
-        extra
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
-    );
-    s
-}
-
-/// What each backend's own service answers when `cas.new` reads an absent key.
-fn absent(backend: &str) -> Action {
-    match backend {
-        "http" => response(
-            404,
-            &["kvplug-protocol: 1", "kvplug-error: no-such-key"],
-            b"no such key",
-        ),
-        "etcd" => response(200, &[], br#"{"header":{"revision":"1"}}"#),
-        "redis" => response(200, &[], b"$1\r\nA\r\n"),
-        "dynamodb" => response(200, &["x-amzn-requestid: r"], b"{}"),
-        _ => response(
-            404,
-            &["x-ms-request-id: r"],
-            br#"{"odata.error":{"code":"ResourceNotFound","message":{"value":"The specified resource does not exist."}}}"#,
-        ),
-    }
-}
-
-/// The calls of the test below, each with the start of the request its error must name.
-fn requests(backend: &str) -> [&'static str; 11] {
-    match backend {
-        "http" => [
-            "PUT /v1/buckets/b/keys/k:",
-            "GET /v1/buckets/b/keys/k:",
-            "DELETE /v1/buckets/b/keys/k:",
-            "HEAD /v1/buckets/b/keys/k:",
-            "GET /v1/buckets/b?limit=1000:",
-            "POST /v1/buckets/b/keys/k?increment=1:",
-            "GET /v1/buckets/b/keys/k:",
-            "PUT /v1/buckets/b/keys/k:",
-            "POST /v1/buckets/b/get-many:",
-            "POST /v1/buckets/b/set-many:",
-            "POST /v1/buckets/b/delete-many:",
-        ],
-        "etcd" => [
-            "POST /v3/kv/put:",
-            "POST /v3/kv/range:",
-            "POST /v3/kv/deleterange:",
-            "POST /v3/kv/range:",
-            "POST /v3/kv/range:",
-            "POST /v3/kv/txn:",
-            "POST /v3/kv/range:",
-            "POST /v3/kv/txn:",
-            "POST /v3/kv/txn:",
-            "POST /v3/kv/txn:",
-            "POST /v3/kv/txn:",
-        ],
-        "redis" => [
-            "PUT /SET/",
-            "GET /GET/",
-            "GET /DEL/",
-            "GET /EXISTS/",
-            "GET /EVALSHA/",
-            "GET /EVAL/",
-            "GET /EVALSHA/",
-            "PUT /EVALSHA/",
-            "PUT /EVALSHA/",
-            "PUT /EVALSHA/",
-            "PUT /EVALSHA/",
-        ],
-        "dynamodb" => [
-            "POST / (PutItem):",
-            "POST / (GetItem):",
-            "POST / (DeleteItem):",
-            "POST / (GetItem):",
-            "POST / (Query):",
-            "POST / (UpdateItem):",
-            "POST / (GetItem):",
-            "POST / (PutItem):",
-            "POST / (BatchGetItem):",
-            "POST / (BatchWriteItem):",
-            "POST / (BatchWriteItem):",
-        ],
-        _ => [
-            "PUT /kvplug(PartitionKey=",
-            "GET /kvplug(PartitionKey=",
-            "DELETE /kvplug(PartitionKey=",
-            "GET /kvplug(PartitionKey=",
-            "GET /kvplug()?$filter=",
-            "GET /kvplug(PartitionKey=",
-            "GET /kvplug(PartitionKey=",
-            "POST /kvplug:",
-            "GET /kvplug()?$filter=",
-            "POST /$batch:",
-            "POST /$batch:",
-        ],
-    }
+    (services::expectations(backend).fault_settings)(url, &SECRETS)
 }
 
 fn html() -> Action {
@@ -151,14 +46,16 @@ fn empty() -> Action {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_url_answering_200_or_204_to_everything_fails_every_call() {
     for (foreign, status) in [(html as fn() -> Action, 200), (empty, 204)] {
-        for backend in BACKENDS {
+        for expected in services::backends() {
+            let backend = expected.name;
+            let absent = expected.absent;
             // The service's own answer for `cas.new` while `genuine`, so that `swap` has a
             // handle to try.
             let genuine = Arc::new(AtomicBool::new(false));
             let answer = Arc::clone(&genuine);
             let server = FaultServer::start(move |_| {
                 if answer.load(Ordering::SeqCst) {
-                    absent(backend)
+                    absent()
                 } else {
                     foreign()
                 }
@@ -189,7 +86,7 @@ async fn a_wrong_url_answering_200_or_204_to_everything_fails_every_call() {
                 kv.set_many(b, &[("k", b"v")]).await,
                 kv.delete_many(b, &["k"]).await,
             ]);
-            for (result, request) in results.into_iter().zip(requests(backend)) {
+            for (result, request) in results.into_iter().zip((expected.requests)()) {
                 let error = result
                     .err()
                     .unwrap_or_else(|| panic!("{backend}: `{request}` passed with {status}"));
@@ -342,7 +239,7 @@ async fn the_longest_names_work_in_every_call(service: &dyn Service) {
     listed.sort();
     assert_eq!(listed, [key, "ÿ"], "{backend}");
     // Redis pages by SCAN, which may return both keys at once.
-    if backend != "redis" {
+    if services::expectations(backend).exact_pages {
         assert!(pages >= 2, "{backend}: {pages} page(s)");
     }
     let cas = kv.cas_new(b, key).await.unwrap();
@@ -375,37 +272,16 @@ async fn the_longest_names_work_in_every_call(service: &dyn Service) {
 /// before anything else is written.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_whose_last_value_is_too_large_writes_nothing() {
-    let reference = services::Reference::start_with(|c| c.max_body = 1 << 20);
-    let cases: Vec<(Box<dyn Service>, usize, &str)> = vec![
-        // Larger than one request of the adapter's (16 MiB), so it travels alone.
-        (
-            Box::new(reference),
-            17 << 20,
-            "body larger than 1048576 bytes",
-        ),
-        (
-            Box::new(services::Etcd::start(&[])),
-            1_600_000,
-            "--max-request-bytes",
-        ),
-        (
-            Box::new(services::Redis::start_with_max_request(1 << 20)),
-            17 << 20,
-            // webdis answers 413 or closes the connection, depending on timing.
-            "over webdis's `http_max_request_size`",
-        ),
-        (
-            Box::new(services::Dynalite::start()),
-            400 * 1024 + 1,
-            "at most 400 KB",
-        ),
-        (
-            Box::new(services::Azurite::start()),
-            768_001,
-            "at most 768000 bytes",
-        ),
-    ];
-    for (service, size, limit) in cases {
+    let cases: Vec<_> = services::backends()
+        .iter()
+        .map(|expected| (expected.oversized_batch)())
+        .collect();
+    for services::OversizedBatch {
+        service,
+        size,
+        limit,
+    } in cases
+    {
         let backend = service.backend();
         let mut kv = Kv::connect(&*service).await;
         let b = kv.open("b").await.unwrap();

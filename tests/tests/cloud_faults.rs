@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kvplug_tests::counting_proxy::CountingProxy;
 use kvplug_tests::fault_server::{Action, FaultServer, response};
-use kvplug_tests::services::{Azurite, Dynalite, Moto, Service};
-use kvplug_tests::{Kv, KvError, adapter, other_message, settings};
+use kvplug_tests::services::{self, Azurite, Dynalite, Moto, Secrets, Service};
+use kvplug_tests::{Kv, KvError, adapter, other_message};
 
 /// A valid-looking base64 account key that is not Azurite's.
 const OTHER_ACCOUNT_KEY: &str =
@@ -177,29 +177,19 @@ fn flaky(
     (server, seen)
 }
 
+const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const SESSION_TOKEN: &str = "FQoGZXIvYXdzEBYaDkiOGi-session-token";
+
+/// The credentials of the fault-server tests below.
+const SECRETS: Secrets = Secrets {
+    token: None,
+    aws_secret: AWS_SECRET,
+    session_token: Some(SESSION_TOKEN),
+    account_key: OTHER_ACCOUNT_KEY,
+};
+
 fn cloud_settings(backend: &str, url: &str) -> kvplug_runner::Settings {
-    let mut s = settings(url);
-    let extra: &[(&str, &str)] = match backend {
-        "dynamodb" => &[
-            ("region", "us-east-1"),
-            ("access-key-id", "AKIDEXAMPLE"),
-            (
-                "secret-access-key",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            ),
-            ("session-token", "FQoGZXIvYXdzEBYaDkiOGi-session-token"),
-        ],
-        _ => &[
-            ("account-name", "devstoreaccount1"),
-            ("account-key", OTHER_ACCOUNT_KEY),
-        ],
-    };
-    s.extend(
-        extra
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
-    );
-    s
+    (services::expectations(backend).fault_settings)(url, &SECRETS)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -327,8 +317,6 @@ async fn a_write_whose_outcome_is_unknown_is_not_repeated() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn echoed_cloud_credentials_are_redacted() {
-    const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-    const SESSION_TOKEN: &str = "FQoGZXIvYXdzEBYaDkiOGi-session-token";
     // A server that quotes the request's credentials back in its error, and the secrets
     // themselves as a misconfigured proxy might.
     let fault = FaultServer::start(|request| {
@@ -344,10 +332,9 @@ async fn echoed_cloud_credentials_are_redacted() {
             &dynamodb_error("ValidationException", &echoed),
         )
     });
-    for (backend, secrets) in [
-        ("dynamodb", &[AWS_SECRET, SESSION_TOKEN][..]),
-        ("azure-table", &[OTHER_ACCOUNT_KEY][..]),
-    ] {
+    // The backends that sign their requests, each with the secrets it signs with.
+    for expected in services::backends().iter().filter(|b| b.signs) {
+        let (backend, secrets) = (expected.name, (expected.configured_secrets)(&SECRETS));
         let mut kv =
             Kv::with_adapter(adapter(backend), cloud_settings(backend, &fault.url())).await;
         let b = kv.open("b").await.unwrap();

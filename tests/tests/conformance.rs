@@ -87,22 +87,14 @@ async fn the_suite_passes_everywhere_and_the_matrix_is_current() {
     let dir = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
 
-    for (name, implementation) in [
-        ("http", "kvplug-http.wasm + kvplug-server"),
-        ("etcd", "kvplug-etcd.wasm + etcd 3.4 (v3 JSON gateway)"),
-        ("redis", "kvplug-redis.wasm + Redis 7.0 behind webdis 0.1.9"),
-        ("dynalite", "kvplug-dynamodb.wasm + dynalite 4.0.0"),
-        ("moto", "kvplug-dynamodb.wasm + moto 5.2.5 (server)"),
-        (
-            "azurite",
-            "kvplug-azure-table.wasm + Azurite 3.37.0 (Table)",
-        ),
-    ] {
+    // Every test service of the backend registry, in its order.
+    for entry in services::services() {
+        let implementation = entry.implementation;
         for (suite, draft) in [
             ("conformance-draft2", "0.2.0-draft2"),
             ("conformance-draft", "0.2.0-draft"),
         ] {
-            let service = services::start(name);
+            let service = (entry.start)();
             let backend = service.backend();
             let mut s = service.settings();
             // Small pages, so that listing 300 keys really pages.

@@ -5,52 +5,26 @@
 use std::time::{Duration, Instant};
 
 use kvplug_tests::fault_server::{Action, FaultServer, chunked_head, response};
-use kvplug_tests::services::{Redis, Reference, Service};
+use kvplug_tests::services::{self, Redis, Reference, Secrets, Service};
 use kvplug_tests::{Kv, adapter, other_message, settings};
 
-/// Every backend, with settings that reach `url` (credentials where the backend needs them).
-const BACKENDS: [&str; 5] = ["http", "etcd", "redis", "dynamodb", "azure-table"];
-
-/// The headers by which each adapter recognises its service's answers.
-const MARKS: [&str; 3] = [
-    "kvplug-protocol: 1",
-    "x-amzn-requestid: fault-server",
-    "x-ms-request-id: fault-server",
-];
-
 const TOKEN: &str = "app:s3cr3t/p4ss+word";
-const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-const SESSION_TOKEN: &str = "FQoGZXIvYXdzEBYaDkiOGi/session+token";
-const ACCOUNT_KEY: &str =
-    "c2VjcmV0LWtleS10aGF0LWlzLW5vdC1henVyaXRlcy1vd24tYW5kLWxvbmctZW5vdWdoLTY0Ynl0ZXM=";
+
+/// The credentials every backend is configured with here, each taking those of its kind.
+const SECRETS: Secrets = Secrets {
+    token: Some(TOKEN),
+    aws_secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    session_token: Some("FQoGZXIvYXdzEBYaDkiOGi/session+token"),
+    account_key: "c2VjcmV0LWtleS10aGF0LWlzLW5vdC1henVyaXRlcy1vd24tYW5kLWxvbmctZW5vdWdoLTY0Ynl0ZXM=",
+};
 
 fn backend_settings(backend: &str, url: &str) -> kvplug_runner::Settings {
-    let mut s = settings(url);
-    let extra: &[(&str, &str)] = match backend {
-        "dynamodb" => &[
-            ("region", "us-east-1"),
-            ("access-key-id", "AKIDEXAMPLE"),
-            ("secret-access-key", AWS_SECRET),
-            ("session-token", SESSION_TOKEN),
-        ],
-        "azure-table" => &[
-            ("account-name", "devstoreaccount1"),
-            ("account-key", ACCOUNT_KEY),
-        ],
-        _ => &[("token", TOKEN)],
-    };
-    s.extend(extra.iter().map(|(n, v)| ((*n).into(), (*v).into())));
-    s
+    (services::expectations(backend).fault_settings)(url, &SECRETS)
 }
 
 /// The secrets `backend` is configured with, as the service could see them.
 fn secrets_of(backend: &str) -> Vec<&'static str> {
-    match backend {
-        "dynamodb" => vec![AWS_SECRET, SESSION_TOKEN],
-        "azure-table" => vec![ACCOUNT_KEY],
-        "redis" => vec![TOKEN, "s3cr3t/p4ss+word"],
-        _ => vec![TOKEN],
-    }
+    (services::expectations(backend).configured_secrets)(&SECRETS)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -58,7 +32,7 @@ async fn a_trickling_answer_ends_at_the_calls_deadline_on_every_backend() {
     // Each byte comes well within any per-read timeout; the whole answer would take 200 s.
     let fault = FaultServer::start(|_| {
         let mut head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n".to_vec();
-        for mark in MARKS {
+        for mark in services::marks() {
             head.extend_from_slice(format!("{mark}\r\n").as_bytes());
         }
         head.extend_from_slice(b"\r\n");
@@ -68,7 +42,7 @@ async fn a_trickling_answer_ends_at_the_calls_deadline_on_every_backend() {
             gap: Duration::from_millis(200),
         }
     });
-    for backend in BACKENDS {
+    for backend in services::backends().iter().map(|b| b.name) {
         let mut s = backend_settings(backend, &fault.url());
         s.push(("timeout-ms".into(), "1000".into()));
         let mut kv = Kv::with_adapter(adapter(backend), s).await;
@@ -113,7 +87,7 @@ async fn retries_stop_at_the_deadline() {
     let fault = FaultServer::start(|_| {
         response(
             400,
-            &[MARKS[1]],
+            &[services::dynamodb::MARK],
             br#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}"#,
         )
     });
@@ -158,21 +132,16 @@ fn encodings(secret: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_echoed_in_any_encoding_never_reach_a_message_on_any_backend() {
-    for backend in BACKENDS {
+    for backend in services::backends().iter().map(|b| b.name) {
         for secret in secrets_of(backend) {
             for form in encodings(secret) {
                 // Quoted the way each service words errors: DynamoDB's JSON message (escaped
                 // once more, as JSON would, and unescaped by the adapter), everyone else's
                 // body as it is.
-                let body = if backend == "dynamodb" {
-                    let json_safe = form.replace('\\', "\\\\");
-                    format!(
-                        r#"{{"__type":"x#ValidationException","message":"you sent {json_safe}"}}"#
-                    )
-                } else {
-                    format!("you sent {form}")
-                };
-                let fault = FaultServer::start(move |_| response(400, &MARKS, body.as_bytes()));
+                let body =
+                    (services::expectations(backend).error_body)(&format!("you sent {form}"));
+                let fault =
+                    FaultServer::start(move |_| response(400, services::marks(), body.as_bytes()));
                 let mut kv =
                     Kv::with_adapter(adapter(backend), backend_settings(backend, &fault.url()))
                         .await;
@@ -193,7 +162,7 @@ async fn credentials_echoed_in_any_encoding_never_reach_a_message_on_any_backend
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_short_password_withholds_the_services_text() {
-    let fault = FaultServer::start(|_| response(500, &MARKS, b"boom: pw and cHc="));
+    let fault = FaultServer::start(|_| response(500, services::marks(), b"boom: pw and cHc="));
     let mut s = settings(&fault.url());
     s.push(("token".into(), "app:pw".into()));
     let mut kv = Kv::with_adapter(adapter("redis"), s).await;
@@ -212,9 +181,9 @@ const CAP: usize = 128 << 20;
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endless_error_body_costs_neither_time_nor_memory() {
     let fault = FaultServer::start(|_| Action::Endless {
-        head: chunked_head(500, &MARKS),
+        head: chunked_head(500, services::marks()),
     });
-    for backend in BACKENDS {
+    for backend in services::backends().iter().map(|b| b.name) {
         let mut kv = Kv::capped(
             adapter(backend),
             backend_settings(backend, &fault.url()),
@@ -240,7 +209,7 @@ async fn an_endless_error_body_costs_neither_time_nor_memory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endless_answer_is_an_error_under_a_memory_cap() {
     let fault = FaultServer::start(|_| Action::Endless {
-        head: chunked_head(200, &MARKS),
+        head: chunked_head(200, services::marks()),
     });
     for backend in ["http", "redis"] {
         let mut kv = Kv::capped(adapter(backend), settings(&fault.url()), CAP).await;

@@ -11,8 +11,106 @@ use std::time::Duration;
 
 use kvplug_runner::Settings;
 
-use super::{Service, log_file, node_tool, venv_tool};
+use super::{
+    BackendTests, Fewest, NameLimits, OversizedBatch, Secrets, Service, TestService, ValueLimit,
+    log_file, longer, node_tool, venv_tool, wide,
+};
+use crate::fault_server::{Action, response};
 use crate::process::{Running, free_port, try_http_with};
+
+/// The header by which the adapter recognises a DynamoDB answer, as the fault server sends it.
+pub const MARK: &str = "x-amzn-requestid: fault-server";
+
+/// What the tests expect of `kvplug-dynamodb.wasm`.
+pub struct Backend;
+
+impl BackendTests for Backend {
+    const NAME: &'static str = "dynamodb";
+    // A 400 KB item holds the value and the other attributes. moto counts sizes a
+    // little differently and refuses from 404,993 value bytes.
+    const VALUE_LIMIT: Option<ValueLimit> = Some(ValueLimit {
+        stored: 400_000,
+        refused: 400 * 1024 + 1,
+    });
+    // Buckets are partitions of one table; `UpdateItem ADD` adds. BatchGetItem takes 100
+    // keys, BatchWriteItem 25 items.
+    const FEWEST: Fewest = Fewest {
+        open: 0,
+        increment: 1,
+        increment_new: 1,
+        batch_read: 100,
+        batch_write: 25,
+    };
+    const MARK: Option<&'static str> = Some(MARK);
+    const SIGNS: bool = true;
+    const TAKES_TOKEN: bool = false;
+    const TAKES_PREFIX: bool = true;
+    const EXACT_PAGES: bool = true;
+    const CAS_COMPARES_VALUES: bool = false;
+
+    fn name_limits() -> NameLimits {
+        // The sort key (`/` + key) holds 1024 bytes; the partition key 2048, and percent
+        // encoding makes each `é` of the bucket name six.
+        NameLimits::new(
+            longer(&wide(1022)),
+            "1024 bytes",
+            "é".repeat(341),
+            Some(("é".repeat(342), "at most 2048 bytes")),
+        )
+    }
+
+    fn fault_settings(url: &str, secrets: &Secrets) -> Settings {
+        let mut s = crate::settings(url);
+        s.push(("region".into(), "us-east-1".into()));
+        s.push(("access-key-id".into(), "AKIDEXAMPLE".into()));
+        s.push(("secret-access-key".into(), secrets.aws_secret.into()));
+        if let Some(token) = secrets.session_token {
+            s.push(("session-token".into(), token.into()));
+        }
+        s
+    }
+
+    fn configured_secrets(secrets: &Secrets) -> Vec<&'static str> {
+        [Some(secrets.aws_secret), secrets.session_token]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn error_body(message: &str) -> String {
+        // Escaped once more, as JSON would (the adapter unescapes it).
+        let json_safe = message.replace('\\', "\\\\");
+        format!(r#"{{"__type":"x#ValidationException","message":"{json_safe}"}}"#)
+    }
+
+    fn absent() -> Action {
+        response(200, &["x-amzn-requestid: r"], b"{}")
+    }
+
+    fn requests() -> [&'static str; 11] {
+        [
+            "POST / (PutItem):",
+            "POST / (GetItem):",
+            "POST / (DeleteItem):",
+            "POST / (GetItem):",
+            "POST / (Query):",
+            "POST / (UpdateItem):",
+            "POST / (GetItem):",
+            "POST / (PutItem):",
+            "POST / (BatchGetItem):",
+            "POST / (BatchWriteItem):",
+            "POST / (BatchWriteItem):",
+        ]
+    }
+
+    fn oversized_batch() -> OversizedBatch {
+        OversizedBatch {
+            service: Box::new(Dynalite::start()),
+            size: 400 * 1024 + 1,
+            limit: "at most 400 KB",
+        }
+    }
+}
 
 /// The `CreateTable` the README shows: partition key `b`, sort key `k`, both strings.
 pub const CREATE_TABLE: &str = r#"{"TableName":"kvplug","AttributeDefinitions":[{"AttributeName":"b","AttributeType":"S"},{"AttributeName":"k","AttributeType":"S"}],"KeySchema":[{"AttributeName":"b","KeyType":"HASH"},{"AttributeName":"k","KeyType":"RANGE"}],"BillingMode":"PAY_PER_REQUEST"}"#;
@@ -139,7 +237,7 @@ impl Dynalite {
 
 impl Service for Dynalite {
     fn backend(&self) -> &'static str {
-        "dynamodb"
+        <Backend as BackendTests>::NAME
     }
     fn settings(&self) -> Settings {
         self.0.settings()
@@ -218,9 +316,29 @@ impl Moto {
 
 impl Service for Moto {
     fn backend(&self) -> &'static str {
-        "dynamodb"
+        <Backend as BackendTests>::NAME
     }
     fn settings(&self) -> Settings {
         self.0.settings()
+    }
+}
+
+impl TestService for Dynalite {
+    type Backend = Backend;
+    const NAME: &'static str = "dynalite";
+    const IMPLEMENTATION: &'static str = "kvplug-dynamodb.wasm + dynalite 4.0.0";
+    const LABEL: &'static str = "kvplug-dynamodb (dynalite)";
+    fn start_default() -> Dynalite {
+        Dynalite::start()
+    }
+}
+
+impl TestService for Moto {
+    type Backend = Backend;
+    const NAME: &'static str = "moto";
+    const IMPLEMENTATION: &'static str = "kvplug-dynamodb.wasm + moto 5.2.5 (server)";
+    const LABEL: &'static str = "kvplug-dynamodb (moto)";
+    fn start_default() -> Moto {
+        Moto::start()
     }
 }

@@ -2,22 +2,35 @@
 //! stopped when dropped: kvplug-server (in process), etcd, Redis behind webdis, the
 //! DynamoDB emulators dynalite and moto, and Azurite's Table service.
 //!
+//! One module per backend (named as in the backend registry, `kvplug_compose::registry`)
+//! holds its test services and everything the tests expect of that backend: a `Backend`
+//! type implementing [`BackendTests`], and one type per test service implementing
+//! [`TestService`]. The lists of backends and services below are generated from the
+//! registry, so a registered backend without its module, its expectations or its services
+//! does not compile.
+//!
 //! A missing binary fails the test with the command that installs it: a backend is never
 //! skipped.
 
-mod azurite;
-mod dynamodb;
+pub mod azure_table;
+pub mod dynamodb;
+pub mod etcd;
+pub mod http;
+pub mod redis;
 
-pub use azurite::Azurite;
+pub use azure_table::Azurite;
 pub use dynamodb::{Dynalite, Moto};
+pub use etcd::{Etcd, EtcdCluster};
+pub use http::Reference;
+pub use redis::Redis;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kvplug_runner::Settings;
 
-use crate::process::{Running, free_port};
+use crate::fault_server::Action;
 
 /// A running service that one adapter backend speaks to.
 pub trait Service: Send + Sync {
@@ -27,22 +40,243 @@ pub trait Service: Send + Sync {
     fn settings(&self) -> Settings;
 }
 
-/// Every test service, by the name `start` takes: one per backend, two for `dynamodb`.
-pub const SERVICES: [&str; 6] = ["http", "etcd", "redis", "dynalite", "moto", "azurite"];
+/// A test service named in the backend registry: the tests generated for every service
+/// (`on_every_backend!`, the conformance matrix, the benchmark) start it through this.
+pub trait TestService: Service + Sized + 'static {
+    /// The backend it stands for.
+    type Backend: BackendTests;
+    /// Its name in the registry (and the module of its generated tests).
+    const NAME: &'static str;
+    /// Its row in the conformance matrix (`docs/conformance.md`).
+    const IMPLEMENTATION: &'static str;
+    /// Its column or row name in the benchmark.
+    const LABEL: &'static str;
+    /// Starts it as every generated test uses it.
+    fn start_default() -> Self;
+}
+
+/// What the tests expect of one backend, wherever it differs from the others. Every item
+/// is required: a backend without one does not compile.
+pub trait BackendTests {
+    /// Its name in the registry.
+    const NAME: &'static str;
+    /// Where its service limits values, if it does.
+    const VALUE_LIMIT: Option<ValueLimit>;
+    /// The fewest requests its service allows for the calls that differ.
+    const FEWEST: Fewest;
+    /// The header by which the adapter recognises its service's answers, if one does.
+    const MARK: Option<&'static str>;
+    /// Whether the adapter signs its requests (and so imports the wall clock).
+    const SIGNS: bool;
+    /// Whether its credential is the `token` setting.
+    const TAKES_TOKEN: bool;
+    /// Whether it honours the `prefix` setting.
+    const TAKES_PREFIX: bool;
+    /// Whether a `list-keys` page holds exactly `page-size` keys (Redis's SCAN: a hint).
+    const EXACT_PAGES: bool;
+    /// Whether `swap` compares the captured value rather than a version (Redis).
+    const CAS_COMPARES_VALUES: bool;
+    /// Where its service (or the URLs that carry names to it) limits keys and buckets.
+    fn name_limits() -> NameLimits;
+    /// Settings that reach `url` (the fault server) with `secrets` as its credentials.
+    fn fault_settings(url: &str, secrets: &Secrets) -> Settings;
+    /// Of `secrets`, those it is configured with by [`BackendTests::fault_settings`], as
+    /// the service could see them.
+    fn configured_secrets(secrets: &Secrets) -> Vec<&'static str>;
+    /// An error body of its service that says `message` (in the JSON it wraps errors in,
+    /// if any).
+    fn error_body(message: &str) -> String;
+    /// What its own service answers when `cas.new` reads an absent key.
+    fn absent() -> Action;
+    /// The start of the request each error names, for `set`, `get`, `delete`, `exists`,
+    /// `list-keys`, `increment`, `cas.new`, `swap`, `get-many`, `set-many`, `delete-many`.
+    fn requests() -> [&'static str; 11];
+    /// A service whose value or request limit one batch entry passes: the service, the
+    /// size of that entry and what its refusal says.
+    fn oversized_batch() -> OversizedBatch;
+}
+
+/// See [`BackendTests::oversized_batch`].
+pub struct OversizedBatch {
+    pub service: Box<dyn Service>,
+    pub size: usize,
+    pub limit: &'static str,
+}
+
+/// Credentials a fault test configures; each backend takes those of its kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Secrets {
+    /// `token`, for the backends that take one; `None`: no token.
+    pub token: Option<&'static str>,
+    /// `secret-access-key` (DynamoDB).
+    pub aws_secret: &'static str,
+    /// `session-token` (DynamoDB); `None`: none.
+    pub session_token: Option<&'static str>,
+    /// `account-key` (Azure Table).
+    pub account_key: &'static str,
+}
+
+/// [`BackendTests`] of one backend, as values.
+#[derive(Clone, Copy)]
+pub struct Expectations {
+    pub name: &'static str,
+    pub value_limit: Option<ValueLimit>,
+    pub fewest: Fewest,
+    pub mark: Option<&'static str>,
+    pub signs: bool,
+    pub takes_token: bool,
+    pub takes_prefix: bool,
+    pub exact_pages: bool,
+    pub cas_compares_values: bool,
+    pub name_limits: fn() -> NameLimits,
+    pub fault_settings: fn(&str, &Secrets) -> Settings,
+    pub configured_secrets: fn(&Secrets) -> Vec<&'static str>,
+    pub error_body: fn(&str) -> String,
+    pub absent: fn() -> Action,
+    pub requests: fn() -> [&'static str; 11],
+    pub oversized_batch: fn() -> OversizedBatch,
+}
+
+impl Expectations {
+    /// The expectations of `B`.
+    pub fn of<B: BackendTests>() -> Expectations {
+        Expectations {
+            name: B::NAME,
+            value_limit: B::VALUE_LIMIT,
+            fewest: B::FEWEST,
+            mark: B::MARK,
+            signs: B::SIGNS,
+            takes_token: B::TAKES_TOKEN,
+            takes_prefix: B::TAKES_PREFIX,
+            exact_pages: B::EXACT_PAGES,
+            cas_compares_values: B::CAS_COMPARES_VALUES,
+            name_limits: B::name_limits,
+            fault_settings: B::fault_settings,
+            configured_secrets: B::configured_secrets,
+            error_body: B::error_body,
+            absent: B::absent,
+            requests: B::requests,
+            oversized_batch: B::oversized_batch,
+        }
+    }
+}
+
+/// A registered test service, as values.
+#[derive(Clone, Copy)]
+pub struct ServiceEntry {
+    pub name: &'static str,
+    pub backend: &'static str,
+    pub implementation: &'static str,
+    pub label: &'static str,
+    pub start: fn() -> Box<dyn Service>,
+}
+
+impl ServiceEntry {
+    /// The entry of `S`.
+    pub fn of<S: TestService>() -> ServiceEntry {
+        ServiceEntry {
+            name: S::NAME,
+            backend: <S::Backend as BackendTests>::NAME,
+            implementation: S::IMPLEMENTATION,
+            label: S::LABEL,
+            start: || Box::new(S::start_default()),
+        }
+    }
+}
+
+/// Whether `a` and `b` are equal, at compile time.
+#[doc(hidden)]
+pub const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+macro_rules! push_backend {
+    ($module:ident, $name:literal; $into:ident) => {
+        const _: () = assert!(
+            same(<self::$module::Backend as BackendTests>::NAME, $name),
+            concat!(
+                "services::",
+                stringify!($module),
+                "::Backend is not `",
+                $name,
+                "`"
+            )
+        );
+        $into.extend([Expectations::of::<self::$module::Backend>()]);
+    };
+}
+
+macro_rules! push_service {
+    ($service:ident, $name:literal, $module:ident, $ty:ident; $into:ident) => {
+        const _: () = assert!(
+            same(<self::$module::$ty as TestService>::NAME, $name),
+            concat!(
+                "services::",
+                stringify!($module),
+                "::",
+                stringify!($ty),
+                " is not `",
+                $name,
+                "`"
+            )
+        );
+        $into.extend([ServiceEntry::of::<self::$module::$ty>()]);
+    };
+}
+
+/// Every registered backend's expectations, in registry order.
+pub fn backends() -> &'static [Expectations] {
+    static BACKENDS: OnceLock<Vec<Expectations>> = OnceLock::new();
+    BACKENDS.get_or_init(|| {
+        let mut backends = Vec::new();
+        kvplug_compose::foreach_backend!(push_backend; backends);
+        backends
+    })
+}
+
+/// Every registered test service, in registry order.
+pub fn services() -> &'static [ServiceEntry] {
+    static SERVICES: OnceLock<Vec<ServiceEntry>> = OnceLock::new();
+    SERVICES.get_or_init(|| {
+        let mut services = Vec::new();
+        kvplug_compose::foreach_service!(push_service; services);
+        services
+    })
+}
+
+/// The expectations of `backend`.
+pub fn expectations(backend: &str) -> &'static Expectations {
+    backends()
+        .iter()
+        .find(|expected| expected.name == backend)
+        .unwrap_or_else(|| panic!("no backend `{backend}` in the registry"))
+}
 
 /// Starts the service `name` (a backend, or one of the emulators of `dynamodb`) with its
 /// defaults.
 pub fn start(name: &str) -> Box<dyn Service> {
-    match name {
-        "http" => Box::new(Reference::start()),
-        // Big enough for the 4 MiB values of the semantics tests; the default is 1.5 MiB.
-        "etcd" => Box::new(Etcd::start(&["--max-request-bytes", "10485760"])),
-        "redis" => Box::new(Redis::start()),
-        "dynalite" => Box::new(Dynalite::start()),
-        "moto" => Box::new(Moto::start()),
-        "azurite" => Box::new(Azurite::start()),
-        other => panic!("no test service `{other}`"),
-    }
+    let entry = services()
+        .iter()
+        .find(|service| service.name == name)
+        .unwrap_or_else(|| panic!("no test service `{name}`"));
+    (entry.start)()
+}
+
+/// The headers by which each adapter recognises its service's answers, in registry order.
+pub fn marks() -> &'static [&'static str] {
+    static MARKS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    MARKS.get_or_init(|| backends().iter().filter_map(|b| b.mark).collect())
 }
 
 /// Where a backend's service limits values: a size that is stored (with a short key), and
@@ -55,21 +289,7 @@ pub struct ValueLimit {
 
 /// The value limit of `backend`, if its service has one.
 pub fn value_limit(backend: &str) -> Option<ValueLimit> {
-    match backend {
-        // A 400 KB item holds the value and the other attributes. moto counts sizes a
-        // little differently and refuses from 404,993 value bytes.
-        "dynamodb" => Some(ValueLimit {
-            stored: 400_000,
-            refused: 400 * 1024 + 1,
-        }),
-        // An entity's JSON may take 1 MiB (Azurite checks that on every write), and base64
-        // makes values 4/3 larger.
-        "azure-table" => Some(ValueLimit {
-            stored: 768_000,
-            refused: 768_001,
-        }),
-        _ => None,
-    }
+    expectations(backend).value_limit
 }
 
 /// Where a backend's service (or the URLs that carry names to it) limits keys and bucket
@@ -88,53 +308,37 @@ pub struct NameLimits {
     pub too_long_bucket: Option<(String, &'static str)>,
 }
 
+impl NameLimits {
+    /// The limits `longest_key` and so on, with `too_long_key` one byte longer.
+    pub fn new(
+        longest_key: String,
+        key_limit: &'static str,
+        longest_bucket: String,
+        too_long_bucket: Option<(String, &'static str)>,
+    ) -> NameLimits {
+        NameLimits {
+            too_long_key: longer(&longest_key),
+            longest_key,
+            key_limit,
+            longest_bucket,
+            too_long_bucket,
+        }
+    }
+}
+
+/// `bytes` bytes of `é`: two bytes of UTF-8 that percent-encoding makes six.
+pub fn wide(bytes: usize) -> String {
+    "é".repeat(bytes / 2)
+}
+
+/// `name` one byte longer.
+pub fn longer(name: &str) -> String {
+    format!("{name}k")
+}
+
 /// The name limits of `backend`.
 pub fn name_limits(backend: &str) -> NameLimits {
-    // `é` is two bytes of UTF-8 that percent-encoding makes six.
-    let wide = |bytes: usize| "é".repeat(bytes / 2);
-    let longer = |name: &str| format!("{name}k");
-    let (longest_key, key_limit, longest_bucket, too_long_bucket) = match backend {
-        // The protocol's limits: 8 KiB keys, 1 KiB bucket names.
-        "http" => (
-            wide(8192),
-            "the 8192 bytes",
-            wide(1024),
-            Some((longer(&wide(1024)), "the 1024 bytes")),
-        ),
-        // etcd limits requests, not keys: the adapter's own limit keeps every call inside
-        // the default request limit. Bucket names are not limited.
-        "etcd" => (wide(64 * 1024), "the 65536 bytes", wide(1024), None),
-        // webdis's URLs: 8 KiB keys, 1 KiB for prefix and bucket name.
-        "redis" => (
-            wide(8192),
-            "the 8192 bytes",
-            wide(1024),
-            Some((longer(&wide(1024)), "at most 1024 (1 KiB)")),
-        ),
-        // The sort key (`/` + key) holds 1024 bytes; the partition key 2048, and percent
-        // encoding makes each `é` of the bucket name six.
-        "dynamodb" => (
-            longer(&wide(1022)),
-            "1024 bytes",
-            "é".repeat(341),
-            Some(("é".repeat(342), "at most 2048 bytes")),
-        ),
-        // 512 UTF-16 units per key field; the partition key holds `!` before the bucket.
-        "azure-table" => (
-            "é".repeat(512),
-            "1 KiB",
-            "é".repeat(511),
-            Some(("é".repeat(512), "1 KiB")),
-        ),
-        other => panic!("no name limits for backend `{other}`"),
-    };
-    NameLimits {
-        too_long_key: longer(&longest_key),
-        longest_key,
-        key_limit,
-        longest_bucket,
-        too_long_bucket,
-    }
+    (expectations(backend).name_limits)()
 }
 
 /// A program installed by `scripts/setup.sh` under `tests/services/node_modules/.bin`.
@@ -181,55 +385,7 @@ pub struct Fewest {
 /// What the adapter for `backend` must meet (asserted by the tests, reported by the
 /// benchmark).
 pub fn fewest_requests(backend: &str) -> Fewest {
-    match backend {
-        // open checks the bucket with one HEAD; the server adds.
-        "http" => Fewest {
-            open: 1,
-            increment: 1,
-            increment_new: 1,
-            batch_read: 1000,
-            batch_write: 1000,
-        },
-        // A bucket is a key range: nothing to check. etcd cannot add, so incrementing an
-        // existing counter is a read, then a conditional write (1 for a new counter).
-        // etcd's default --max-txn-ops is 128.
-        "etcd" => Fewest {
-            open: 0,
-            increment: 2,
-            increment_new: 1,
-            batch_read: 128,
-            batch_write: 128,
-        },
-        // A bucket is a key prefix; a script runs INCRBY; a batch script takes 1000 entries.
-        "redis" => Fewest {
-            open: 0,
-            increment: 1,
-            increment_new: 1,
-            batch_read: 1000,
-            batch_write: 1000,
-        },
-        // Buckets are partitions of one table; `UpdateItem ADD` adds. BatchGetItem takes 100
-        // keys, BatchWriteItem 25 items.
-        "dynamodb" => Fewest {
-            open: 0,
-            increment: 1,
-            increment_new: 1,
-            batch_read: 100,
-            batch_write: 25,
-        },
-        // Buckets are partitions of one table. The Table service cannot add, nor answer an
-        // insert that conflicts with the current value: every increment is a read, then a
-        // conditional write (or insert). A query's `$filter` may hold 15 comparisons, one
-        // of them on the PartitionKey; an entity group transaction 100 operations.
-        "azure-table" => Fewest {
-            open: 0,
-            increment: 2,
-            increment_new: 2,
-            batch_read: 14,
-            batch_write: 100,
-        },
-        other => panic!("no request limits for backend `{other}`"),
-    }
+    expectations(backend).fewest
 }
 
 /// The `url` of `settings`.
@@ -241,36 +397,6 @@ pub fn url_of(settings: &Settings) -> &str {
         .expect("settings with a url")
 }
 
-/// kvplug-server with its data in a temporary directory.
-pub struct Reference {
-    pub server: kvplug_server::Server,
-    _data: tempfile::TempDir,
-}
-
-impl Reference {
-    pub fn start() -> Reference {
-        Reference::start_with(|_| {})
-    }
-
-    /// A server with its configuration adjusted by `adjust`.
-    pub fn start_with(adjust: impl FnOnce(&mut kvplug_server::Config)) -> Reference {
-        let (data, server) = crate::reference_server_with(adjust);
-        Reference {
-            server,
-            _data: data,
-        }
-    }
-}
-
-impl Service for Reference {
-    fn backend(&self) -> &'static str {
-        "http"
-    }
-    fn settings(&self) -> Settings {
-        crate::settings(&self.server.url())
-    }
-}
-
 pub(crate) fn require(binary: &str, package: &str) {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()));
@@ -278,210 +404,6 @@ pub(crate) fn require(binary: &str, package: &str) {
         found,
         "`{binary}` is not installed: `apt-get install {package}` (scripts/setup.sh does)"
     );
-}
-
-/// One etcd member, data in a temporary directory.
-pub struct Etcd {
-    process: Option<Running>,
-    data: tempfile::TempDir,
-    client_port: u16,
-    peer_port: u16,
-    extra: Vec<String>,
-}
-
-impl Etcd {
-    /// Starts a single-member cluster; `extra` are further etcd flags.
-    pub fn start(extra: &[&str]) -> Etcd {
-        require("etcd", "etcd-server");
-        let mut etcd = Etcd {
-            process: None,
-            data: tempfile::tempdir().expect("temporary directory"),
-            client_port: free_port(),
-            peer_port: free_port(),
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        etcd.resume();
-        etcd
-    }
-
-    /// `http://127.0.0.1:<client port>`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    /// Kills the member (its data stays).
-    pub fn stop(&mut self) {
-        self.process = None;
-    }
-
-    /// Starts the member again on the same ports and data.
-    pub fn resume(&mut self) {
-        let client = self.url();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let mut command = Command::new("etcd");
-        command
-            .args(["--name", "kvplug-test", "--data-dir"])
-            .arg(self.data.path().join("member"))
-            .args(["--listen-client-urls", &client])
-            .args(["--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("kvplug-test={peer}")])
-            .args(["--log-outputs", "stderr", "--logger", "zap"])
-            .args(&self.extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(log_file(self.data.path(), "etcd.log"));
-        let mut running = Running::start(command);
-        running.wait_for_port(self.client_port, Duration::from_secs(20));
-        wait_for_http(self.client_port, "/health", "\"health\":\"true\"");
-        self.process = Some(running);
-    }
-}
-
-impl Service for Etcd {
-    fn backend(&self) -> &'static str {
-        "etcd"
-    }
-    fn settings(&self) -> Settings {
-        crate::settings(&self.url())
-    }
-}
-
-/// redis-server with webdis in front of it.
-pub struct Redis {
-    redis: Option<Running>,
-    webdis: Option<Running>,
-    dir: tempfile::TempDir,
-    redis_port: u16,
-    webdis_port: u16,
-    /// `user:password` webdis demands for every command, if any.
-    basic_auth: Option<String>,
-    /// Commands webdis refuses on top of the administrative ones.
-    disabled: Vec<String>,
-    /// webdis's `http_max_request_size`, if not its default (128 MiB).
-    max_request: Option<usize>,
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        Redis::start_with(None, &[])
-    }
-
-    /// Starts Redis and webdis; with `basic_auth`, webdis serves only requests that carry
-    /// those HTTP Basic credentials; `disabled` are further commands its ACL refuses.
-    pub fn start_with(basic_auth: Option<&str>, disabled: &[&str]) -> Redis {
-        require("redis-server", "redis-server");
-        require("webdis", "webdis");
-        let mut redis = Redis {
-            redis: None,
-            webdis: None,
-            dir: tempfile::tempdir().expect("temporary directory"),
-            redis_port: free_port(),
-            webdis_port: free_port(),
-            basic_auth: basic_auth.map(str::to_owned),
-            disabled: disabled.iter().map(|c| format!("\"{c}\"")).collect(),
-            max_request: None,
-        };
-        redis.resume_redis();
-        redis.start_webdis();
-        redis
-    }
-
-    /// Starts Redis and a webdis that refuses requests larger than `max_request` bytes.
-    pub fn start_with_max_request(max_request: usize) -> Redis {
-        let mut redis = Redis::start();
-        redis.max_request = Some(max_request);
-        redis.stop_webdis();
-        redis.start_webdis();
-        redis
-    }
-
-    /// webdis's address.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.webdis_port)
-    }
-
-    /// Kills webdis (Redis stays up).
-    pub fn stop_webdis(&mut self) {
-        self.webdis = None;
-    }
-
-    /// Starts webdis again on the same port.
-    pub fn resume_webdis(&mut self) {
-        self.start_webdis();
-    }
-
-    /// Kills Redis; webdis stays up and answers without it.
-    pub fn stop_redis(&mut self) {
-        self.redis = None;
-    }
-
-    /// Starts Redis again on the same port (its data is gone: it runs without persistence).
-    pub fn resume_redis(&mut self) {
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.redis_port.to_string())
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(self.dir.path())
-            .stdout(log_file(self.dir.path(), "redis.log"))
-            .stderr(std::process::Stdio::null());
-        let mut running = Running::start(command);
-        running.wait_for_port(self.redis_port, Duration::from_secs(20));
-        self.redis = Some(running);
-    }
-
-    fn start_webdis(&mut self) {
-        // Commands an application must never reach through webdis are disabled, as a
-        // production deployment would; the adapter needs none of them.
-        let mut commands = vec!["DEBUG", "FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDOWN", "KEYS"]
-            .into_iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>();
-        commands.extend(self.disabled.iter().cloned());
-        let disabled = format!(r#"{{"disabled":[{}]}}"#, commands.join(","));
-        let acl = match &self.basic_auth {
-            None => format!("[{disabled}]"),
-            Some(credentials) => format!(
-                r#"[{{"disabled":["*"]}},{{"http_basic_auth":"{credentials}","enabled":["*"]}},{disabled}]"#
-            ),
-        };
-        let max_request = self
-            .max_request
-            .map(|bytes| format!(r#""http_max_request_size":{bytes},"#))
-            .unwrap_or_default();
-        let config = format!(
-            r#"{{"redis_host":"127.0.0.1","redis_port":{},"http_host":"127.0.0.1","http_port":{},
-"threads":2,"pool_size":8,"daemonize":false,"database":0,"acl":{acl},{max_request}
-"verbosity":3,"logfile":"{}"}}"#,
-            self.redis_port,
-            self.webdis_port,
-            self.dir.path().join("webdis.log").display()
-        );
-        let path = self.dir.path().join("webdis.json");
-        std::fs::write(&path, config).expect("write webdis.json");
-        let mut command = Command::new("webdis");
-        command
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut running = Running::start(command);
-        running.wait_for_port(self.webdis_port, Duration::from_secs(20));
-        self.webdis = Some(running);
-    }
-}
-
-impl Service for Redis {
-    fn backend(&self) -> &'static str {
-        "redis"
-    }
-    fn settings(&self) -> Settings {
-        let mut settings = crate::settings(&self.url());
-        if let Some(credentials) = &self.basic_auth {
-            settings.push(("token".to_owned(), credentials.clone()));
-        }
-        settings
-    }
 }
 
 pub(crate) fn log_file(dir: &Path, name: &str) -> std::fs::File {
@@ -502,89 +424,5 @@ pub(crate) fn wait_for_http(port: u16, path: &str, expect: &str) {
             "{path} on port {port} never answered {expect}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A three-member etcd cluster behind `etcd gateway`, the TCP proxy etcd ships: what the
-/// README tells users to point `url` at when they outgrow one machine.
-pub struct EtcdCluster {
-    members: Vec<Option<Running>>,
-    _gateway: Running,
-    _data: tempfile::TempDir,
-    gateway_port: u16,
-}
-
-impl EtcdCluster {
-    pub fn start() -> EtcdCluster {
-        require("etcd", "etcd-server");
-        let data = tempfile::tempdir().expect("temporary directory");
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let cluster = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members: Vec<Running> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (client, peer))| {
-                let client = format!("http://127.0.0.1:{client}");
-                let peer = format!("http://127.0.0.1:{peer}");
-                let mut command = Command::new("etcd");
-                command
-                    .args(["--name", &format!("m{i}"), "--data-dir"])
-                    .arg(data.path().join(format!("m{i}")))
-                    .args(["--listen-client-urls", &client])
-                    .args(["--advertise-client-urls", &client])
-                    .args(["--listen-peer-urls", &peer])
-                    .args(["--initial-advertise-peer-urls", &peer])
-                    .args(["--initial-cluster", &cluster])
-                    .args(["--log-outputs", "stderr", "--logger", "zap"])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(log_file(data.path(), &format!("m{i}.log")));
-                Running::start(command)
-            })
-            .collect();
-        for (member, (client, _)) in members.iter_mut().zip(&ports) {
-            member.wait_for_port(*client, Duration::from_secs(20));
-            wait_for_http(*client, "/health", "\"health\":\"true\"");
-        }
-        let gateway_port = free_port();
-        let endpoints = ports
-            .iter()
-            .map(|(client, _)| format!("127.0.0.1:{client}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut command = Command::new("etcd");
-        command
-            .args(["gateway", "start", "--endpoints", &endpoints])
-            .args(["--listen-addr", &format!("127.0.0.1:{gateway_port}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(log_file(data.path(), "gateway.log"));
-        let mut gateway = Running::start(command);
-        gateway.wait_for_port(gateway_port, Duration::from_secs(20));
-        EtcdCluster {
-            members: members.into_iter().map(Some).collect(),
-            _gateway: gateway,
-            _data: data,
-            gateway_port,
-        }
-    }
-
-    /// Kills member `i`.
-    pub fn kill(&mut self, i: usize) {
-        if let Some(member) = self.members.get_mut(i) {
-            *member = None;
-        }
-    }
-}
-
-impl Service for EtcdCluster {
-    fn backend(&self) -> &'static str {
-        "etcd"
-    }
-    fn settings(&self) -> Settings {
-        crate::settings(&format!("http://127.0.0.1:{}", self.gateway_port))
     }
 }

@@ -1,4 +1,4 @@
-//! Azurite's Table service, in memory, on a free loopback port, with the table `kvplug`
+//! The `azure-table` backend: Azurite's Table service, in memory, on a free loopback port, with the table `kvplug`
 //! created: what `kvplug-azure-table.wasm` talks to in the tests.
 //!
 //! Azurite checks Shared Key signatures, so the table is created with a request signed
@@ -12,8 +12,99 @@ use kvplug_codec::base64;
 use kvplug_runner::Settings;
 use sha2::Sha256;
 
-use super::{Service, log_file, node_tool};
+use super::{
+    BackendTests, Fewest, NameLimits, OversizedBatch, Secrets, Service, TestService, ValueLimit,
+    log_file, node_tool,
+};
+use crate::fault_server::{Action, response};
 use crate::process::{Running, free_port, try_http_with};
+
+/// What the tests expect of `kvplug-azure-table.wasm`.
+pub struct Backend;
+
+impl BackendTests for Backend {
+    const NAME: &'static str = "azure-table";
+    // An entity's JSON may take 1 MiB (Azurite checks that on every write), and base64
+    // makes values 4/3 larger.
+    const VALUE_LIMIT: Option<ValueLimit> = Some(ValueLimit {
+        stored: 768_000,
+        refused: 768_001,
+    });
+    // Buckets are partitions of one table. The Table service cannot add, nor answer an
+    // insert that conflicts with the current value: every increment is a read, then a
+    // conditional write (or insert). A query's `$filter` may hold 15 comparisons, one
+    // of them on the PartitionKey; an entity group transaction 100 operations.
+    const FEWEST: Fewest = Fewest {
+        open: 0,
+        increment: 2,
+        increment_new: 2,
+        batch_read: 14,
+        batch_write: 100,
+    };
+    const MARK: Option<&'static str> = Some("x-ms-request-id: fault-server");
+    const SIGNS: bool = true;
+    const TAKES_TOKEN: bool = false;
+    const TAKES_PREFIX: bool = true;
+    const EXACT_PAGES: bool = true;
+    const CAS_COMPARES_VALUES: bool = false;
+
+    fn name_limits() -> NameLimits {
+        // 512 UTF-16 units per key field; the partition key holds `!` before the bucket.
+        NameLimits::new(
+            "é".repeat(512),
+            "1 KiB",
+            "é".repeat(511),
+            Some(("é".repeat(512), "1 KiB")),
+        )
+    }
+
+    fn fault_settings(url: &str, secrets: &Secrets) -> Settings {
+        let mut s = crate::settings(url);
+        s.push(("account-name".into(), ACCOUNT.into()));
+        s.push(("account-key".into(), secrets.account_key.into()));
+        s
+    }
+
+    fn configured_secrets(secrets: &Secrets) -> Vec<&'static str> {
+        vec![secrets.account_key]
+    }
+
+    fn error_body(message: &str) -> String {
+        message.to_owned()
+    }
+
+    fn absent() -> Action {
+        response(
+            404,
+            &["x-ms-request-id: r"],
+            br#"{"odata.error":{"code":"ResourceNotFound","message":{"value":"The specified resource does not exist."}}}"#,
+        )
+    }
+
+    fn requests() -> [&'static str; 11] {
+        [
+            "PUT /kvplug(PartitionKey=",
+            "GET /kvplug(PartitionKey=",
+            "DELETE /kvplug(PartitionKey=",
+            "GET /kvplug(PartitionKey=",
+            "GET /kvplug()?$filter=",
+            "GET /kvplug(PartitionKey=",
+            "GET /kvplug(PartitionKey=",
+            "POST /kvplug:",
+            "GET /kvplug()?$filter=",
+            "POST /$batch:",
+            "POST /$batch:",
+        ]
+    }
+
+    fn oversized_batch() -> OversizedBatch {
+        OversizedBatch {
+            service: Box::new(Azurite::start()),
+            size: 768_001,
+            limit: "at most 768000 bytes",
+        }
+    }
+}
 
 /// Azurite's well-known development account.
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -113,9 +204,19 @@ impl Azurite {
 
 impl Service for Azurite {
     fn backend(&self) -> &'static str {
-        "azure-table"
+        <Backend as BackendTests>::NAME
     }
     fn settings(&self) -> Settings {
         self.settings_with_key(KEY)
+    }
+}
+
+impl TestService for Azurite {
+    type Backend = Backend;
+    const NAME: &'static str = "azurite";
+    const IMPLEMENTATION: &'static str = "kvplug-azure-table.wasm + Azurite 3.37.0 (Table)";
+    const LABEL: &'static str = "kvplug-azure-table (Azurite)";
+    fn start_default() -> Azurite {
+        Azurite::start()
     }
 }
