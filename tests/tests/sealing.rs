@@ -226,3 +226,90 @@ fn sealing_refuses_bad_input_and_writes_nothing() {
         assert!(!out.exists(), "an output was written for: {message}");
     }
 }
+
+/// One table of bad settings per backend: `kvplug seal` of that backend's adapter and the
+/// adapter's own `open` (the same settings from the runtime) refuse each with the same words.
+#[tokio::test(flavor = "multi_thread")]
+async fn sealing_and_open_refuse_the_same_settings_with_the_same_message() {
+    kvplug_tests::artifacts();
+    let config = std::fs::read(artifacts::config_path("kvplug-config-static")).unwrap();
+    let url = ("url", "http://127.0.0.1:9");
+    let aws = [
+        ("region", "us-east-1"),
+        ("access-key-id", "AKID"),
+        ("secret-access-key", "secret"),
+    ];
+    let azure = [
+        ("account-name", "devstoreaccount1"),
+        ("account-key", "c2VjcmV0"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)], base: &[(&'static str, &'static str)]| {
+        let mut pairs = vec![url];
+        pairs.extend(
+            base.iter()
+                .filter(|(n, _)| extra.iter().all(|(e, _)| e != n)),
+        );
+        pairs.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
+        pairs
+    };
+    let mut cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        (
+            "dynamodb",
+            with(&[("region", "")], &aws),
+            "the dynamodb backend needs `region` (it is read from the `url` only for dynamodb.<region>.amazonaws.com)",
+        ),
+        (
+            "dynamodb",
+            with(&[("access-key-id", "")], &aws),
+            "the dynamodb backend needs `access-key-id`",
+        ),
+        (
+            "dynamodb",
+            with(&[("secret-access-key", "")], &aws),
+            "the dynamodb backend needs `secret-access-key`",
+        ),
+        (
+            "azure-table",
+            with(&[("table", "kv_plug")], &azure),
+            "`table` must be 3 to 63 letters and digits, starting with a letter, for azure-table",
+        ),
+        (
+            "azure-table",
+            with(&[("account-name", "")], &azure),
+            "azure-table needs `account-name`: the storage account's name (devstoreaccount1 for Azurite)",
+        ),
+        (
+            "azure-table",
+            with(&[("account-key", "")], &azure),
+            "azure-table needs `account-key`: the storage account's base64 key",
+        ),
+    ];
+    // What every backend refuses alike.
+    for backend in kvplug_compose::registry::NAMES {
+        cases.push((
+            backend,
+            vec![url, ("timeout-ms", "0")],
+            "`timeout-ms` must be a whole number from 1 to 3600000",
+        ));
+        cases.push((
+            backend,
+            vec![url, ("prefix", "apps!one/")],
+            "`prefix` may not contain `!`",
+        ));
+    }
+    for (backend, pairs, expected) in cases {
+        let adapter = std::fs::read(artifacts::adapter_path(backend)).unwrap();
+        let sealing = seal::seal(&adapter, &config, &request(&pairs, false)).unwrap_err();
+        let sealing = format!("{sealing:#}");
+        assert!(sealing.contains(expected), "{backend}: seal: {sealing}");
+        let settings = pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut kv = Kv::with_adapter(kvplug_tests::adapter(backend), settings).await;
+        let Err(KvError::Other(opening)) = kv.open("b").await else {
+            panic!("{backend}: open accepted {pairs:?}");
+        };
+        assert!(opening.contains(expected), "{backend}: open: {opening}");
+    }
+}
