@@ -23,6 +23,10 @@ pub enum NameError {
     Unescaped(char),
     /// The decoded bytes are not UTF-8.
     NotUtf8,
+    /// An empty segment: [`encode`] writes the empty name as [`EMPTY`].
+    Empty,
+    /// A byte that an encoder leaves plain appears escaped (`%36` for `6`).
+    NeedlessEscape(char),
 }
 
 impl fmt::Display for NameError {
@@ -31,6 +35,12 @@ impl fmt::Display for NameError {
             NameError::BadEscape => f.write_str("`%` must be followed by two hex digits"),
             NameError::Unescaped(c) => write!(f, "character {c:?} must be percent-encoded"),
             NameError::NotUtf8 => f.write_str("percent-decoded bytes are not UTF-8"),
+            NameError::Empty => {
+                f.write_str("an empty segment is not a name (the empty name is `~`)")
+            }
+            NameError::NeedlessEscape(c) => {
+                write!(f, "character {c:?} must not be percent-encoded")
+            }
         }
     }
 }
@@ -66,6 +76,12 @@ pub fn decode(segment: &str) -> Result<String, NameError> {
     if segment == EMPTY {
         return Ok(String::new());
     }
+    // Found by fuzzing (fuzz/regressions/names): without these two refusals, `` and `~`
+    // both meant the empty name, and `a%36` and `a6` the same key, so a rule on one spelling
+    // of a path (a proxy's, say) would miss the other.
+    if segment.is_empty() {
+        return Err(NameError::Empty);
+    }
     let mut bytes = Vec::with_capacity(segment.len());
     let mut rest = segment.as_bytes();
     while let Some((&byte, tail)) = rest.split_first() {
@@ -77,7 +93,11 @@ pub fn decode(segment: &str) -> Result<String, NameError> {
             let (Some(hi), Some(lo)) = (hex_value(hi), hex_value(lo)) else {
                 return Err(NameError::BadEscape);
             };
-            bytes.push(hi << 4 | lo);
+            let decoded = hi << 4 | lo;
+            if is_plain(decoded) {
+                return Err(NameError::NeedlessEscape(char::from(decoded)));
+            }
+            bytes.push(decoded);
             rest = tail;
         } else if is_plain(byte) {
             bytes.push(byte);
@@ -92,6 +112,16 @@ pub fn decode(segment: &str) -> Result<String, NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_name_has_one_spelling() {
+        assert_eq!(decode(""), Err(NameError::Empty));
+        assert_eq!(decode("~"), Ok(String::new()));
+        assert_eq!(decode("a%36"), Err(NameError::NeedlessEscape('6')));
+        assert_eq!(decode("n%6Ftes"), Err(NameError::NeedlessEscape('o')));
+        assert_eq!(decode("%2D"), Err(NameError::NeedlessEscape('-')));
+        assert_eq!(decode("a%2E"), Ok(String::from("a.")));
+    }
 
     #[test]
     fn round_trips_awkward_names() {
