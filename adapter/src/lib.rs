@@ -57,7 +57,6 @@ const BACKEND_NAME: &str = "dynamodb";
 #[cfg(feature = "azure-table")]
 const BACKEND_NAME: &str = "azure-table";
 
-#[cfg(target_arch = "wasm32")]
 #[expect(unsafe_code, reason = "a custom section is placed with `link_section`")]
 #[unsafe(link_section = "kvplug-backend")]
 #[used]

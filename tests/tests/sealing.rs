@@ -252,7 +252,9 @@ async fn sealing_and_open_refuse_the_same_settings_with_the_same_message() {
         pairs.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
         pairs
     };
-    let mut cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    // The adapter, its settings, and the words both refusals contain.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let mut cases: Vec<Case> = vec![
         (
             "dynamodb",
             with(&[("region", "")], &aws),

@@ -1,0 +1,622 @@
+//! The `azure-table` backend: the Table service REST API of Azure Table storage (and of the
+//! Cosmos DB Table API, and Azurite), signed with Shared Key.
+//!
+//! Every bucket lives in one table (`table` setting, `kvplug` by default): a bucket is a
+//! partition, `PartitionKey` = the escaped `prefix`, `!`, the escaped bucket name
+//! (`kvplug_settings::layout`; the bucket's `!` is escaped too, so no prefix and bucket pair
+//! spells another's), and a key is a row, `RowKey` = the escaped key. Key fields may not
+//! hold `/ \ # ?` or control characters, and `%` and `'` break some of the service's (and
+//! Azurite's) URL handling, so those characters and the escape character `~` itself are
+//! written `~XX` (their code point in hex), and the empty name is a lone `~`: every key has
+//! exactly one spelling, which decodes back. The value is binary, split over properties
+//! `v0`, `v1`, … of up to 64 KiB each (one empty `v0` for an empty value); a write replaces
+//! the whole entity, so no stale part survives.
+//!
+//! Compare-and-swap is native (`If-Match` on the entity's ETag, or an insert that fails when
+//! the row exists). The service cannot add, so `increment` reads and then writes
+//! conditionally, in a bounded loop. Batch writes are entity group transactions (`$batch`,
+//! one changeset per request, all rows in one partition), atomic per request.
+
+pub mod batch;
+pub mod errors;
+pub mod keys;
+pub mod odata;
+pub mod paths;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use kvplug_settings::layout;
+use kvplug_settings::url::Scheme;
+
+use self::batch::{MAX_BATCH_BYTES, MAX_BATCH_OPS, Part};
+use self::errors::busy;
+use self::keys::{
+    check_field, check_key, check_value, decode_key, encode_bucket, escape_field, key_field,
+};
+use self::odata::{Entity, EntityAnswer, entity_json, read_entity, read_query};
+use self::paths::{next_cursor, valid_cursor};
+use super::retry::{Attempt, Policy, Repeat};
+use super::{
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct, last_wins,
+};
+use crate::client::{Client, Response, Verb};
+use crate::clock::Utc;
+use crate::error::Error;
+use crate::settings::Settings;
+use crate::signing::shared_key::{self, SharedKey};
+
+/// The table when the `table` setting is absent.
+const DEFAULT_TABLE: &str = "kvplug";
+/// The REST version requests ask for; its JSON format is the one parsed here.
+const API_VERSION: &str = "2019-02-02";
+const ACCEPT: &str = "application/json;odata=nometadata";
+/// The header every answer of the Table service carries, errors included: how its answers
+/// are told from those of whatever else a wrong `url` reaches.
+const REQUEST_ID: &str = "x-ms-request-id";
+const JSON: &str = "application/json";
+
+/// The service allows 15 comparisons per `$filter`: one for the partition, 14 for rows.
+const MAX_FILTER_ROWS: usize = 14;
+/// A query returns at most 1000 entities per page.
+const MAX_PAGE: u32 = 1000;
+/// A request the service answered as busy or timed out, where repeating it is safe, is
+/// retried 5 times, waiting from 100 ms.
+const RETRY: Policy = Policy {
+    retries: 5,
+    base_ms: 100,
+    cap_ms: 5_000,
+};
+/// Continuation pages followed within one `get_many` chunk; the service pages a 14-row
+/// result only at its own timeouts or partition-server boundaries, so this is never reached.
+const MAX_CONTINUATIONS: usize = 64;
+
+/// A bucket: one partition of the table.
+#[derive(Debug, Clone)]
+pub struct TableBackend {
+    inner: Rc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    signer: SharedKey,
+    table: String,
+    /// The escaped `PartitionKey` of the bucket.
+    partition: String,
+    /// `scheme://authority/base`: operations inside a batch name their entity by full URL.
+    base_url: String,
+    page_size: u32,
+}
+
+impl TableBackend {
+    fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Sends one signed request.
+    fn send_once(
+        &self,
+        verb: Verb,
+        path: &str,
+        extra: &[(&str, &str)],
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let date = Utc::now().http_date();
+        let target = self.client().target(path);
+        let (signed_path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let authorization = self.inner.signer.authorization(&shared_key::Request {
+            verb: verb.name(),
+            content_type: content_type.unwrap_or(""),
+            date: &date,
+            path: signed_path,
+            query,
+        });
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(8 + extra.len());
+        headers.extend_from_slice(&[
+            ("x-ms-date", date.as_str()),
+            ("x-ms-version", API_VERSION),
+            ("accept", ACCEPT),
+            ("dataserviceversion", "3.0"),
+            ("maxdataserviceversion", "3.0;NetFx"),
+            ("authorization", authorization.as_str()),
+        ]);
+        if let Some(content_type) = content_type {
+            headers.push(("content-type", content_type));
+        }
+        headers.extend_from_slice(extra);
+        let response = self.client().send(verb, path, &headers, body)?;
+        if response.header(REQUEST_ID).is_none() {
+            return Err(super::foreign(
+                verb,
+                self.client().target(path),
+                response.status,
+                "the Azure Table service",
+                "no `x-ms-request-id` header",
+            ));
+        }
+        Ok(response)
+    }
+
+    /// Sends a request, repeating it with backoff while the service is busy if `repeat`
+    /// allows.
+    fn send(
+        &self,
+        verb: Verb,
+        path: &str,
+        extra: &[(&str, &str)],
+        content_type: Option<&str>,
+        body: &[u8],
+        repeat: Repeat,
+    ) -> Result<Response, Error> {
+        let request = format!("{} {}", verb.name(), self.client().target(path));
+        RETRY.run(self.client(), &request, || {
+            let response = self.send_once(verb, path, extra, content_type, body)?;
+            // The Table service does not say whether a busy answer acted: never "refused".
+            let busy = busy(&response).map_err(|e| self.client().malformed(verb, path, e))?;
+            if busy && repeat.allows(false) {
+                Ok(Attempt::Busy {
+                    status: response.status,
+                    reason: self.service_error(verb, path, &response.body)?.reason(),
+                })
+            } else {
+                Ok(Attempt::Done(response))
+            }
+        })
+    }
+
+    fn entity_json(&self, row: &str, value: &[u8]) -> Result<String, Error> {
+        entity_json(&Entity {
+            partition: &self.inner.partition,
+            row,
+            value,
+        })
+    }
+
+    /// Reads one entity: its value and ETag, or `None` if the row is absent.
+    fn read(&self, row: &str) -> Result<Option<(Vec<u8>, String)>, Error> {
+        let path = self.entity_path(row);
+        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
+        if response.status == 200 {
+            let value = read_entity(&response.body)
+                .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
+            let etag = response.header("etag").map(String::from).ok_or_else(|| {
+                self.client()
+                    .malformed(Verb::Get, &path, "an entity without an ETag")
+            })?;
+            return Ok(Some((value, etag)));
+        }
+        if self.row_missing(Verb::Get, &path, &response)? {
+            return Ok(None);
+        }
+        Err(self.failure(Verb::Get, &path, &response))
+    }
+
+    /// A conditional write: `false` if `expected` no longer holds.
+    fn try_write(&self, row: &str, expected: &Version, value: &[u8]) -> Result<bool, Error> {
+        let body = self.entity_json(row, value)?;
+        match expected {
+            Version::Tag(etag) => {
+                let path = self.entity_path(row);
+                let response = self.send(
+                    Verb::Put,
+                    &path,
+                    &[("if-match", etag)],
+                    Some(JSON),
+                    body.as_bytes(),
+                    Repeat::IfRefused,
+                )?;
+                match response.status {
+                    204 => Ok(true),
+                    412 => Ok(false),
+                    // Deleted since it was read.
+                    404 if self.row_missing(Verb::Put, &path, &response)? => Ok(false),
+                    _ => Err(self.failure(Verb::Put, &path, &response)),
+                }
+            }
+            Version::Absent => {
+                let path = format!("/{}", self.inner.table);
+                let response = self.send(
+                    Verb::Post,
+                    &path,
+                    &[("prefer", "return-no-content")],
+                    Some(JSON),
+                    body.as_bytes(),
+                    Repeat::IfRefused,
+                )?;
+                let exists = response.status == 409
+                    && self
+                        .service_error(Verb::Post, &path, &response.body)?
+                        .code
+                        .as_deref()
+                        == Some("EntityAlreadyExists");
+                match response.status {
+                    204 => Ok(true),
+                    _ if exists => Ok(false),
+                    _ => Err(self.failure(Verb::Post, &path, &response)),
+                }
+            }
+        }
+    }
+
+    fn versioned(&self, row: &str) -> Result<Versioned, Error> {
+        Ok(match self.read(row)? {
+            None => Versioned::absent(),
+            Some((value, etag)) => Versioned {
+                value: Some(value),
+                version: Version::Tag(etag),
+            },
+        })
+    }
+
+    /// Runs a query to its last page and hands each entity to `each`.
+    fn query_all(
+        &self,
+        path: &str,
+        mut each: impl FnMut(&EntityAnswer<'_>) -> Result<(), &'static str>,
+    ) -> Result<(), Error> {
+        let mut continuation = String::new();
+        for _ in 0..MAX_CONTINUATIONS {
+            let page_path = format!("{path}{continuation}");
+            let response = self.send(Verb::Get, &page_path, &[], None, &[], Repeat::Always)?;
+            if response.status != 200 {
+                return Err(self.failure(Verb::Get, &page_path, &response));
+            }
+            let entities = read_query(&response.body)
+                .map_err(|e| self.client().malformed(Verb::Get, &page_path, e))?;
+            for entity in &entities {
+                each(entity).map_err(|e| self.client().malformed(Verb::Get, &page_path, e))?;
+            }
+            match next_cursor(&response) {
+                None => return Ok(()),
+                Some(cursor) => {
+                    continuation.clear();
+                    continuation.push('&');
+                    continuation.push_str(&cursor);
+                }
+            }
+        }
+        Err(self.client().malformed(
+            Verb::Get,
+            path,
+            format!(
+                "still continuing after {MAX_CONTINUATIONS} pages of at most {MAX_FILTER_ROWS} rows"
+            ),
+        ))
+    }
+
+    /// The rows among `rows` that exist now.
+    fn existing<'r>(&self, rows: &[&'r str]) -> Result<Vec<&'r str>, Error> {
+        let mut present = alloc::collections::BTreeSet::new();
+        for chunk in rows.chunks(MAX_FILTER_ROWS) {
+            let path = self.query_path(chunk, Some("RowKey"), None);
+            self.query_all(&path, |entity| {
+                present.insert(String::from(entity.row_key()?));
+                Ok(())
+            })?;
+        }
+        Ok(rows
+            .iter()
+            .copied()
+            .filter(|row| present.contains(*row))
+            .collect())
+    }
+}
+
+/// A table name the Table service accepts: 3 to 63 letters and digits, a letter first.
+fn check_table(name: &str) -> Result<(), Error> {
+    let ok = (3..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric())
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Settings(String::from(
+            "`table` must be 3 to 63 letters and digits, starting with a letter, for azure-table",
+        )))
+    }
+}
+
+fn required<'s>(value: &'s Option<String>, name: &str, hint: &str) -> Result<&'s str, Error> {
+    value
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::Settings(format!("azure-table needs `{name}`: {hint}")))
+}
+
+impl Backend for TableBackend {
+    fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
+        // Buckets are partitions and need no creating; a missing table shows on first use.
+        let account = required(
+            &settings.account_name,
+            "account-name",
+            "the storage account's name (devstoreaccount1 for Azurite)",
+        )?;
+        let key = required(
+            &settings.account_key,
+            "account-key",
+            "the storage account's base64 key",
+        )?;
+        let signer = SharedKey::new(account, key)?;
+        let table = settings
+            .table
+            .clone()
+            .unwrap_or_else(|| String::from(DEFAULT_TABLE));
+        check_table(&table)?;
+        // The prefix is escaped as a key is (it holds no marker, settings refuse one); the
+        // escaping never writes the marker, so the namespace argument holds for the field.
+        let prefix = escape_field(&settings.prefix, |_| false);
+        let partition = check_field(
+            layout::namespace(&prefix, bucket, encode_bucket, None)?,
+            "bucket name (with the `prefix` setting and `!`)",
+        )?;
+        let endpoint = &settings.endpoint;
+        let scheme = match endpoint.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        let base_url = format!("{scheme}://{}{}", endpoint.authority, endpoint.base_path);
+        Ok(TableBackend {
+            inner: Rc::new(Inner {
+                client: Client::new(settings, None),
+                signer,
+                table,
+                partition,
+                base_url,
+                page_size: settings.page_size.clamp(1, MAX_PAGE),
+            }),
+        })
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let row = key_field(key, "key")?;
+        Ok(self.read(&row)?.map(|(value, _)| value))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        let row = key_field(key, "key")?;
+        check_value(value)?;
+        let path = self.entity_path(&row);
+        let body = self.entity_json(&row, value)?;
+        // No `If-Match`: insert or replace, the whole entity.
+        let response = self.send(
+            Verb::Put,
+            &path,
+            &[],
+            Some(JSON),
+            body.as_bytes(),
+            Repeat::Always,
+        )?;
+        if response.status == 204 {
+            Ok(())
+        } else {
+            Err(self.failure(Verb::Put, &path, &response))
+        }
+    }
+
+    fn delete(&self, key: &str) -> Result<(), Error> {
+        let row = key_field(key, "key")?;
+        let path = self.entity_path(&row);
+        let response = self.send(
+            Verb::Delete,
+            &path,
+            &[("if-match", "*")],
+            None,
+            &[],
+            Repeat::Always,
+        )?;
+        if response.status == 204 || self.row_missing(Verb::Delete, &path, &response)? {
+            Ok(())
+        } else {
+            Err(self.failure(Verb::Delete, &path, &response))
+        }
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, Error> {
+        let row = key_field(key, "key")?;
+        let path = format!("{}?$select=PartitionKey", self.entity_path(&row));
+        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
+        if response.status == 200 {
+            Ok(true)
+        } else if self.row_missing(Verb::Get, &path, &response)? {
+            Ok(false)
+        } else {
+            Err(self.failure(Verb::Get, &path, &response))
+        }
+    }
+
+    fn list(&self, cursor: Option<&str>) -> Result<Page, Error> {
+        let mut path = self.query_path(&[], Some("RowKey"), Some(self.inner.page_size));
+        if let Some(cursor) = cursor {
+            if !valid_cursor(cursor) {
+                return Err(Error::Invalid(String::from(
+                    "azure-table list-keys: not a cursor this backend returned (it holds the service's NextPartitionKey and NextRowKey)",
+                )));
+            }
+            path.push('&');
+            path.push_str(cursor);
+        }
+        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
+        if response.status != 200 {
+            return Err(self.failure(Verb::Get, &path, &response));
+        }
+        let rows =
+            read_query(&response.body).map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for entity in rows {
+            let row = entity
+                .row_key()
+                .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
+            let key = decode_key(row).ok_or_else(|| {
+                self.client().malformed(
+                    Verb::Get,
+                    &path,
+                    format!("RowKey `{row}` in the bucket's partition was not written by kvplug"),
+                )
+            })?;
+            keys.push(key);
+        }
+        Ok(Page {
+            keys,
+            cursor: next_cursor(&response),
+        })
+    }
+
+    fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
+        let row = key_field(key, "key")?;
+        self.versioned(&row)
+    }
+
+    fn write_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
+        let row = key_field(key, "key")?;
+        check_value(value)?;
+        if self.try_write(&row, expected, value)? {
+            Ok(Swap::Done)
+        } else {
+            Ok(Swap::Conflict(self.versioned(&row)?))
+        }
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        check_batch("get-many", keys, check_key)?;
+        let rows = keys
+            .iter()
+            .map(|key| key_field(key, "key"))
+            .collect::<Result<Vec<String>, Error>>()?;
+        let unique: Vec<&str> = distinct(&rows).into_iter().map(String::as_str).collect();
+        let mut found: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for chunk in unique.chunks(MAX_FILTER_ROWS) {
+            let path = self.query_path(chunk, None, None);
+            self.query_all(&path, |entity| {
+                found.insert(String::from(entity.row_key()?), entity.value()?);
+                Ok(())
+            })?;
+        }
+        Ok(rows.iter().map(|row| found.get(row).cloned()).collect())
+    }
+
+    fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        // An entity may appear once per changeset; the last value is what sequential sets
+        // would have left.
+        check_pairs(pairs, check_key)?;
+        let pairs = last_wins(pairs);
+        let mut parts = Vec::with_capacity(pairs.len());
+        for (key, value) in pairs {
+            let row = key_field(key, "key")?;
+            check_value(value)?;
+            let entity = self.entity_json(&row, value)?;
+            let text = self.batch_part(Verb::Put, &row, Some(&entity));
+            parts.push(Part { key, row, text });
+        }
+        self.write_batches(&parts, "set-many")
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        check_batch("delete-many", keys, check_key)?;
+        let mut parts = Vec::with_capacity(keys.len());
+        for key in distinct(keys) {
+            let row = key_field(key, "key")?;
+            let text = self.batch_part(Verb::Delete, &row, None);
+            parts.push(Part { key, row, text });
+        }
+        for chunk in chunks(&parts, MAX_BATCH_OPS, MAX_BATCH_BYTES, |p| p.text.len()) {
+            self.delete_chunk(chunk)?;
+        }
+        Ok(())
+    }
+}
+#[cfg(test)]
+mod tests {
+    use self::keys::{MAX_KEY_UNITS, MAX_VALUE};
+    use super::*;
+
+    pub(super) fn backend(bucket: &str) -> TableBackend {
+        backend_under("", bucket)
+    }
+
+    fn backend_under(prefix: &str, bucket: &str) -> TableBackend {
+        let settings = Settings::from_lookup(|name| {
+            Ok(match name {
+                "url" => Some(String::from("http://127.0.0.1:10002/devstoreaccount1")),
+                "account-name" => Some(String::from("devstoreaccount1")),
+                "account-key" => Some(String::from("a2V5")),
+                "prefix" => Some(String::from(prefix)),
+                _ => None,
+            })
+        })
+        .unwrap();
+        TableBackend::open(&settings, bucket).unwrap()
+    }
+
+    #[test]
+    fn partitions_end_the_prefix_with_the_one_marker() {
+        let partition =
+            |prefix: &str, bucket: &str| backend_under(prefix, bucket).inner.partition.clone();
+        assert_eq!(
+            partition("apps/guestbook/", "notes"),
+            "apps~2Fguestbook~2F!notes"
+        );
+        assert_eq!(
+            partition("", "apps/guestbook/notes"),
+            "!apps~2Fguestbook~2Fnotes"
+        );
+        assert_eq!(partition("a", ""), "a!~");
+        assert_eq!(partition("", "a"), "!a");
+        assert_eq!(partition("", "a!~"), "!a~21~7E");
+        assert_eq!(partition("", "~21"), "!~7E21");
+    }
+
+    #[test]
+    fn the_largest_entity_fits_a_1_mib_request() {
+        // The longest fields: 512 three-byte characters each (the partition's first is the
+        // marker), a JSON escape adds nothing.
+        let widest = "語".repeat(512);
+        let b = backend(&widest[3..]);
+        assert_eq!(b.inner.partition.encode_utf16().count(), MAX_KEY_UNITS);
+        let row = key_field(&widest, "key").unwrap();
+        let value: Vec<u8> = (0..MAX_VALUE).map(|i| i as u8).collect();
+        let body = b.entity_json(&row, &value).unwrap();
+        assert!(body.len() <= 1 << 20, "{} bytes", body.len());
+        assert_eq!(read_entity(body.as_bytes()).unwrap(), value);
+        assert_eq!(
+            b.entity_json("~", b"").unwrap(),
+            format!(
+                "{{\"PartitionKey\":\"{}\",\"RowKey\":\"~\",\"v0@odata.type\":\"Edm.Binary\",\"v0\":\"\"}}",
+                b.inner.partition
+            )
+        );
+    }
+
+    #[test]
+    fn settings_are_checked_at_open() {
+        let open = |pairs: &[(&str, &str)]| {
+            let settings = Settings::from_lookup(|name| {
+                Ok(pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| String::from(*v)))
+            })
+            .unwrap();
+            TableBackend::open(&settings, "b").map(drop)
+        };
+        let url = ("url", "http://127.0.0.1:1/devstoreaccount1");
+        let name = ("account-name", "devstoreaccount1");
+        let key = ("account-key", "a2V5");
+        assert!(open(&[url, name, key]).is_ok());
+        for (pairs, setting) in [
+            (&[url, key][..], "account-name"),
+            (&[url, name][..], "account-key"),
+            (&[url, name, key, ("table", "kv-plug")][..], "table"),
+            (&[url, name, key, ("table", "1abc")][..], "table"),
+        ] {
+            let Err(Error::Settings(message)) = open(pairs) else {
+                panic!("{setting} must be checked");
+            };
+            assert!(message.contains(setting), "{message}");
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! The `dynamodb` backend: Amazon DynamoDB's JSON 1.0 protocol (`POST /` with
+//! `x-amz-target: DynamoDB_20120810.<Operation>`), signed with AWS Signature Version 4.
+//!
+//! All buckets share one table (`table` setting) whose partition key `b` is the bucket and
+//! whose sort key `k` is the key (README, "DynamoDB"). An item holds its value as binary `v`,
+//! or, once `increment` has touched it, as the number `n`, so that `UpdateItem ADD` can add
+//! in one request; `get` returns a number as its ASCII decimal, which keeps the two forms
+//! indistinguishable to the application. Every write also stores a fresh version token
+//! `ver`, and compare-and-swap is a `ConditionExpression` on it.
+//!
+//! Key attributes may not be empty, so the partition key is `<prefix>!<encoded bucket>`
+//! (`kvplug_settings::layout`; `kvplug_protocol::names`, `~` for the empty name) and the
+//! sort key is `/` + the key.
+
+pub mod batch;
+pub mod errors;
+pub mod items;
+pub mod json;
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use kvplug_protocol::names;
+use kvplug_settings::layout;
+
+use self::batch::WriteRequest;
+use self::errors::error_of;
+use self::items::{
+    DeleteItem, GetItem, Item, Key, PutItem, Query, UpdateItem, Values, check_sort_key, condition,
+    read_ack, read_exists, read_item, read_query, read_sum,
+};
+use self::json::{Attr, Number, Unreadable, to_json};
+use super::retry::{Attempt, Policy, Repeat};
+use super::{
+    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, distinct, last_wins,
+};
+use crate::client::{Client, Response, Verb};
+use crate::clock::{self, Utc};
+use crate::error::Error;
+use crate::settings::Settings;
+use crate::signing::sigv4;
+
+/// DynamoDB's limit on a partition key's value.
+const MAX_PARTITION_KEY_BYTES: usize = 2048;
+/// The header every DynamoDB answer carries, errors included: how its answers are told
+/// from those of whatever else a wrong `url` reaches.
+const REQUEST_ID: &str = "x-amzn-requestid";
+
+/// The table, the credentials and the connection, shared by every bucket of one `open`.
+#[derive(Debug)]
+struct Account {
+    client: Client,
+    table: String,
+    region: String,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+    page_size: u32,
+}
+
+/// A bucket: one partition of the table.
+#[derive(Debug, Clone)]
+pub struct DynamoBackend {
+    account: Rc<Account>,
+    /// The partition key value.
+    partition: Rc<str>,
+}
+
+/// How DynamoDB answered a request it did not refuse outright.
+enum Answer {
+    Done(Vec<u8>),
+    /// `ConditionalCheckFailedException`: the write's condition did not hold.
+    ConditionFailed,
+}
+
+/// Throttling (and a 5xx, where repeating is safe) is retried 6 times, waiting from 25 ms.
+const RETRY: Policy = Policy {
+    retries: 6,
+    base_ms: 25,
+    cap_ms: 2_000,
+};
+
+fn required(value: &Option<String>, name: &str) -> Result<String, Error> {
+    value
+        .clone()
+        .ok_or_else(|| Error::Settings(format!("the dynamodb backend needs `{name}`")))
+}
+
+/// `dynamodb.<region>.amazonaws.com[.cn]` names its region.
+fn region_of_host(authority: &str) -> Option<String> {
+    let host = authority.split(':').next()?;
+    let rest = host.strip_prefix("dynamodb.")?;
+    let (region, domain) = rest.split_once('.')?;
+    domain
+        .starts_with("amazonaws.com")
+        .then(|| String::from(region))
+}
+
+impl DynamoBackend {
+    fn table(&self) -> &str {
+        &self.account.table
+    }
+
+    fn key<'a>(&'a self, key: &'a str) -> Result<Key<'a>, Error> {
+        Key::new(&self.partition, key)
+    }
+
+    /// Sends one operation, signed, repeating it with backoff while the service throttles
+    /// it (or, if `repeat` allows, answers 500/502/503/504).
+    fn call(&self, operation: &'static str, body: &[u8], repeat: Repeat) -> Result<Answer, Error> {
+        let client = &self.account.client;
+        let request = format!("POST {} ({operation})", client.target("/"));
+        RETRY.run(client, &request, || {
+            let response = self.send_signed(operation, body)?;
+            if response.status == 200 {
+                return Ok(Attempt::Done(Answer::Done(response.body)));
+            }
+            let error = error_of(&response.body).map_err(|e| self.malformed(operation, e))?;
+            let (kind, message) = (error.kind, error.message);
+            match kind.as_str() {
+                "ConditionalCheckFailedException" => {
+                    return Ok(Attempt::Done(Answer::ConditionFailed));
+                }
+                "ResourceNotFoundException" => return Err(Error::NoSuchStore),
+                "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "MissingAuthenticationTokenException"
+                | "IncompleteSignatureException"
+                | "AccessDeniedException"
+                | "ExpiredTokenException" => return Err(Error::AccessDenied),
+                _ => {}
+            }
+            let throttled = matches!(
+                kind.as_str(),
+                "ThrottlingException"
+                    | "ProvisionedThroughputExceededException"
+                    | "RequestLimitExceeded"
+            );
+            // Only the statuses of a service that is up but could not serve this once; an
+            // unknown status is no reason to believe a retry would fare better.
+            let unavailable = matches!(response.status, 500 | 502 | 503 | 504);
+            if (throttled || unavailable) && repeat.allows(throttled) {
+                let kind = if kind.is_empty() {
+                    "no error type"
+                } else {
+                    &kind
+                };
+                let message = if message.is_empty() {
+                    "no message"
+                } else {
+                    &message
+                };
+                return Ok(Attempt::Busy {
+                    status: response.status,
+                    reason: format!("{kind}: {message}"),
+                });
+            }
+            let reason = if kind.is_empty() {
+                message
+            } else {
+                format!("{operation}: {kind}: {message}")
+            };
+            Err(client.status_with(Verb::Post, "/", response.status, &reason))
+        })
+    }
+
+    /// Sends one operation once, signed with SigV4; an answer without DynamoDB's request id
+    /// is not DynamoDB's.
+    fn send_signed(&self, operation: &'static str, body: &[u8]) -> Result<Response, Error> {
+        let account = &*self.account;
+        let path = account.client.target("/");
+        let target = format!("DynamoDB_20120810.{operation}");
+        let time = Utc::now();
+        let date = time.basic_date_time();
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(6);
+        headers.push(("content-type", "application/x-amz-json-1.0"));
+        headers.push(("host", account.client.authority()));
+        headers.push(("x-amz-date", &date));
+        if let Some(token) = &account.session_token {
+            headers.push(("x-amz-security-token", token));
+        }
+        headers.push(("x-amz-target", &target));
+        let authorization = sigv4::authorization(
+            &sigv4::Credentials {
+                access_key_id: &account.access_key_id,
+                secret_access_key: &account.secret_access_key,
+            },
+            &account.region,
+            "dynamodb",
+            &time,
+            &sigv4::Request {
+                method: "POST",
+                path: &path,
+                query: "",
+                headers: &headers,
+                body,
+            },
+        );
+        // The host sets `host` from the `url`; it is signed above, never sent twice.
+        headers.retain(|(name, _)| *name != "host");
+        headers.push(("authorization", &authorization));
+        let response = account.client.send(Verb::Post, "/", &headers, body)?;
+        if response.header(REQUEST_ID).is_none() {
+            return Err(self.foreign(operation, response.status, "no `x-amzn-requestid` header"));
+        }
+        Ok(response)
+    }
+
+    fn foreign(&self, operation: &str, status: u16, why: &str) -> Error {
+        super::foreign(
+            Verb::Post,
+            format!("{} ({operation})", self.account.client.target("/")),
+            status,
+            "DynamoDB",
+            why,
+        )
+    }
+
+    fn malformed(&self, operation: &str, detail: impl ToString) -> Error {
+        let path = format!("/ ({operation})");
+        self.account.client.malformed(Verb::Post, &path, detail)
+    }
+
+    /// The error for a successful answer `read` could not use.
+    fn unreadable(&self, operation: &str, why: Unreadable) -> Error {
+        match why {
+            Unreadable::Foreign => self.foreign(operation, 200, "not a JSON object"),
+            Unreadable::Malformed(detail) => self.malformed(operation, detail),
+        }
+    }
+
+    /// Reads a successful answer of `operation`.
+    fn answer<T>(
+        &self,
+        operation: &str,
+        bytes: &[u8],
+        read: impl FnOnce(&[u8]) -> Result<T, Unreadable>,
+    ) -> Result<T, Error> {
+        read(bytes).map_err(|why| self.unreadable(operation, why))
+    }
+
+    /// `call` for an operation that has no condition, then `read` the answer.
+    fn exchange<T>(
+        &self,
+        operation: &'static str,
+        body: &[u8],
+        read: impl FnOnce(&[u8]) -> Result<T, Unreadable>,
+    ) -> Result<T, Error> {
+        match self.call(operation, body, Repeat::Always)? {
+            Answer::Done(bytes) => self.answer(operation, &bytes, read),
+            Answer::ConditionFailed => {
+                Err(self.malformed(operation, "a condition failed on a request that has none"))
+            }
+        }
+    }
+
+    fn get_item(&self, key: &str, projection: Option<&str>) -> Result<Vec<u8>, Error> {
+        to_json(&GetItem {
+            table_name: self.table(),
+            key: self.key(key)?,
+            projection_expression: projection,
+            consistent_read: true,
+        })
+    }
+
+    fn read_item(&self, key: &str) -> Result<Versioned, Error> {
+        let body = self.get_item(key, None)?;
+        self.exchange("GetItem", &body, read_item)
+    }
+
+    /// `increment`'s slow path: `sum` written as a number (replacing stored bytes) only if
+    /// the key is still at `version`.
+    fn write_number(&self, key: &str, version: &Version, sum: i64) -> Result<Swap, Error> {
+        let (condition, old) = condition(version);
+        let body = to_json(&UpdateItem {
+            table_name: self.table(),
+            key: self.key(key)?,
+            update_expression: "SET n = :sum, ver = :ver REMOVE v",
+            condition_expression: condition,
+            expression_attribute_values: Values {
+                sum: Some(Attr::N(Number(sum))),
+                ver: Some(Attr::Token(clock::unique_token())),
+                old: old.map(Attr::S),
+                ..Values::default()
+            },
+            return_values: None,
+        })?;
+        match self.call("UpdateItem", &body, Repeat::IfRefused)? {
+            Answer::Done(bytes) => self
+                .answer("UpdateItem", &bytes, read_ack)
+                .map(|()| Swap::Done),
+            Answer::ConditionFailed => Ok(Swap::Conflict(self.read_item(key)?)),
+        }
+    }
+}
+
+impl Backend for DynamoBackend {
+    fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
+        // Buckets are partitions and always exist; a missing table shows as `no-such-store`
+        // on the first request, so opening costs nothing.
+        let client = Client::new(settings, None);
+        let region = match &settings.region {
+            Some(region) => region.clone(),
+            None => region_of_host(client.authority()).ok_or_else(|| {
+                Error::Settings(String::from(
+                    "the dynamodb backend needs `region` (it is read from the `url` only for dynamodb.<region>.amazonaws.com)",
+                ))
+            })?,
+        };
+        let partition = layout::namespace(&settings.prefix, bucket, names::encode, None)?;
+        if partition.len() > MAX_PARTITION_KEY_BYTES {
+            return Err(Error::Invalid(format!(
+                "DynamoDB partition keys hold at most {MAX_PARTITION_KEY_BYTES} bytes: prefix, `!` and encoded bucket name are {}",
+                partition.len()
+            )));
+        }
+        let account = Account {
+            table: String::from(settings.table.as_deref().unwrap_or("kvplug")),
+            region,
+            access_key_id: required(&settings.access_key_id, "access-key-id")?,
+            secret_access_key: required(&settings.secret_access_key, "secret-access-key")?,
+            session_token: settings.session_token.clone(),
+            page_size: settings.page_size,
+            client,
+        };
+        Ok(DynamoBackend {
+            account: Rc::new(account),
+            partition: Rc::from(partition),
+        })
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.read_item(key)?.value)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        let body = to_json(&PutItem {
+            table_name: self.table(),
+            item: Item::new(&self.partition, key, value)?,
+            condition_expression: None,
+            expression_attribute_values: Values::default(),
+        })?;
+        self.exchange("PutItem", &body, read_ack)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), Error> {
+        let body = to_json(&DeleteItem {
+            table_name: self.table(),
+            key: self.key(key)?,
+        })?;
+        self.exchange("DeleteItem", &body, read_ack)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, Error> {
+        let body = self.get_item(key, Some("k"))?;
+        self.exchange("GetItem", &body, read_exists)
+    }
+
+    fn list(&self, cursor: Option<&str>) -> Result<Page, Error> {
+        let body = to_json(&Query {
+            table_name: self.table(),
+            key_condition_expression: "b = :b",
+            expression_attribute_values: Values {
+                b: Some(Attr::S(&self.partition)),
+                ..Values::default()
+            },
+            projection_expression: "k",
+            consistent_read: true,
+            limit: self.account.page_size,
+            exclusive_start_key: cursor.map(|last| self.key(last)).transpose()?,
+        })?;
+        self.exchange("Query", &body, read_query)
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        // One request when the key is absent or already a number: ADD, on condition that no
+        // byte value is stored and that the sum stays within i64 (DynamoDB's numbers are
+        // wider; a sum beyond i64 must not be written).
+        let (condition, bound) = if delta >= 0 {
+            (
+                "attribute_not_exists(v) AND (attribute_not_exists(n) OR n <= :bound)",
+                i64::MAX - delta,
+            )
+        } else {
+            (
+                "attribute_not_exists(v) AND (attribute_not_exists(n) OR n >= :bound)",
+                i64::MIN - delta,
+            )
+        };
+        let body = to_json(&UpdateItem {
+            table_name: self.table(),
+            key: self.key(key)?,
+            update_expression: "ADD n :d SET ver = :ver",
+            condition_expression: condition,
+            expression_attribute_values: Values::add(delta, bound),
+            return_values: Some("UPDATED_NEW"),
+        })?;
+        match self.call("UpdateItem", &body, Repeat::IfRefused)? {
+            Answer::Done(bytes) => self.answer("UpdateItem", &bytes, read_sum),
+            // A byte value is stored (or the sum would overflow, which `counter::add`
+            // reports): convert it, or say why not.
+            Answer::ConditionFailed => {
+                let current = self.read_item(key)?;
+                super::increment_by_swap(key, delta, current, |version, sum| {
+                    self.write_number(key, version, sum)
+                })
+            }
+        }
+    }
+
+    fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
+        self.read_item(key)
+    }
+
+    fn write_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
+        let (condition, old) = condition(expected);
+        let body = to_json(&PutItem {
+            table_name: self.table(),
+            item: Item::new(&self.partition, key, value)?,
+            condition_expression: Some(condition),
+            expression_attribute_values: Values {
+                old: old.map(Attr::S),
+                ..Values::default()
+            },
+        })?;
+        match self.call("PutItem", &body, Repeat::IfRefused)? {
+            Answer::Done(bytes) => self
+                .answer("PutItem", &bytes, read_ack)
+                .map(|()| Swap::Done),
+            Answer::ConditionFailed => Ok(Swap::Conflict(self.read_item(key)?)),
+        }
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        // BatchGetItem refuses a key twice and answers in any order: ask for each key once,
+        // then answer in the order asked.
+        check_batch("get-many", keys, check_sort_key)?;
+        let found = self.batch_get(distinct(keys))?;
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+
+    fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        // BatchWriteItem refuses a key twice in one request; the last value is what
+        // sequential sets would leave.
+        check_pairs(pairs, check_sort_key)?;
+        let requests = last_wins(pairs)
+            .into_iter()
+            .map(|(key, value)| {
+                let item = Item::new(&self.partition, key, value)?;
+                Ok((key.as_str(), WriteRequest::PutRequest { item }))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.batch_write(&requests)
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        check_batch("delete-many", keys, check_sort_key)?;
+        let requests = distinct(keys)
+            .into_iter()
+            .map(|key| {
+                let key_json = self.key(key)?;
+                Ok((key.as_str(), WriteRequest::DeleteRequest { key: key_json }))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.batch_write(&requests)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_region_is_read_from_aws_endpoints_only() {
+        assert_eq!(
+            region_of_host("dynamodb.eu-west-1.amazonaws.com").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_of_host("dynamodb.cn-north-1.amazonaws.com.cn:443").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(region_of_host("127.0.0.1:4567"), None);
+        assert_eq!(region_of_host("dynamodb.example.org"), None);
+    }
+
+    fn backend() -> DynamoBackend {
+        let settings = Settings::from_lookup(|name| {
+            Ok(match name {
+                "url" => Some(String::from("http://127.0.0.1:4567")),
+                "region" => Some(String::from("us-east-1")),
+                "access-key-id" => Some(String::from("AKIDEXAMPLE")),
+                "secret-access-key" => {
+                    Some(String::from("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"))
+                }
+                _ => None,
+            })
+        })
+        .unwrap();
+        DynamoBackend::open(&settings, "b").unwrap()
+    }
+
+    #[test]
+    fn a_field_twice_is_a_malformed_answer_naming_the_operation() {
+        let b = backend();
+        let error = b
+            .answer(
+                "GetItem",
+                br#"{"Item":{"k":{"S":"/a"}},"Item":{}}"#,
+                read_item,
+            )
+            .unwrap_err();
+        let Error::Malformed {
+            method,
+            path,
+            detail,
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!((*method, path.as_str()), ("POST", "/ (GetItem)"));
+        assert!(
+            detail.starts_with("duplicate field `Item` at line 1 column "),
+            "{detail}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("POST / (GetItem): malformed response: duplicate field `Item`"),
+            "{error}"
+        );
+        // Not an object: not DynamoDB's.
+        let error = b.answer("PutItem", b"[]", read_ack).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is not from DynamoDB (not a JSON object)"),
+            "{error}"
+        );
+    }
+}
