@@ -26,7 +26,7 @@ use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct,
     large_first, last_wins,
 };
-use crate::client::{Client, Verb};
+use crate::client::{Client, MAX_RESPONSE_BYTES, SMALL_ANSWER_BYTES, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
 
@@ -443,11 +443,18 @@ impl EtcdBackend {
 
     /// Sends `body` to `path` and returns the JSON answer's bytes, or the error etcd gave.
     fn call(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
-        let response = self.client.send(
+        // A put or a delete answers a header and a count; a range or a transaction may carry
+        // values, which etcd does not limit below its request size.
+        let cap = match path {
+            PUT | DELETE_RANGE => SMALL_ANSWER_BYTES,
+            _ => MAX_RESPONSE_BYTES,
+        };
+        let response = self.client.send_capped(
             Verb::Post,
             path,
             &[("content-type", "application/json")],
             body,
+            cap,
         )?;
         if response.status == 200 {
             return Ok(response.body);

@@ -43,7 +43,7 @@ use super::retry::{Attempt, Policy, Repeat};
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct, last_wins,
 };
-use crate::client::{Client, Response, Verb};
+use crate::client::{Client, Response, SMALL_ANSWER_BYTES, Verb};
 use crate::clock::Utc;
 use crate::error::Error;
 use crate::settings::Settings;
@@ -92,12 +92,20 @@ struct Inner {
     page_size: u32,
 }
 
+/// The most one entity's answer can hold: an entity is at most 1 MiB of JSON on the service,
+/// with escaping and the envelope on top.
+const ENTITY_ANSWER_BYTES: u64 = 2 << 20;
+/// The most a query page can hold: `get-many` asks for up to [`MAX_FILTER_ROWS`] whole
+/// entities at a time, `list-keys` for up to `page-size` (at most 10,000) row keys of at most
+/// 1 KiB each.
+const QUERY_ANSWER_BYTES: u64 = 32 << 20;
+
 impl TableBackend {
     fn client(&self) -> &Client {
         &self.inner.client
     }
 
-    /// Sends one signed request.
+    /// Sends one signed request, whose successful answer may hold at most `cap` bytes.
     fn send_once(
         &self,
         verb: Verb,
@@ -105,6 +113,7 @@ impl TableBackend {
         extra: &[(&str, &str)],
         content_type: Option<&str>,
         body: &[u8],
+        cap: u64,
     ) -> Result<Response, Error> {
         let date = Utc::now().http_date();
         let target = self.client().target(path);
@@ -129,7 +138,7 @@ impl TableBackend {
             headers.push(("content-type", content_type));
         }
         headers.extend_from_slice(extra);
-        let response = self.client().send(verb, path, &headers, body)?;
+        let response = self.client().send_capped(verb, path, &headers, body, cap)?;
         if response.header(REQUEST_ID).is_none() {
             return Err(super::foreign(
                 verb,
@@ -143,7 +152,8 @@ impl TableBackend {
     }
 
     /// Sends a request, repeating it with backoff while the service is busy if `repeat`
-    /// allows.
+    /// allows. A `GET` may answer a query page ([`QUERY_ANSWER_BYTES`]), anything else an
+    /// acknowledgement; [`TableBackend::send_capped`] reads one entity with a tighter cap.
     fn send(
         &self,
         verb: Verb,
@@ -153,9 +163,30 @@ impl TableBackend {
         body: &[u8],
         repeat: Repeat,
     ) -> Result<Response, Error> {
+        let cap = match verb {
+            Verb::Get => QUERY_ANSWER_BYTES,
+            _ => SMALL_ANSWER_BYTES,
+        };
+        self.send_capped(verb, path, extra, content_type, body, repeat, cap)
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one request's parts, as `send` takes them, and its cap"
+    )]
+    fn send_capped(
+        &self,
+        verb: Verb,
+        path: &str,
+        extra: &[(&str, &str)],
+        content_type: Option<&str>,
+        body: &[u8],
+        repeat: Repeat,
+        cap: u64,
+    ) -> Result<Response, Error> {
         let request = format!("{} {}", verb.name(), self.client().target(path));
         RETRY.run(self.client(), &request, || {
-            let response = self.send_once(verb, path, extra, content_type, body)?;
+            let response = self.send_once(verb, path, extra, content_type, body, cap)?;
             // The Table service does not say whether a busy answer acted: never "refused".
             let busy = busy(&response).map_err(|e| self.client().malformed(verb, path, e))?;
             if busy && repeat.allows(false) {
@@ -180,7 +211,15 @@ impl TableBackend {
     /// Reads one entity: its value and ETag, or `None` if the row is absent.
     fn read(&self, row: &str) -> Result<Option<(Vec<u8>, String)>, Error> {
         let path = self.entity_path(row);
-        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
+        let response = self.send_capped(
+            Verb::Get,
+            &path,
+            &[],
+            None,
+            &[],
+            Repeat::Always,
+            ENTITY_ANSWER_BYTES,
+        )?;
         if response.status == 200 {
             let value = read_entity(&response.body)
                 .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
@@ -419,7 +458,15 @@ impl Backend for TableBackend {
     fn exists(&self, key: &str) -> Result<bool, Error> {
         let row = key_field(key, "key")?;
         let path = format!("{}?$select=PartitionKey", self.entity_path(&row));
-        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
+        let response = self.send_capped(
+            Verb::Get,
+            &path,
+            &[],
+            None,
+            &[],
+            Repeat::Always,
+            SMALL_ANSWER_BYTES,
+        )?;
         if response.status == 200 {
             Ok(true)
         } else if self.row_missing(Verb::Get, &path, &response)? {

@@ -36,7 +36,7 @@ use super::retry::{Attempt, Policy, Repeat};
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, distinct, last_wins,
 };
-use crate::client::{Client, Response, Verb};
+use crate::client::{Client, MAX_RESPONSE_BYTES, Response, SMALL_ANSWER_BYTES, Verb};
 use crate::clock::{self, Utc};
 use crate::error::Error;
 use crate::settings::Settings;
@@ -96,6 +96,22 @@ fn region_of_host(authority: &str) -> Option<String> {
     domain
         .starts_with("amazonaws.com")
         .then(|| String::from(region))
+}
+
+/// The most a successful answer to `operation` can hold. DynamoDB's own limits bound them all:
+/// an item is at most 400 KB (a value as base64 in JSON, 4/3 of that), a query page 1 MB of
+/// keys, a `BatchGetItem` answer 16 MB of items, and `BatchWriteItem` hands back at most its 25
+/// items; escaping and the envelope are the rest.
+fn answer_cap(operation: &str) -> u64 {
+    const MB: u64 = 1 << 20;
+    match operation {
+        "GetItem" => 2 * MB,
+        "PutItem" | "DeleteItem" | "UpdateItem" => SMALL_ANSWER_BYTES,
+        "Query" => 8 * MB,
+        "BatchWriteItem" => 16 * MB,
+        "BatchGetItem" => 24 * MB,
+        _ => MAX_RESPONSE_BYTES,
+    }
 }
 
 impl DynamoBackend {
@@ -201,7 +217,10 @@ impl DynamoBackend {
         // The host sets `host` from the `url`; it is signed above, never sent twice.
         headers.retain(|(name, _)| *name != "host");
         headers.push(("authorization", &authorization));
-        let response = account.client.send(Verb::Post, "/", &headers, body)?;
+        let response =
+            account
+                .client
+                .send_capped(Verb::Post, "/", &headers, body, answer_cap(operation))?;
         if response.header(REQUEST_ID).is_none() {
             return Err(self.foreign(operation, response.status, "no `x-amzn-requestid` header"));
         }
