@@ -205,6 +205,20 @@ mod tests {
     }
 
     #[test]
+    fn the_region_is_read_from_aws_endpoints_only() {
+        assert_eq!(
+            region_of_host("dynamodb.eu-west-1.amazonaws.com").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_of_host("dynamodb.cn-north-1.amazonaws.com.cn:443").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(region_of_host("127.0.0.1:4567"), None);
+        assert_eq!(region_of_host("dynamodb.example.org"), None);
+    }
+
+    #[test]
     fn names_round_trip() {
         for backend in Backend::ALL {
             assert_eq!(Backend::from_name(backend.name()), Some(backend));

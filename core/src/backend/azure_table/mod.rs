@@ -48,9 +48,8 @@ use crate::clock::Utc;
 use crate::error::Error;
 use crate::settings::Settings;
 use crate::signing::shared_key::{self, SharedKey};
+use kvplug_settings::backend::AzureTableSettings;
 
-/// The table when the `table` setting is absent.
-const DEFAULT_TABLE: &str = "kvplug";
 /// The REST version requests ask for; its JSON format is the one parsed here.
 const API_VERSION: &str = "2019-02-02";
 const ACCEPT: &str = "application/json;odata=nometadata";
@@ -346,46 +345,16 @@ impl TableBackend {
     }
 }
 
-/// A table name the Table service accepts: 3 to 63 letters and digits, a letter first.
-fn check_table(name: &str) -> Result<(), Error> {
-    let ok = (3..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric())
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Settings(String::from(
-            "`table` must be 3 to 63 letters and digits, starting with a letter, for azure-table",
-        )))
-    }
-}
-
-fn required<'s>(value: &'s Option<String>, name: &str, hint: &str) -> Result<&'s str, Error> {
-    value
-        .as_deref()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::Settings(format!("azure-table needs `{name}`: {hint}")))
-}
-
 impl Backend for TableBackend {
     fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
         // Buckets are partitions and need no creating; a missing table shows on first use.
-        let account = required(
-            &settings.account_name,
-            "account-name",
-            "the storage account's name (devstoreaccount1 for Azurite)",
-        )?;
-        let key = required(
-            &settings.account_key,
-            "account-key",
-            "the storage account's base64 key",
-        )?;
-        let signer = SharedKey::new(account, key)?;
-        let table = settings
-            .table
-            .clone()
-            .unwrap_or_else(|| String::from(DEFAULT_TABLE));
-        check_table(&table)?;
+        // The settings are checked where `kvplug seal` checks them too.
+        let AzureTableSettings {
+            account_name,
+            account_key,
+            table,
+        } = AzureTableSettings::from_settings(settings).map_err(Error::Settings)?;
+        let signer = SharedKey::new(&account_name, &account_key)?;
         // The prefix is escaped as a key is (it holds no marker, settings refuse one); the
         // escaping never writes the marker, so the namespace argument holds for the field.
         let prefix = escape_field(&settings.prefix, |_| false);

@@ -41,6 +41,7 @@ use crate::clock::{self, Utc};
 use crate::error::Error;
 use crate::settings::Settings;
 use crate::signing::sigv4;
+use kvplug_settings::backend::DynamoDbSettings;
 
 /// DynamoDB's limit on a partition key's value.
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
@@ -81,22 +82,6 @@ const RETRY: Policy = Policy {
     base_ms: 25,
     cap_ms: 2_000,
 };
-
-fn required(value: &Option<String>, name: &str) -> Result<String, Error> {
-    value
-        .clone()
-        .ok_or_else(|| Error::Settings(format!("the dynamodb backend needs `{name}`")))
-}
-
-/// `dynamodb.<region>.amazonaws.com[.cn]` names its region.
-fn region_of_host(authority: &str) -> Option<String> {
-    let host = authority.split(':').next()?;
-    let rest = host.strip_prefix("dynamodb.")?;
-    let (region, domain) = rest.split_once('.')?;
-    domain
-        .starts_with("amazonaws.com")
-        .then(|| String::from(region))
-}
 
 /// The most a successful answer to `operation` can hold. DynamoDB's own limits bound them all:
 /// an item is at most 400 KB (a value as base64 in JSON, 4/3 of that), a query page 1 MB of
@@ -319,15 +304,9 @@ impl Backend for DynamoBackend {
     fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
         // Buckets are partitions and always exist; a missing table shows as `no-such-store`
         // on the first request, so opening costs nothing.
+        // The settings are checked where `kvplug seal` checks them too.
+        let typed = DynamoDbSettings::from_settings(settings).map_err(Error::Settings)?;
         let client = Client::new(settings, None);
-        let region = match &settings.region {
-            Some(region) => region.clone(),
-            None => region_of_host(client.authority()).ok_or_else(|| {
-                Error::Settings(String::from(
-                    "the dynamodb backend needs `region` (it is read from the `url` only for dynamodb.<region>.amazonaws.com)",
-                ))
-            })?,
-        };
         let partition = layout::namespace(&settings.prefix, bucket, names::encode, None)?;
         if partition.len() > MAX_PARTITION_KEY_BYTES {
             return Err(Error::Invalid(format!(
@@ -336,11 +315,11 @@ impl Backend for DynamoBackend {
             )));
         }
         let account = Account {
-            table: String::from(settings.table.as_deref().unwrap_or("kvplug")),
-            region,
-            access_key_id: required(&settings.access_key_id, "access-key-id")?,
-            secret_access_key: required(&settings.secret_access_key, "secret-access-key")?,
-            session_token: settings.session_token.clone(),
+            table: typed.table,
+            region: typed.region,
+            access_key_id: typed.access_key_id,
+            secret_access_key: typed.secret_access_key,
+            session_token: typed.session_token,
             page_size: settings.page_size,
             client,
         };
@@ -490,20 +469,6 @@ impl Backend for DynamoBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_region_is_read_from_aws_endpoints_only() {
-        assert_eq!(
-            region_of_host("dynamodb.eu-west-1.amazonaws.com").as_deref(),
-            Some("eu-west-1")
-        );
-        assert_eq!(
-            region_of_host("dynamodb.cn-north-1.amazonaws.com.cn:443").as_deref(),
-            Some("cn-north-1")
-        );
-        assert_eq!(region_of_host("127.0.0.1:4567"), None);
-        assert_eq!(region_of_host("dynamodb.example.org"), None);
-    }
 
     fn backend() -> DynamoBackend {
         let settings = Settings::from_lookup(|name| {
