@@ -7,20 +7,18 @@
 //! absent key) whose failure branch reads the key, so a lost race costs no extra request.
 //! etcd has no arithmetic, so `increment` is that same transaction in a bounded loop.
 //!
-//! Fuzzed: the answer readers [`read_answer`] and [`error_message`] take any bytes.
+//! The answers are read in [`answer`] (fuzzed).
 
-use alloc::borrow::Cow;
 use alloc::format;
 use alloc::rc::Rc;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
 use kvplug_codec::base64;
 use kvplug_protocol::names;
 use kvplug_settings::layout;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct,
@@ -29,6 +27,9 @@ use super::{
 use crate::client::{Client, MAX_RESPONSE_BYTES, SMALL_ANSWER_BYTES, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
+
+mod answer;
+pub use answer::{Answer, Unreadable, error_message, read_answer};
 
 /// etcd's default `--max-txn-ops`: operations one transaction may hold.
 const MAX_TXN_OPS: usize = 128;
@@ -147,278 +148,6 @@ impl fmt::Display for Base64<'_> {
 fn to_json(body: &impl Serialize) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(body)
         .map_err(|e| Error::Invalid(format!("etcd: cannot write the request: {e}")))
-}
-
-// The gateway's answers, errors included, are all read into one `Answer`: each operation
-// reads the fields it needs. Every answer but an error holds the cluster's `header`;
-// fields read leniently before serde (`count`, `more`, `succeeded`, revisions, `message`)
-// are `Loose`, so a wrong type still counts as absent.
-
-/// Why an answer of the gateway could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unreadable {
-    /// Not JSON with etcd's `header` object: not the gateway's answer at all.
-    Foreign,
-    /// The gateway's answer, but not of the shape the operation needs (a field twice, of
-    /// the wrong type, a value that is not base64, …).
-    Malformed(String),
-}
-
-impl From<&str> for Unreadable {
-    fn from(detail: &str) -> Self {
-        Unreadable::Malformed(String::from(detail))
-    }
-}
-
-/// An answer of `range`, `put`, `deleterange` or `txn` (or a transaction's read), or an
-/// error answer (`{"error": …, "message": …, "code": <gRPC code>}`).
-#[derive(Debug, Deserialize)]
-pub struct Answer<'a> {
-    #[serde(borrow)]
-    header: Option<Loose<'a>>,
-    #[serde(borrow, default)]
-    kvs: Vec<KeyValue<'a>>,
-    #[serde(borrow)]
-    more: Option<Loose<'a>>,
-    #[serde(borrow)]
-    count: Option<Loose<'a>>,
-    #[serde(borrow)]
-    succeeded: Option<Loose<'a>>,
-    /// A transaction's; absent when there were none.
-    #[serde(borrow, default)]
-    responses: Vec<ResponseOp<'a>>,
-    #[serde(borrow)]
-    message: Option<Loose<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct KeyValue<'a> {
-    key: Option<String>,
-    /// The gateway omits an empty value.
-    #[serde(borrow, default)]
-    value: Cow<'a, str>,
-    #[serde(borrow)]
-    mod_revision: Option<Loose<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ResponseOp<'a> {
-    #[serde(borrow)]
-    response_range: Option<Answer<'a>>,
-}
-
-/// What is left to read of an answer that does not parse: whether it is etcd's at all.
-#[derive(Debug, Deserialize)]
-struct Header<'a> {
-    #[serde(borrow)]
-    header: Option<Loose<'a>>,
-}
-
-/// Reads an answer of `range`, `put`, `deleterange` or `txn`. A document that does not
-/// parse is still etcd's (and so `Malformed`, not `Foreign`) if it is an object with the
-/// `header` object.
-pub fn read_answer(body: &[u8]) -> Result<Answer<'_>, Unreadable> {
-    let text = object_text(body).ok_or(Unreadable::Foreign)?;
-    let error = match serde_json::from_str::<Answer<'_>>(text) {
-        Ok(answer) if headed(&answer.header) => return Ok(answer),
-        Err(e) if e.is_data() => e,
-        _ => return Err(Unreadable::Foreign),
-    };
-    match serde_json::from_str::<Header<'_>>(text) {
-        Ok(ack) if headed(&ack.header) => Err(Unreadable::Malformed(describe(&error))),
-        // Only `header` is read: the one field that can be there twice.
-        Err(e) if e.is_data() => Err(Unreadable::Malformed(describe(&e))),
-        _ => Err(Unreadable::Foreign),
-    }
-}
-
-/// The `message` of the gateway's error answer; `None` when the body is not a JSON object or
-/// has no message as a string, and an error when the body names a field twice (or holds one
-/// of the gateway's fields with the wrong type): what it says is ambiguous.
-pub fn error_message(body: &[u8]) -> Result<Option<String>, String> {
-    let Some(text) = object_text(body) else {
-        return Ok(None);
-    };
-    match serde_json::from_str::<Answer<'_>>(text) {
-        Ok(answer) => Ok(answer.message.and_then(|m| m.as_str().map(String::from))),
-        Err(e) if e.is_data() => Err(describe(&e)),
-        Err(_) => Ok(None),
-    }
-}
-
-/// `body` as text if it can only be a JSON object (or no JSON at all): it starts with `{`.
-/// Serde's derived structs also take an array, field by field, and a foreign `[{}]` must
-/// not pass for etcd's answer.
-fn object_text(body: &[u8]) -> Option<&str> {
-    let text = core::str::from_utf8(body).ok()?;
-    text.trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{')
-        .then_some(text)
-}
-
-fn headed(header: &Option<Loose<'_>>) -> bool {
-    header.as_ref().is_some_and(Loose::is_object)
-}
-
-impl Answer<'_> {
-    /// The value of the first key, if any.
-    pub fn first_value(&self) -> Result<Option<Vec<u8>>, &'static str> {
-        self.kvs.first().map(KeyValue::value).transpose()
-    }
-
-    /// The first key's value and `mod_revision`, or that it is absent.
-    pub fn versioned(&self) -> Result<Versioned, &'static str> {
-        let Some(kv) = self.kvs.first() else {
-            return Ok(Versioned::absent());
-        };
-        let revision = kv
-            .mod_revision
-            .as_ref()
-            .and_then(Loose::as_u64)
-            .ok_or("a key without `mod_revision`")?;
-        Ok(Versioned {
-            value: Some(kv.value()?),
-            version: Version::Tag(revision.to_string()),
-        })
-    }
-
-    /// Whether `count` is above zero.
-    pub fn counted(&self) -> bool {
-        self.count.as_ref().and_then(Loose::as_u64).unwrap_or(0) > 0
-    }
-
-    /// Whether keys follow this page.
-    pub fn more(&self) -> bool {
-        self.more.as_ref().is_some_and(Loose::is_true)
-    }
-
-    /// Whether a transaction's condition held.
-    pub fn succeeded(&self) -> bool {
-        self.succeeded.as_ref().is_some_and(Loose::is_true)
-    }
-
-    /// A transaction's reads, one per response (`None` for a write's).
-    pub fn reads(&self) -> impl ExactSizeIterator<Item = Option<&Answer<'_>>> {
-        self.responses.iter().map(|r| r.response_range.as_ref())
-    }
-
-    /// The keys listed, without `space`, the bucket's start.
-    pub fn keys(&self, space: &str) -> Result<Vec<String>, &'static str> {
-        let mut keys = Vec::with_capacity(self.kvs.len());
-        for kv in &self.kvs {
-            let full = kv
-                .key
-                .as_ref()
-                .and_then(|k| base64::decode(k).ok())
-                .ok_or("a listed key is not base64")?;
-            let key = full
-                .strip_prefix(space.as_bytes())
-                .ok_or("a listed key outside the bucket")?;
-            let key = core::str::from_utf8(key)
-                .map_err(|_| "a key in the bucket is not UTF-8 (written by another client)")?;
-            keys.push(String::from(key));
-        }
-        Ok(keys)
-    }
-}
-
-impl KeyValue<'_> {
-    fn value(&self) -> Result<Vec<u8>, &'static str> {
-        base64::decode(&self.value).map_err(|_| "`value` is not base64")
-    }
-}
-
-/// serde_json's message without the text it quotes from the answer (`invalid type: string
-/// "…"`), which may be large or echo a secret; the position stays.
-fn describe(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    match (message.find('"'), message.rfind('"')) {
-        (Some(first), Some(last)) if first < last => {
-            let head = message.get(..first).unwrap_or_default().trim_end();
-            let tail = message.get(last + 1..).unwrap_or_default();
-            format!("{head}{tail}")
-        }
-        _ => message,
-    }
-}
-
-/// Any JSON value, kept only as far as a lenient read needs it.
-#[derive(Debug)]
-enum Loose<'a> {
-    Object,
-    Bool(bool),
-    Unsigned(u64),
-    Text(Cow<'a, str>),
-    Other,
-}
-
-impl Loose<'_> {
-    fn is_object(&self) -> bool {
-        matches!(self, Loose::Object)
-    }
-
-    fn is_true(&self) -> bool {
-        matches!(self, Loose::Bool(true))
-    }
-
-    /// A number, or a string holding a decimal (the gateway sends int64 fields as strings):
-    /// what `u64`'s `FromStr` takes.
-    fn as_u64(&self) -> Option<u64> {
-        match self {
-            Loose::Unsigned(n) => Some(*n),
-            Loose::Text(text) => text.parse().ok(),
-            _ => None,
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Loose::Text(text) => Some(text),
-            _ => None,
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Anything;
-        impl<'de> Visitor<'de> for Anything {
-            type Value = Loose<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Loose::Object)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Loose::Other)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
-                Ok(Loose::Bool(b))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
-                Ok(u64::try_from(n).map_or(Loose::Other, Loose::Unsigned))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
-                Ok(Loose::Unsigned(n))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Loose::Other)
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Loose::Text(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Loose::Text(Cow::Owned(String::from(s))))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Other)
-            }
-        }
-        deserializer.deserialize_any(Anything)
-    }
 }
 
 /// Refuses a key longer than [`MAX_KEY_BYTES`] before anything is sent.
@@ -816,52 +545,6 @@ mod tests {
     }
 
     #[test]
-    fn answers_read_values_revisions_and_keys_as_before() {
-        let answer = read_answer(
-            br#"{"header":{"revision":"9"},"kvs":[{"key":"IWIvYQ==","value":"aGk=","mod_revision":"8"},{"key":"IWIvYg=="}],"more":true,"count":"2"}"#,
-        )
-        .unwrap();
-        assert_eq!(answer.first_value(), Ok(Some(b"hi".to_vec())));
-        let tag = |r: &str| Version::Tag(String::from(r));
-        assert_eq!(answer.versioned().map(|v| v.version), Ok(tag("8")));
-        assert_eq!(
-            answer.keys("!b/"),
-            Ok(alloc::vec![String::from("a"), String::from("b")])
-        );
-        assert!(answer.more() && answer.counted());
-        // Revisions: a number, or a string as `u64`'s `FromStr` reads it.
-        for (revision, read) in [
-            ("8", Some("8")),
-            (r#""+8""#, Some("8")),
-            ("8.0", None),
-            (r#""-1""#, None),
-            ("true", None),
-        ] {
-            let body = format!(r#"{{"header":{{}},"kvs":[{{"mod_revision":{revision}}}]}}"#);
-            let version = read_answer(body.as_bytes())
-                .unwrap()
-                .versioned()
-                .map(|v| v.version);
-            assert_eq!(
-                version,
-                read.map(tag).ok_or("a key without `mod_revision`"),
-                "{revision}"
-            );
-        }
-        // Lenient fields of the wrong type count as absent; an omitted value is empty.
-        let empty =
-            read_answer(br#"{"header":{},"count":"x","more":"true","succeeded":1}"#).unwrap();
-        assert!(!empty.counted() && !empty.more() && !empty.succeeded());
-        assert_eq!(empty.versioned(), Ok(Versioned::absent()));
-        let answer = read_answer(br#"{"header":{},"kvs":[{"key":"IWIvYQ=="}]}"#).unwrap();
-        assert_eq!(answer.first_value(), Ok(Some(Vec::new())));
-        let answer = read_answer(br#"{"header": {}, "kvs": [{"value": "***"}]}"#).unwrap();
-        assert_eq!(answer.first_value(), Err("`value` is not base64"));
-        let txn = read_answer(br#"{"header":{},"responses":[{"response_put":{}}]}"#).unwrap();
-        assert!(!txn.succeeded() && matches!(txn.reads().next(), Some(None)));
-    }
-
-    #[test]
     fn answers_without_etcds_header_are_foreign_of_the_wrong_shape_malformed() {
         for body in [
             &b"<html>proxy error</html>"[..],
@@ -929,17 +612,5 @@ mod tests {
             );
         }
         assert!(error_message(br#"{"message":"a","message":"b"}"#).is_err());
-    }
-
-    #[test]
-    fn error_answers_give_their_message() {
-        let body = br#"{"error":"etcdserver: request is too large","message":"etcdserver: request is too large","code":3}"#;
-        assert_eq!(
-            error_message(body),
-            Ok(Some(String::from("etcdserver: request is too large")))
-        );
-        for body in [&b"<html>"[..], br#"{"message":3}"#, br#"["message"]"#] {
-            assert_eq!(error_message(body), Ok(None));
-        }
     }
 }
