@@ -3,6 +3,7 @@
 //! Fuzzed: [`read_answer`] and [`error_message`] take any bytes (fuzz/fuzz_targets/etcd.rs).
 
 use alloc::borrow::Cow;
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
