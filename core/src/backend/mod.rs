@@ -18,6 +18,8 @@ pub mod dynamodb;
 pub mod etcd;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(any(feature = "etcd", feature = "dynamodb", feature = "azure-table"))]
+pub mod json;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "dynamodb", feature = "azure-table"))]

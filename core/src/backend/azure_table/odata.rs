@@ -21,6 +21,8 @@ use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::keys::{MAX_VALUE, PART_BYTES, parts};
+pub use crate::backend::json::describe;
+use crate::backend::json::{Base64, Text};
 use crate::error::Error;
 
 /// The most parts a value kvplug wrote can have (12: `v0` to `v11`). A reader reserves a
@@ -53,28 +55,6 @@ impl Serialize for Entity<'_> {
 pub fn entity_json(entity: &Entity<'_>) -> Result<String, Error> {
     serde_json::to_string(entity)
         .map_err(|e| Error::Invalid(format!("azure-table: cannot write the entity: {e}")))
-}
-
-/// Bytes written as a base64 JSON string, encoded straight into the body.
-struct Base64<'a>(&'a [u8]);
-
-impl Serialize for Base64<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl fmt::Display for Base64<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Whole groups of 3 bytes encode to the same text apart as together.
-        let mut text = String::new();
-        for chunk in self.0.chunks(3 * 1024) {
-            text.clear();
-            base64::encode_into(&mut text, chunk);
-            f.write_str(&text)?;
-        }
-        Ok(())
-    }
 }
 
 /// An entity as answers carry it: its `RowKey` and its value's parts, each as given.
@@ -136,7 +116,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for EntityAnswer<'a> {
                     row_key: Json::Absent,
                     parts: Vec::new(),
                 };
-                while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+                while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
                     let slot = if name == "RowKey" {
                         &mut entity.row_key
                     } else if let Some(i) = part_index(&name) {
@@ -160,28 +140,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for EntityAnswer<'a> {
             }
         }
         deserializer.deserialize_map(Properties)
-    }
-}
-
-/// A property name: borrowed from the answer unless it had escapes.
-struct Name<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Strings;
-        impl<'de> Visitor<'de> for Strings {
-            type Value = Cow<'de, str>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(s))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(String::from(s)))
-            }
-        }
-        deserializer.deserialize_str(Strings).map(Name)
     }
 }
 
@@ -209,20 +167,6 @@ pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
     let text = core::str::from_utf8(body)
         .map_err(|e| format!("a response that is not UTF-8 (at byte {})", e.valid_up_to()))?;
     serde_json::from_str(text).map_err(|e| describe(&e))
-}
-
-/// serde_json's message without the text it quotes from the answer (`invalid type: string
-/// "…"`), which may be large or echo a secret; the position stays.
-pub fn describe(error: &serde_json::Error) -> String {
-    let message = format!("{error}");
-    match (message.find('"'), message.rfind('"')) {
-        (Some(first), Some(last)) if first < last => {
-            let head = message.get(..first).unwrap_or_default().trim_end();
-            let tail = message.get(last + 1..).unwrap_or_default();
-            format!("{head}{tail}")
-        }
-        _ => message,
-    }
 }
 
 /// An object of which no field is read.

@@ -9,19 +9,17 @@
 //! `Malformed`, like any other answer of the wrong shape; a body that is not a JSON object
 //! is not DynamoDB's at all.
 
-use alloc::borrow::Cow;
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
 
-use kvplug_codec::base64;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::items::{AttrAnswer, ItemAnswer};
+pub use crate::backend::json::{Base64, Loose, Text, describe};
 use crate::error::Error;
 
 /// A visitor's methods for the JSON values that are neither objects, arrays nor strings:
@@ -48,8 +46,7 @@ macro_rules! other_values {
 
 /// A request body.
 pub fn to_json(body: &impl Serialize) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(body)
-        .map_err(|e| Error::Invalid(format!("dynamodb: cannot write the request: {e}")))
+    crate::backend::json::to_json("dynamodb", body)
 }
 
 /// An attribute value as requests write it.
@@ -83,29 +80,6 @@ pub struct Number(pub i64);
 impl Serialize for Number {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&self.0)
-    }
-}
-
-/// Bytes written as a base64 JSON string, encoded straight into the body.
-#[derive(Debug)]
-pub struct Base64<'a>(pub &'a [u8]);
-
-impl Serialize for Base64<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl fmt::Display for Base64<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Whole groups of 3 bytes encode to the same text apart as together.
-        let mut text = String::new();
-        for chunk in self.0.chunks(3 * 1024) {
-            text.clear();
-            base64::encode_into(&mut text, chunk);
-            f.write_str(&text)?;
-        }
-        Ok(())
     }
 }
 
@@ -205,20 +179,6 @@ pub fn object_text(body: &[u8]) -> Option<&str> {
         .then_some(text)
 }
 
-/// serde_json's message without the text it quotes from the answer (`invalid type: string
-/// "…"`), which may be large or echo a secret; the position stays.
-pub fn describe(error: &serde_json::Error) -> String {
-    let message = format!("{error}");
-    match (message.find('"'), message.rfind('"')) {
-        (Some(first), Some(last)) if first < last => {
-            let head = message.get(..first).unwrap_or_default().trim_end();
-            let tail = message.get(last + 1..).unwrap_or_default();
-            format!("{head}{tail}")
-        }
-        _ => message,
-    }
-}
-
 /// The values of a map whose keys are table names, each name once; `None` for any other
 /// JSON value.
 #[derive(Debug)]
@@ -298,73 +258,4 @@ impl<'de: 'a, 'a> Deserialize<'de> for Entries<'a> {
 fn drain<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<IgnoredAny>()?.is_some() {}
     Ok(())
-}
-
-/// A JSON string: borrowed from the answer unless it had escapes.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Text<'a>(pub Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Strings;
-        impl<'de> Visitor<'de> for Strings {
-            type Value = Cow<'de, str>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(s))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(String::from(s)))
-            }
-        }
-        deserializer.deserialize_str(Strings).map(Text)
-    }
-}
-
-/// A field read leniently: a string, something else (which a reader treats as it would an
-/// absent string), or absent (`Default`).
-#[derive(Debug, Default)]
-pub enum Loose<'a> {
-    #[default]
-    Absent,
-    Text(Cow<'a, str>),
-    Other,
-}
-
-impl Loose<'_> {
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Loose::Text(text) => Some(text),
-            _ => None,
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Anything;
-        impl<'de> Visitor<'de> for Anything {
-            type Value = Loose<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Loose::Other)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                drain(seq).map(|()| Loose::Other)
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Loose::Text(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Loose::Text(Cow::Owned(String::from(s))))
-            }
-            other_values!(Loose::Other);
-        }
-        deserializer.deserialize_any(Anything)
-    }
 }

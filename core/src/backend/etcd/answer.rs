@@ -3,15 +3,13 @@
 //! Fuzzed: [`read_answer`] and [`error_message`] take any bytes (fuzz/fuzz_targets/etcd.rs).
 
 use alloc::borrow::Cow;
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt;
 
 use kvplug_codec::base64;
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::backend::json::{Loose, describe};
 use crate::backend::{Version, Versioned};
 
 // The gateway's answers, errors included, are all read into one `Answer`: each operation
@@ -190,99 +188,6 @@ impl Answer<'_> {
 impl KeyValue<'_> {
     fn value(&self) -> Result<Vec<u8>, &'static str> {
         base64::decode(&self.value).map_err(|_| "`value` is not base64")
-    }
-}
-
-/// serde_json's message without the text it quotes from the answer (`invalid type: string
-/// "…"`), which may be large or echo a secret; the position stays.
-fn describe(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    match (message.find('"'), message.rfind('"')) {
-        (Some(first), Some(last)) if first < last => {
-            let head = message.get(..first).unwrap_or_default().trim_end();
-            let tail = message.get(last + 1..).unwrap_or_default();
-            format!("{head}{tail}")
-        }
-        _ => message,
-    }
-}
-
-/// Any JSON value, kept only as far as a lenient read needs it.
-#[derive(Debug)]
-enum Loose<'a> {
-    Object,
-    Bool(bool),
-    Unsigned(u64),
-    Text(Cow<'a, str>),
-    Other,
-}
-
-impl Loose<'_> {
-    fn is_object(&self) -> bool {
-        matches!(self, Loose::Object)
-    }
-
-    fn is_true(&self) -> bool {
-        matches!(self, Loose::Bool(true))
-    }
-
-    /// A number, or a string holding a decimal (the gateway sends int64 fields as strings):
-    /// what `u64`'s `FromStr` takes.
-    fn as_u64(&self) -> Option<u64> {
-        match self {
-            Loose::Unsigned(n) => Some(*n),
-            Loose::Text(text) => text.parse().ok(),
-            _ => None,
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Loose::Text(text) => Some(text),
-            _ => None,
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Anything;
-        impl<'de> Visitor<'de> for Anything {
-            type Value = Loose<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Loose::Object)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Loose::Other)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
-                Ok(Loose::Bool(b))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
-                Ok(u64::try_from(n).map_or(Loose::Other, Loose::Unsigned))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
-                Ok(Loose::Unsigned(n))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Loose::Other)
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Loose::Text(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Loose::Text(Cow::Owned(String::from(s))))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Other)
-            }
-        }
-        deserializer.deserialize_any(Anything)
     }
 }
 

@@ -13,13 +13,13 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 
 use kvplug_codec::base64;
 use kvplug_protocol::names;
 use kvplug_settings::layout;
 use serde::{Serialize, Serializer};
 
+use super::json::Base64;
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct,
     large_first, last_wins,
@@ -122,32 +122,8 @@ impl Serialize for Decimal {
     }
 }
 
-/// Bytes written as a base64 JSON string, encoded straight into the body (values reach
-/// megabytes: no intermediate string).
-struct Base64<'a>(&'a [u8]);
-
-impl Serialize for Base64<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl fmt::Display for Base64<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Whole groups of 3 bytes encode to the same text apart as together.
-        let mut text = String::new();
-        for chunk in self.0.chunks(3 * 1024) {
-            text.clear();
-            base64::encode_into(&mut text, chunk);
-            f.write_str(&text)?;
-        }
-        Ok(())
-    }
-}
-
 fn to_json(body: &impl Serialize) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(body)
-        .map_err(|e| Error::Invalid(format!("etcd: cannot write the request: {e}")))
+    super::json::to_json("etcd", body)
 }
 
 /// Refuses a key longer than [`MAX_KEY_BYTES`] before anything is sent.

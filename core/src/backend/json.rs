@@ -1,0 +1,165 @@
+//! What the JSON backends (etcd, DynamoDB, Azure Table) share in writing and reading bodies
+//! with serde: values as base64 written straight into the body, strings borrowed from the
+//! answer, request bodies, and serde_json's messages without the text they quote.
+
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use kvplug_codec::base64;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::Error;
+
+/// Bytes written as a base64 JSON string, encoded straight into the body (values reach
+/// megabytes: no intermediate string of the whole value).
+#[derive(Debug)]
+pub struct Base64<'a>(pub &'a [u8]);
+
+impl Serialize for Base64<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl fmt::Display for Base64<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Whole groups of 3 bytes encode to the same text apart as together.
+        let mut text = String::new();
+        for chunk in self.0.chunks(3 * 1024) {
+            text.clear();
+            base64::encode_into(&mut text, chunk);
+            f.write_str(&text)?;
+        }
+        Ok(())
+    }
+}
+
+/// A JSON string: borrowed from the answer unless it had escapes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Strings;
+        impl<'de> Visitor<'de> for Strings {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(s))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(String::from(s)))
+            }
+        }
+        deserializer.deserialize_str(Strings).map(Text)
+    }
+}
+
+/// The body of a request to `backend`.
+pub fn to_json(backend: &str, body: &impl Serialize) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(body)
+        .map_err(|e| Error::Invalid(format!("{backend}: cannot write the request: {e}")))
+}
+
+/// serde_json's message without the text it quotes from the answer (`invalid type: string
+/// "…"`), which may be large or echo a secret; the position stays.
+pub fn describe(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match (message.find('"'), message.rfind('"')) {
+        (Some(first), Some(last)) if first < last => {
+            let head = message.get(..first).unwrap_or_default().trim_end();
+            let tail = message.get(last + 1..).unwrap_or_default();
+            format!("{head}{tail}")
+        }
+        _ => message,
+    }
+}
+
+/// Any JSON value, kept only as far as a lenient read needs it: a field read this way counts
+/// as absent when it has the wrong type, as the services' own clients would have it.
+#[derive(Debug, Default)]
+pub enum Loose<'a> {
+    /// Not in the answer (for a field with `#[serde(default)]`).
+    #[default]
+    Absent,
+    Object,
+    Bool(bool),
+    Unsigned(u64),
+    Text(Cow<'a, str>),
+    Other,
+}
+
+impl Loose<'_> {
+    pub fn is_object(&self) -> bool {
+        matches!(self, Loose::Object)
+    }
+
+    pub fn is_true(&self) -> bool {
+        matches!(self, Loose::Bool(true))
+    }
+
+    /// A number, or a string holding a decimal (the gateway sends int64 fields as strings):
+    /// what `u64`'s `FromStr` takes.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Loose::Unsigned(n) => Some(*n),
+            Loose::Text(text) => text.parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Loose::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Anything;
+        impl<'de> Visitor<'de> for Anything {
+            type Value = Loose<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Loose::Object)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+                Ok(Loose::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(u64::try_from(n).map_or(Loose::Other, Loose::Unsigned))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(Loose::Unsigned(n))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Loose::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Loose::Text(Cow::Owned(String::from(s))))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+        }
+        deserializer.deserialize_any(Anything)
+    }
+}
