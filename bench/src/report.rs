@@ -16,6 +16,19 @@ fn command_line(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The commit the `before #13` column was measured at (`kvplug build`, profile
+/// `wasm-release`): the last one before issue #13's backend core.
+const BEFORE_CORE_COMMIT: &str = "9434f66";
+
+/// Adapter sizes at [`BEFORE_CORE_COMMIT`], in bytes.
+const BEFORE_CORE: [(&str, usize); 5] = [
+    ("kvplug-http.wasm", 135_943),
+    ("kvplug-etcd.wasm", 160_993),
+    ("kvplug-redis.wasm", 153_597),
+    ("kvplug-dynamodb.wasm", 194_755),
+    ("kvplug-azure-table.wasm", 200_412),
+];
+
 /// What machine this ran on, in one line.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -261,9 +274,32 @@ pub fn render_artifacts(measured: &Measured, runs: usize) -> String {
         "- wac-graph 0.12 (linking), profile `wasm-release` for components\n"
     );
     let _ = writeln!(out, "## Artifact sizes\n");
-    let _ = writeln!(out, "| artifact | bytes |\n|---|---:|");
+    let _ = writeln!(
+        out,
+        "`before #13`: the same artifact at commit {BEFORE_CORE_COMMIT}, before the backend core \
+         (library split, answer caps, typed JSON with serde_json, shared mechanisms).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| artifact | bytes | before #13 | change |\n|---|---:|---:|---:|"
+    );
     for size in &measured.sizes {
-        let _ = writeln!(out, "| {} | {} |", size.what, size.bytes);
+        let before = BEFORE_CORE
+            .iter()
+            .find(|(what, _)| *what == size.what)
+            .map(|(_, bytes)| *bytes);
+        let (before, change) = match before {
+            Some(before) => (
+                before.to_string(),
+                format!("{:+}", size.bytes as i64 - before as i64),
+            ),
+            None => (String::from("–"), String::from("–")),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {before} | {change} |",
+            size.what, size.bytes
+        );
     }
     let _ = writeln!(
         out,
