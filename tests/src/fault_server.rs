@@ -43,6 +43,9 @@ pub enum Action {
         body: Vec<u8>,
         gap: Duration,
     },
+    /// Write `head` (status line and headers, ending in a blank line), then nothing more
+    /// until the server is dropped: an answer whose body never starts.
+    Silent { head: Vec<u8> },
     /// Write `head` (with `transfer-encoding: chunked`), then 64 KiB chunks for as long as the
     /// client reads them (until the server is dropped).
     Endless { head: Vec<u8> },
@@ -183,6 +186,13 @@ fn serve(mut stream: TcpStream, responder: &dyn Fn(&Request) -> Action, stop: &A
         Action::Raw(bytes) => {
             let _ = stream.write_all(&bytes);
             let _ = stream.flush();
+        }
+        Action::Silent { head } => {
+            let _ = stream.write_all(&head);
+            let _ = stream.flush();
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         Action::Hang => {
             while !stop.load(Ordering::SeqCst) {

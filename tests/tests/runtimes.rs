@@ -224,8 +224,24 @@ fn a_trickling_service_cannot_hang_the_app_on_jco_or_the_wasmtime_cli() {
         body: vec![b'7'; 1000],
         gap: Duration::from_millis(200),
     });
+    cannot_hang_the_app(&fault, "trickle");
+}
+
+/// The same for a service that sends a valid head and then nothing: on jco a body `read`
+/// blocks until a byte arrives, so only the host's between-bytes timeout, which the adapter
+/// sets to what is left of the call, can end it.
+#[test]
+fn a_service_silent_after_its_headers_cannot_hang_the_app_on_jco_or_the_wasmtime_cli() {
+    use kvplug_tests::fault_server::{Action, FaultServer};
+    let fault = FaultServer::start(|_| Action::Silent {
+        head: b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nkvplug-protocol: 1\r\n\r\n".to_vec(),
+    });
+    cannot_hang_the_app(&fault, "silent");
+}
+
+fn cannot_hang_the_app(fault: &kvplug_tests::fault_server::FaultServer, name: &str) {
     let app = artifacts::fixture_path("example-app");
-    let dir = JsOut::new("trickle");
+    let dir = JsOut::new(name);
     let linked = link(&dir, "app", &app, vec![env_configured_adapter()]);
     let check = |run: std::process::Output, took: Duration, runtime: &str| {
         let stderr = String::from_utf8_lossy(&run.stderr);
