@@ -56,14 +56,51 @@ impl Backend {
         }
     }
 
-    /// Checks complete settings as `open` of this backend does, before any bucket is named.
+    /// Checks complete settings as `open` of this backend does, before any bucket is named:
+    /// what it requires, and a `prefix` too long for even the empty bucket name.
     pub fn check(self, settings: &Settings) -> Result<(), String> {
         match self {
-            Backend::Http | Backend::Etcd | Backend::Redis => Ok(()),
-            Backend::DynamoDb => DynamoDbSettings::from_settings(settings).map(drop),
+            Backend::Http | Backend::Etcd => Ok(()),
+            Backend::Redis => redis_space(&settings.prefix, ""),
+            Backend::DynamoDb => {
+                DynamoDbSettings::from_settings(settings)?;
+                // The empty bucket name is encoded `~`.
+                dynamodb_partition(settings.prefix.len() + "!~".len())
+            }
             Backend::AzureTable => AzureTableSettings::from_settings(settings).map(drop),
         }
     }
+}
+
+/// Longest `prefix` and bucket name together on Redis. The listing script names the bucket's
+/// key prefix twice in its URL, escaped once more for webdis (up to 6 bytes per byte); at
+/// this length every URL, with the longest key, stays well inside what webdis and the host's
+/// HTTP stack accept.
+pub const REDIS_MAX_SPACE_BYTES: usize = 1024;
+
+/// Refuses a `prefix` and bucket name that take more than [`REDIS_MAX_SPACE_BYTES`].
+pub fn redis_space(prefix: &str, bucket: &str) -> Result<(), String> {
+    let space = prefix.len() + bucket.len();
+    if space > REDIS_MAX_SPACE_BYTES {
+        return Err(format!(
+            "redis: the `prefix` setting and the bucket name take {space} bytes together; at most {REDIS_MAX_SPACE_BYTES} (1 KiB) fit in the URLs webdis serves, where listing names them twice"
+        ));
+    }
+    Ok(())
+}
+
+/// DynamoDB's limit on a partition key's value.
+pub const DYNAMODB_MAX_PARTITION_KEY_BYTES: usize = 2048;
+
+/// Refuses a partition key (`prefix`, `!` and the encoded bucket name) of `len` bytes over
+/// [`DYNAMODB_MAX_PARTITION_KEY_BYTES`].
+pub fn dynamodb_partition(len: usize) -> Result<(), String> {
+    if len > DYNAMODB_MAX_PARTITION_KEY_BYTES {
+        return Err(format!(
+            "DynamoDB partition keys hold at most {DYNAMODB_MAX_PARTITION_KEY_BYTES} bytes: prefix, `!` and encoded bucket name are {len}"
+        ));
+    }
+    Ok(())
 }
 
 /// The DynamoDB backend's settings.

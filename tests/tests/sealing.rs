@@ -286,6 +286,18 @@ async fn sealing_and_open_refuse_the_same_settings_with_the_same_message() {
             "azure-table needs `account-key`: the storage account's base64 key",
         ),
     ];
+    // A prefix too long for any bucket name, the empty one included.
+    let long_prefix = |bytes: usize| -> &'static str { "p".repeat(bytes).leak() };
+    cases.push((
+        "redis",
+        vec![url, ("prefix", long_prefix(1025))],
+        "at most 1024 (1 KiB) fit in the URLs webdis serves",
+    ));
+    cases.push((
+        "dynamodb",
+        with(&[("prefix", long_prefix(2047))], &aws),
+        "DynamoDB partition keys hold at most 2048 bytes: prefix, `!` and encoded bucket name are 2049",
+    ));
     // What every backend refuses alike.
     for backend in kvplug_compose::registry::NAMES {
         cases.push((

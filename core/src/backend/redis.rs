@@ -50,11 +50,6 @@ const LARGE_REQUEST: usize = 1 << 20;
 /// in every single-key command; batches carry them in the body, but must not store a key
 /// that a single-key command then cannot reach.
 const MAX_KEY_BYTES: usize = 8 * 1024;
-/// Longest `prefix` and bucket name together. The listing script names the bucket's key
-/// prefix twice in its URL, escaped once more for webdis (up to 6 bytes per byte); at this
-/// length every URL, with the longest key, stays well inside what webdis and the host's
-/// HTTP stack accept.
-const MAX_SPACE_BYTES: usize = 1024;
 
 /// The most a `list-keys` page can answer: the script's 16 `SCAN` rounds may each overshoot
 /// `page_size`, and every key is a frame of its length and bytes.
@@ -414,12 +409,7 @@ impl RedisBackend {
 
 impl Backend for RedisBackend {
     fn open(settings: &Settings, bucket: &str) -> Result<Self, Error> {
-        let space = settings.prefix.len() + bucket.len();
-        if space > MAX_SPACE_BYTES {
-            return Err(Error::Invalid(format!(
-                "redis: the `prefix` setting and the bucket name take {space} bytes together; at most {MAX_SPACE_BYTES} (1 KiB) fit in the URLs webdis serves, where listing names them twice"
-            )));
-        }
+        kvplug_settings::backend::redis_space(&settings.prefix, bucket).map_err(Error::Invalid)?;
         // A bucket is a key prefix and always exists: opening one needs no request.
         let authorization = settings
             .token

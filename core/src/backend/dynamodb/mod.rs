@@ -43,8 +43,6 @@ use crate::settings::Settings;
 use crate::signing::sigv4;
 use kvplug_settings::backend::DynamoDbSettings;
 
-/// DynamoDB's limit on a partition key's value.
-const MAX_PARTITION_KEY_BYTES: usize = 2048;
 /// The header every DynamoDB answer carries, errors included: how its answers are told
 /// from those of whatever else a wrong `url` reaches.
 const REQUEST_ID: &str = "x-amzn-requestid";
@@ -308,12 +306,7 @@ impl Backend for DynamoBackend {
         let typed = DynamoDbSettings::from_settings(settings).map_err(Error::Settings)?;
         let client = Client::new(settings, None);
         let partition = layout::namespace(&settings.prefix, bucket, names::encode, None)?;
-        if partition.len() > MAX_PARTITION_KEY_BYTES {
-            return Err(Error::Invalid(format!(
-                "DynamoDB partition keys hold at most {MAX_PARTITION_KEY_BYTES} bytes: prefix, `!` and encoded bucket name are {}",
-                partition.len()
-            )));
-        }
+        kvplug_settings::backend::dynamodb_partition(partition.len()).map_err(Error::Invalid)?;
         let account = Account {
             table: typed.table,
             region: typed.region,
