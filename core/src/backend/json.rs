@@ -61,6 +61,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// Why an answer could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Not of the service's answer shape at all (not a JSON object, or without the object
+    /// the service always sends): another server answered.
+    Foreign,
+    /// The service's answer, but not of the shape the operation needs (a field twice, of the
+    /// wrong type, a value that is not base64, …).
+    Malformed(String),
+}
+
+impl From<&str> for Unreadable {
+    fn from(detail: &str) -> Self {
+        Unreadable::Malformed(String::from(detail))
+    }
+}
+
 /// The body of a request to `backend`.
 pub fn to_json(backend: &str, body: &impl Serialize) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(body)

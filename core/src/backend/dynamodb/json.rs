@@ -19,7 +19,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::items::{AttrAnswer, ItemAnswer};
-pub use crate::backend::json::{Base64, Loose, Text, describe};
+pub use crate::backend::json::{Base64, Loose, Text, Unreadable, describe};
 use crate::error::Error;
 
 /// A visitor's methods for the JSON values that are neither objects, arrays nor strings:
@@ -92,22 +92,6 @@ impl<T: Serialize> Serialize for Table<'_, T> {
         let mut map = serializer.serialize_map(Some(1))?;
         map.serialize_entry(self.0, &self.1)?;
         map.end()
-    }
-}
-
-/// Why an answer could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unreadable {
-    /// Not a JSON object: not DynamoDB's answer at all.
-    Foreign,
-    /// DynamoDB's, but not of the shape the operation needs (a field twice, of the wrong
-    /// type, a value that is not base64, …).
-    Malformed(String),
-}
-
-impl From<&str> for Unreadable {
-    fn from(detail: &str) -> Self {
-        Unreadable::Malformed(String::from(detail))
     }
 }
 

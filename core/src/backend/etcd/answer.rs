@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use kvplug_codec::base64;
 use serde::Deserialize;
 
+pub use crate::backend::json::Unreadable;
 use crate::backend::json::{Loose, describe};
 use crate::backend::{Version, Versioned};
 
@@ -16,22 +17,6 @@ use crate::backend::{Version, Versioned};
 // reads the fields it needs. Every answer but an error holds the cluster's `header`;
 // fields read leniently before serde (`count`, `more`, `succeeded`, revisions, `message`)
 // are `Loose`, so a wrong type still counts as absent.
-
-/// Why an answer of the gateway could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unreadable {
-    /// Not JSON with etcd's `header` object: not the gateway's answer at all.
-    Foreign,
-    /// The gateway's answer, but not of the shape the operation needs (a field twice, of
-    /// the wrong type, a value that is not base64, …).
-    Malformed(String),
-}
-
-impl From<&str> for Unreadable {
-    fn from(detail: &str) -> Self {
-        Unreadable::Malformed(String::from(detail))
-    }
-}
 
 /// An answer of `range`, `put`, `deleterange` or `txn` (or a transaction's read), or an
 /// error answer (`{"error": …, "message": …, "code": <gRPC code>}`).
