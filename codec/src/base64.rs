@@ -108,30 +108,81 @@ pub fn encode_into(out: &mut String, input: &[u8]) {
 
 /// Decodes padded or unpadded input. Bits below the last full byte are ignored, not checked.
 pub fn decode(input: &str) -> Result<Vec<u8>, DecodeError> {
-    let mut s = input.as_bytes();
-    if s.len().is_multiple_of(4) {
+    let text = unpadded(input.as_bytes());
+    let mut out = alloc::vec![0; decoded_len(text.len())?];
+    check(decode_block(text, &mut out))?;
+    Ok(out)
+}
+
+/// Decodes the base64 text that fills `buf` into the start of `buf`, and returns the decoded
+/// length. A value that arrives as base64 in an answer is decoded where it lies: no second
+/// buffer of the value's size.
+pub fn decode_in_place(buf: &mut [u8]) -> Result<usize, DecodeError> {
+    // Output never overtakes input (3 bytes out for every 4 in), so each block is copied
+    // out before its own bytes are overwritten.
+    const BLOCK: usize = 4096;
+    let len = unpadded(buf).len();
+    let total = decoded_len(len)?;
+    let mut block = [0u8; BLOCK];
+    let (mut read, mut written, mut seen) = (0, 0, 0);
+    while read < len {
+        let n = (len - read).min(BLOCK);
+        let out_len = decoded_len(n)?;
+        let (Some(source), Some(input)) = (block.get_mut(..n), buf.get(read..read + n)) else {
+            return Err(DecodeError::InvalidLength);
+        };
+        source.copy_from_slice(input);
+        let out = buf
+            .get_mut(written..written + out_len)
+            .ok_or(DecodeError::InvalidLength)?;
+        seen |= decode_block(source, out);
+        read += n;
+        written += out_len;
+    }
+    check(seen)?;
+    Ok(total)
+}
+
+/// `text` without the padding a whole group may end in.
+fn unpadded(mut text: &[u8]) -> &[u8] {
+    if text.len().is_multiple_of(4) {
         for _ in 0..2 {
-            if let Some((b'=', rest)) = s.split_last() {
-                s = rest;
+            if let Some((b'=', rest)) = text.split_last() {
+                text = rest;
             }
         }
     }
-    let groups = s.chunks_exact(4);
-    let tail = groups.remainder();
-    let body_len = s.len() / 4 * 3;
-    let extra = match tail.len() {
+    text
+}
+
+/// How many bytes `symbols` unpadded symbols decode to.
+fn decoded_len(symbols: usize) -> Result<usize, DecodeError> {
+    let extra = match symbols % 4 {
         0 => 0,
         2 => 1,
         3 => 2,
         _ => return Err(DecodeError::InvalidLength),
     };
+    Ok(symbols / 4 * 3 + extra)
+}
 
-    let mut out = alloc::vec![0; body_len + extra];
-    let (body, last) = out
-        .split_at_mut_checked(body_len)
-        .ok_or(DecodeError::InvalidLength)?;
-    // Invalid bytes are collected in one accumulator and checked once, keeping the loop
-    // branch-free.
+fn check(seen: u8) -> Result<(), DecodeError> {
+    if seen > 63 {
+        Err(DecodeError::InvalidByte)
+    } else {
+        Ok(())
+    }
+}
+
+/// Decodes unpadded `input` into `out` (of [`decoded_len`]) and returns every symbol's value
+/// ORed together: above 63 when a byte was not a symbol. Invalid bytes are collected in one
+/// accumulator and checked once, keeping the loop branch-free.
+fn decode_block(input: &[u8], out: &mut [u8]) -> u8 {
+    let groups = input.chunks_exact(4);
+    let tail = groups.remainder();
+    let Some((body, last)) = out.split_at_mut_checked(input.len() / 4 * 3) else {
+        return INVALID;
+    };
     let mut seen = 0u8;
     for (o, i) in body.chunks_exact_mut(3).zip(groups) {
         if let ([o0, o1, o2], &[a, b, c, d]) = (o, i) {
@@ -157,8 +208,5 @@ pub fn decode(input: &str) -> Result<Vec<u8>, DecodeError> {
         }
         _ => {}
     }
-    if seen > 63 {
-        return Err(DecodeError::InvalidByte);
-    }
-    Ok(out)
+    seen
 }

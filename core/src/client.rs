@@ -382,22 +382,33 @@ impl Client {
                     // The start of an error answer is all a message needs.
                     break;
                 }
+                // Room for the piece is made before the host writes it, so that the piece
+                // lands after the body and, freed, rejoins the allocator's free top: the
+                // body then grows in place, and a chunked answer costs its own size, not
+                // the two to four times of a buffer that doubles and moves.
+                let mut piece = usize::try_from(want).unwrap_or(usize::MAX);
+                if let Some(n) = declared.filter(|_| success) {
+                    // A declared body is already reserved: only what a lying server sends
+                    // beyond it is not (and the host refuses that anyway).
+                    let rest = usize::try_from(n).unwrap_or(usize::MAX);
+                    piece = piece.min(rest.saturating_sub(body.len()));
+                }
+                if body.capacity() - body.len() < piece {
+                    body.try_reserve_exact(piece)
+                        .map_err(|_| transport(too_large_for_memory(body.len() + piece)))?;
+                }
+                // The host allocates the piece in the adapter's memory and traps if it
+                // cannot: make sure it can before asking.
+                if !headroom(piece) {
+                    return Err(transport(too_large_for_memory(body.len() + piece)));
+                }
                 match stream.read(want) {
                     Ok(chunk) if chunk.is_empty() => {
                         if !deadline::wait(&stream.subscribe(), deadline) {
                             return Err(late_body(body.len()));
                         }
                     }
-                    Ok(chunk) => {
-                        if body.try_reserve(chunk.len()).is_err() {
-                            // Amortised growth may ask for twice what is needed; exact
-                            // growth may still fit.
-                            body.try_reserve_exact(chunk.len()).map_err(|_| {
-                                transport(too_large_for_memory(body.len() + chunk.len()))
-                            })?;
-                        }
-                        body.extend_from_slice(&chunk);
-                    }
+                    Ok(chunk) => body.extend_from_slice(&chunk),
                     Err(StreamError::Closed) => break,
                     Err(StreamError::LastOperationFailed(e)) => {
                         return Err(transport(format!(
@@ -462,6 +473,12 @@ fn too_large_for_operation(cap: u64) -> String {
         "response body larger than {cap} bytes, more than this operation can receive: is `url` \
          right?"
     )
+}
+
+/// Whether `bytes` can be allocated now; the block is freed at once, for the host to take.
+fn headroom(bytes: usize) -> bool {
+    let mut probe = Vec::<u8>::new();
+    probe.try_reserve_exact(bytes).is_ok()
 }
 
 fn too_large_for_memory(bytes: usize) -> String {

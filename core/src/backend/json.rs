@@ -7,6 +7,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+use core::ops::Range;
 
 use kvplug_codec::base64;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -35,6 +36,46 @@ impl fmt::Display for Base64<'_> {
             f.write_str(&text)?;
         }
         Ok(())
+    }
+}
+
+/// A value sent as a base64 string in a JSON answer.
+#[derive(Debug)]
+pub enum Found {
+    /// Verbatim in the answer at this range: decoded there, so the value is held once (as
+    /// its answer), never beside it.
+    At(Range<usize>),
+    /// The JSON escaped some of it (`\/`), so serde copied it out: decoded from that copy.
+    Copied(Vec<u8>),
+}
+
+impl Found {
+    /// Finds `text`, a string serde read from `body`.
+    pub fn of(body: &[u8], text: &str) -> Result<Found, base64::DecodeError> {
+        // Borrowed text points into the body; its offset is plain address arithmetic.
+        let start = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        let range = start..start.wrapping_add(text.len());
+        match body.get(range.clone()) {
+            Some(there) if there.as_ptr() == text.as_ptr() => Ok(Found::At(range)),
+            _ => base64::decode(text).map(Found::Copied),
+        }
+    }
+
+    /// The value's bytes, taking `body` (the answer it was found in) as their buffer.
+    pub fn take(self, mut body: Vec<u8>) -> Result<Vec<u8>, base64::DecodeError> {
+        match self {
+            Found::Copied(value) => Ok(value),
+            Found::At(range) => {
+                let start = range.start;
+                let text = body
+                    .get_mut(range)
+                    .ok_or(base64::DecodeError::InvalidLength)?;
+                let len = base64::decode_in_place(text)?;
+                body.drain(..start);
+                body.truncate(len);
+                Ok(body)
+            }
+        }
     }
 }
 

@@ -10,7 +10,9 @@ use kvplug_codec::base64;
 use serde::Deserialize;
 
 pub use crate::backend::json::Unreadable;
-use crate::backend::json::{Loose, describe};
+use crate::backend::json::{Found, Loose, describe};
+
+pub const NOT_BASE64: &str = "`value` is not base64";
 use crate::backend::{Version, Versioned};
 
 // The gateway's answers, errors included, are all read into one `Answer`: each operation
@@ -114,6 +116,15 @@ impl Answer<'_> {
         self.kvs.first().map(KeyValue::value).transpose()
     }
 
+    /// Where the value of the first key is in `body`, the answer this was read from, if
+    /// there is one (see [`Found`]).
+    pub fn first_found(&self, body: &[u8]) -> Result<Option<Found>, &'static str> {
+        self.kvs
+            .first()
+            .map(|kv| Found::of(body, &kv.value).map_err(|_| NOT_BASE64))
+            .transpose()
+    }
+
     /// The first key's value and `mod_revision`, or that it is absent.
     pub fn versioned(&self) -> Result<Versioned, &'static str> {
         let Some(kv) = self.kvs.first() else {
@@ -172,7 +183,7 @@ impl Answer<'_> {
 
 impl KeyValue<'_> {
     fn value(&self) -> Result<Vec<u8>, &'static str> {
-        base64::decode(&self.value).map_err(|_| "`value` is not base64")
+        base64::decode(&self.value).map_err(|_| NOT_BASE64)
     }
 }
 

@@ -321,7 +321,15 @@ impl Backend for EtcdBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         check_key(key)?;
         let key = self.key(key);
-        self.exchange(RANGE, &RangeRequest::of(&key), |a| a.first_value())
+        let body = self.call(RANGE, &to_json(&RangeRequest::of(&key))?)?;
+        let found = read_answer(&body)
+            .map_err(|why| self.unreadable(RANGE, why))?
+            .first_found(&body)
+            .map_err(|detail| self.client.malformed(Verb::Post, RANGE, detail))?;
+        found
+            .map(|found| found.take(body))
+            .transpose()
+            .map_err(|_| self.client.malformed(Verb::Post, RANGE, answer::NOT_BASE64))
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
