@@ -342,8 +342,14 @@ pub async fn run(plan: &Plan, url: &str, work: &Path) -> Result<Vec<Sample>> {
         for &(size, n) in &plan.sizes {
             // Rotate the order so no client always runs first or last.
             let count = plan.clients.len();
-            for i in 0..count {
-                let client = plan.clients[(i + round) % count];
+            for client in plan
+                .clients
+                .iter()
+                .cycle()
+                .skip(round % count.max(1))
+                .take(count)
+            {
+                let client = *client;
                 let (set, get) = bench
                     .run(client, size, n)
                     .await

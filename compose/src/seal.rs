@@ -83,7 +83,7 @@ pub fn backend_of(adapter: &[u8]) -> Result<Backend> {
 fn check_settings(request: &Request, backend: Backend) -> Result<()> {
     for (index, (name, value)) in request.settings.iter().enumerate() {
         backend.validate(name, value).map_err(anyhow::Error::msg)?;
-        if request.settings[..index].iter().any(|(n, _)| n == name) {
+        if request.settings.iter().take(index).any(|(n, _)| n == name) {
             bail!("setting `{name}` is given twice");
         }
     }
@@ -126,19 +126,21 @@ fn fill_slot(config: &[u8], settings: &[(String, String)]) -> Result<Vec<u8>> {
     };
     let len_at = offset + sealed::MAGIC.len();
     let data_at = len_at + 4;
+    let truncated = "the config component's settings slot is truncated";
+    ensure!(config.len() >= data_at + sealed::CAPACITY, truncated);
     ensure!(
-        config.len() >= data_at + sealed::CAPACITY,
-        "the config component's settings slot is truncated"
-    );
-    ensure!(
-        config[len_at..data_at] == [0; 4],
+        config.get(len_at..data_at) == Some(&[0; 4][..]),
         "this config component is sealed already"
     );
     let encoded = sealed::encode(settings).map_err(anyhow::Error::msg)?;
     let length = u32::try_from(encoded.len()).context("settings too large")?;
     let mut out = config.to_vec();
-    out[len_at..data_at].copy_from_slice(&length.to_le_bytes());
-    out[data_at..data_at + encoded.len()].copy_from_slice(&encoded);
+    out.get_mut(len_at..data_at)
+        .context(truncated)?
+        .copy_from_slice(&length.to_le_bytes());
+    out.get_mut(data_at..data_at + encoded.len())
+        .context(truncated)?
+        .copy_from_slice(&encoded);
     Ok(out)
 }
 

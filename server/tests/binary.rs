@@ -1,6 +1,14 @@
 //! The `kvplug-server` command, as users run it: it binds loopback, keeps every acknowledged
 //! write across a hard kill, and answers malformed requests with a clear 4xx.
 
+#![expect(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

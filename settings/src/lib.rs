@@ -5,19 +5,6 @@
 //! exactly a value the adapter accepts. `no_std` + `alloc`, because the adapter is.
 
 #![no_std]
-// Linked into the adapter artifacts, where a panic is a trap in the user's component: every
-// failure is an error value instead (the same lints as the adapter's).
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::unreachable,
-        clippy::todo
-    )
-)]
 
 extern crate alloc;
 

@@ -2,6 +2,14 @@
 //! wasmtime runtime, typed calls into an adapter's `wasi:keyvalue` exports, the reference
 //! server, and a fault-injecting server for what a real server will not do.
 
+#![expect(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 pub mod counting_proxy;
 pub mod fault_server;
 pub mod process;

@@ -3,6 +3,11 @@
 //! credentials) and the fault server where only a fake will (echoed secrets, garbage,
 //! silence). Every one is a `wasi:keyvalue` error naming method and path, never a trap.
 
+#![expect(
+    clippy::indexing_slicing,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use kvplug_tests::fault_server::{Action, FaultServer, response};
 use kvplug_tests::services::{self, Etcd, Redis, Service};
 use kvplug_tests::{Kv, adapter, other_message, settings};

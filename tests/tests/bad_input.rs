@@ -2,6 +2,12 @@
 //! something other than the backend's service, a batch with one entry too large, a key or
 //! a bucket name beyond the backend's limit, and error messages about very long keys.
 
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -4,6 +4,12 @@
 //! the host caps at 128 MiB (as `wasmtime run -W max-memory-size=134217728` would), and the
 //! bound is checked on the instance's linear memory, which never shrinks, so it is the peak.
 
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use kvplug_tests::fault_server::{Action, FaultServer, chunked_head};
 use kvplug_tests::services::{self, Secrets};
 use kvplug_tests::{Kv, adapter, other_message};

@@ -1,6 +1,11 @@
 //! The `.wac` recipes in `compose/recipes`, composed by the real `wac compose` and run on
 //! embedded wasmtime against the reference server, as the README tells users to.
 
+#![expect(
+    clippy::expect_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use std::path::Path;
 use std::process::Command;
 

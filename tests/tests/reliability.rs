@@ -2,6 +2,11 @@
 //! trickles; an answer larger than memory is an error, not a trap, on a host that caps its
 //! guests; a credential echoed in any encoding never reaches a message.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use std::time::{Duration, Instant};
 
 use kvplug_tests::fault_server::{Action, FaultServer, chunked_head, response};

@@ -2,6 +2,12 @@
 //! the real service: one for each single-key operation, list page and swap wherever the
 //! service allows it, and one per batch call up to each service's batch limit.
 
+#![expect(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use kvplug_tests::Kv;
 use kvplug_tests::counting_proxy::CountingProxy;
 use kvplug_tests::services::{Service, fewest_requests};

@@ -2,6 +2,11 @@
 //! `serve`) and jco on Node (`transpile` + node, and `serve`), each against a real
 //! reference server on loopback.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -1,6 +1,11 @@
 //! Configuration as a component: sealed settings, sealed-plus-runtime settings, settings
 //! from environment variables, and the sealing tool's refusals.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use kvplug_compose::{artifacts, plug, seal, surface};
 use kvplug_runner::Runtime;
 use kvplug_tests::{Kv, KvError, reference_server, reference_server_with, runtime, settings};

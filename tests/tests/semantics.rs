@@ -4,6 +4,14 @@
 //! documents a different answer (how a foreign cursor or a non-number is refused, Redis's
 //! value-compared CAS, a service's value limit), the case says so explicitly.
 
+#![expect(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use kvplug_tests::services::{self, Service};
 use kvplug_tests::{CasError, DraftError, DraftKv, Kv, KvError};
 

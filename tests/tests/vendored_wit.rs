@@ -1,6 +1,12 @@
 //! `wit/deps` is never edited by hand: every file matches its sha256 in `wit/deps.toml`,
 //! every file is recorded, and the crate-sourced packages are byte-for-byte the crates' own.
 
+#![expect(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

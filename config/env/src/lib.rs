@@ -3,19 +3,6 @@
 //! `KVPLUG_TIMEOUT_MS`, i.e. `KVPLUG_` and the name in upper case with `-` as `_`.
 
 #![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
-// Linked into the adapter artifacts, where a panic is a trap in the user's component: every
-// failure is an error value instead (the same lints as the adapter's).
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::unreachable,
-        clippy::todo
-    )
-)]
 
 extern crate alloc;
 
