@@ -67,9 +67,42 @@ impl Backend {
                 // The empty bucket name is encoded `~`.
                 dynamodb_partition(settings.prefix.len() + "!~".len())
             }
-            Backend::AzureTable => AzureTableSettings::from_settings(settings).map(drop),
+            Backend::AzureTable => {
+                AzureTableSettings::from_settings(settings)?;
+                // The empty bucket name is encoded `~`.
+                let prefix: usize = settings.prefix.chars().map(azure_field_units).sum();
+                azure_field(prefix + "!~".len(), AZURE_PARTITION)
+            }
         }
     }
+}
+
+/// Azure Table's limit on `PartitionKey` and `RowKey`: 1 KiB each, counted in UTF-16 (the
+/// service stores strings as UTF-16; Azurite counts 512 JavaScript string units).
+pub const AZURE_MAX_KEY_UNITS: usize = 512;
+
+/// What an Azure `PartitionKey` holds, as its refusal names it.
+pub const AZURE_PARTITION: &str = "bucket name (with the `prefix` setting and `!`)";
+
+/// Whether Azure key fields must not hold `c` as it is: the service refuses or mishandles
+/// these, and kvplug writes them as `~XX` (so `~` itself too).
+pub fn azure_escaped(c: char) -> bool {
+    matches!(c, '/' | '\\' | '#' | '?' | '%' | '\'' | '~') || c.is_control()
+}
+
+/// The UTF-16 units `c` takes in an Azure key field once escaped.
+fn azure_field_units(c: char) -> usize {
+    if azure_escaped(c) { 3 } else { c.len_utf16() }
+}
+
+/// Refuses an Azure key field (`what`) of `units` UTF-16 units over [`AZURE_MAX_KEY_UNITS`].
+pub fn azure_field(units: usize, what: &str) -> Result<(), String> {
+    if units > AZURE_MAX_KEY_UNITS {
+        return Err(format!(
+            "azure-table: a {what} may take 1 KiB ({AZURE_MAX_KEY_UNITS} UTF-16 units once `/ \\ # ? % ' ~` and control characters are escaped as ~XX); this one takes {units}"
+        ));
+    }
+    Ok(())
 }
 
 /// Longest `prefix` and bucket name together on Redis. The listing script names the bucket's

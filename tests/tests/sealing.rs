@@ -303,6 +303,11 @@ async fn sealing_and_open_refuse_the_same_settings_with_the_same_message() {
         with(&[("prefix", long_prefix(2047))], &aws),
         "DynamoDB partition keys hold at most 2048 bytes: prefix, `!` and encoded bucket name are 2049",
     ));
+    cases.push((
+        "azure-table",
+        with(&[("prefix", long_prefix(511))], &azure),
+        "azure-table: a bucket name (with the `prefix` setting and `!`) may take 1 KiB (512 UTF-16 units once `/ \\ # ? % ' ~` and control characters are escaped as ~XX); this one takes 513",
+    ));
     // What every backend refuses alike.
     for backend in kvplug_compose::registry::NAMES {
         cases.push((

@@ -16,16 +16,10 @@ pub const PART_BYTES: usize = 64 * 1024;
 /// 1,024,000 base64 characters, which leaves room for the longest keys and the property
 /// names, so every value this backend accepts is stored by both.
 pub const MAX_VALUE: usize = 750 * 1024;
-/// `PartitionKey` and `RowKey` may be 1 KiB each, counted in UTF-16 (the service stores
-/// strings as UTF-16; Azurite counts 512 JavaScript string units).
-pub const MAX_KEY_UNITS: usize = 512;
+pub use kvplug_settings::backend::AZURE_MAX_KEY_UNITS as MAX_KEY_UNITS;
+use kvplug_settings::backend::{azure_escaped as escaped, azure_field};
 /// The escape of key fields: unreserved in URLs, plain in OData literals and JSON.
 const ESCAPE: char = '~';
-
-/// Whether key fields must not hold `c` as it is.
-fn escaped(c: char) -> bool {
-    matches!(c, '/' | '\\' | '#' | '?' | '%' | '\'' | ESCAPE) || c.is_control()
-}
 
 /// `text` with `~XX` for the characters the service refuses or mishandles and for those
 /// `also` names; the empty string stays empty.
@@ -103,12 +97,7 @@ pub fn key_field(key: &str, what: &str) -> Result<String, Error> {
 
 /// `field`, refused when longer than the service takes.
 pub fn check_field(field: String, what: &str) -> Result<String, Error> {
-    let units = field.encode_utf16().count();
-    if units > MAX_KEY_UNITS {
-        return Err(Error::Invalid(format!(
-            "azure-table: a {what} may take 1 KiB ({MAX_KEY_UNITS} UTF-16 units once `/ \\ # ? % ' ~` and control characters are escaped as ~XX); this one takes {units}"
-        )));
-    }
+    azure_field(field.encode_utf16().count(), what).map_err(Error::Invalid)?;
     Ok(field)
 }
 

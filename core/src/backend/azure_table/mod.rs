@@ -29,6 +29,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use kvplug_settings::backend::{AZURE_PARTITION, AzureTableSettings};
 use kvplug_settings::layout;
 use kvplug_settings::url::Scheme;
 
@@ -48,7 +49,6 @@ use crate::clock::Utc;
 use crate::error::Error;
 use crate::settings::Settings;
 use crate::signing::shared_key::{self, SharedKey};
-use kvplug_settings::backend::AzureTableSettings;
 
 /// The REST version requests ask for; its JSON format is the one parsed here.
 const API_VERSION: &str = "2019-02-02";
@@ -360,7 +360,7 @@ impl Backend for TableBackend {
         let prefix = escape_field(&settings.prefix, |_| false);
         let partition = check_field(
             layout::namespace(&prefix, bucket, encode_bucket, None)?,
-            "bucket name (with the `prefix` setting and `!`)",
+            AZURE_PARTITION,
         )?;
         let endpoint = &settings.endpoint;
         let scheme = match endpoint.scheme {
