@@ -118,7 +118,32 @@ fn build_component(package: &str, features: &str, name: &str) -> Result<PathBuf>
         .join("wasm-release")
         .join(format!("{}.wasm", package.replace('-', "_")));
     let out = out_dir().join(format!("{name}.wasm"));
-    copy_atomically(&built, &out)?;
+    let bytes = std::fs::read(&built)
+        .with_context(|| format!("build output `{}` is missing", built.display()))?;
+    write_atomically(&out, &without_component_names(&bytes)?)?;
+    Ok(out)
+}
+
+/// `component` without its top-level `component-name` section. `strip = true` removes the
+/// core module's names, but the linker writes the component's own (names of its instances,
+/// types and functions, for debuggers only) after that: about 10 KB of every adapter.
+pub fn without_component_names(component: &[u8]) -> Result<Vec<u8>> {
+    let mut reader = wasmparser::BinaryReader::new(component, 0);
+    let mut out = reader.read_bytes(8).context("not a component")?.to_vec();
+    while !reader.eof() {
+        let start = usize::try_from(reader.original_position())?;
+        let id = reader.read_u8()?;
+        let size = reader.read_var_u32()?;
+        let body = reader.read_bytes(usize::try_from(size)?)?;
+        let names =
+            id == 0 && wasmparser::BinaryReader::new(body, 0).read_string()? == "component-name";
+        if !names {
+            let section = component
+                .get(start..usize::try_from(reader.original_position())?)
+                .context("section out of bounds")?;
+            out.extend_from_slice(section);
+        }
+    }
     Ok(out)
 }
 
