@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use kvplug_compose::{artifacts, plug, registry, seal, surface};
+use kvplug_compose::{artifacts, fit, plug, registry, seal, surface};
 
 const USAGE: &str = "\
 usage:
@@ -15,8 +15,13 @@ usage:
                                                bake settings into ADAPTER: the result imports only
                                                wasi:http (with --runtime-config, unsealed settings
                                                still come from the runtime's wasi:config)
-  kvplug check [--adapter] ARTIFACT.wasm       print imports and exports; with --adapter, fail
-                                               unless the imports keep to the adapter allow-list
+  kvplug check APP.wasm [--against ADAPTER.wasm]
+                                               print imports and exports, and say whether APP's
+                                               key-value imports link with a kvplug adapter (the
+                                               shape: upstream draft, draft2, Spin's draft2), or
+                                               name each interface and item that does not; fails
+                                               when they do not link
+  kvplug check --adapter ARTIFACT.wasm         fail unless the imports keep to the adapter allow-list
   kvplug backends                              print the registered backends, one name a line
 ";
 
@@ -78,7 +83,12 @@ fn main() -> Result<()> {
                 bail!("`plug` needs at least one --plug\n{USAGE}");
             }
             let plug_refs: Vec<&Path> = plugs.iter().map(PathBuf::as_path).collect();
-            plug::plug_files(&app, &plug_refs, &output)?;
+            plug::plug_files(&app, &plug_refs, &output).with_context(|| {
+                format!(
+                    "linking failed: `kvplug check {}` names the interfaces and items that do not fit",
+                    app.display()
+                )
+            })?;
             println!("wrote {} ({} bytes)", output.display(), size(&output));
             Ok(())
         }
@@ -141,11 +151,28 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("check") => {
-            let adapter = args.iter().any(|a| a == "--adapter");
-            let Some(path) = args.iter().skip(1).find(|a| !a.starts_with("--")) else {
+            let mut adapter = false;
+            let mut against = None;
+            let mut artifact = None;
+            let mut rest = args.iter().skip(1);
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--adapter" => adapter = true,
+                    "--against" => {
+                        against = Some(PathBuf::from(
+                            rest.next().context("`--against` needs a file")?,
+                        ))
+                    }
+                    other if artifact.is_none() && !other.starts_with('-') => {
+                        artifact = Some(other.to_owned())
+                    }
+                    other => bail!("unexpected argument `{other}`\n{USAGE}"),
+                }
+            }
+            let Some(path) = artifact else {
                 bail!("`check` needs an artifact\n{USAGE}");
             };
-            let bytes = std::fs::read(path).with_context(|| format!("failed to read `{path}`"))?;
+            let bytes = std::fs::read(&path).with_context(|| format!("failed to read `{path}`"))?;
             let found = surface::surface(&bytes)?;
             for name in &found.imports {
                 println!("import {name}");
@@ -157,6 +184,20 @@ fn main() -> Result<()> {
                 surface::check_adapter(&found)
                     .with_context(|| format!("`{path}` fails the adapter check"))?;
                 println!("ok: `{path}` imports only what an adapter may");
+                return Ok(());
+            }
+            // Every adapter exports the same interfaces: one stands for all.
+            let against = match against {
+                Some(file) => file,
+                None if artifacts::adapter_path("http").exists() => artifacts::adapter_path("http"),
+                None => artifacts::build_adapter("http")?,
+            };
+            let reference = std::fs::read(&against)
+                .with_context(|| format!("failed to read `{}`", against.display()))?;
+            let fit = fit::check(&bytes, &reference)?;
+            print!("{}", fit.render());
+            if !fit.findings.is_empty() && !fit.links() {
+                bail!("`{path}` does not link with a kvplug adapter as it is (see above)");
             }
             Ok(())
         }

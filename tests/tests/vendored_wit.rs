@@ -1,5 +1,6 @@
 //! `wit/deps` is never edited by hand: every file matches its sha256 in `wit/deps.toml`,
 //! every file is recorded, and the crate-sourced packages are byte-for-byte the crates' own.
+//! The same holds for Spin's copy of the draft2 WIT under `wit/spin`.
 
 #![expect(
     clippy::indexing_slicing,
@@ -55,6 +56,11 @@ fn check(wit: &Path) -> Vec<String> {
         problems.push(format!("{} files recorded, {seen} present", recorded.len()));
     }
     problems
+}
+
+#[test]
+fn spins_vendored_wit_matches_its_record() {
+    assert_eq!(check(&repo().join("wit/spin")), Vec::<String>::new());
 }
 
 #[test]
