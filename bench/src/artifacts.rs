@@ -92,6 +92,7 @@ pub fn measure(runs: usize) -> Result<Measured> {
         .adapters
         .iter()
         .chain(&built.configs)
+        .chain(&built.shapes)
         .chain(&built.fixtures)
         .map(|(_, path)| {
             Ok(Size {

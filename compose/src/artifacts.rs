@@ -22,6 +22,7 @@ pub const FIXTURES: &[&str] = &[
     "example-app",
     "conformance-draft",
     "conformance-draft2",
+    "conformance-spin",
     "http-app",
     "kv-bench",
     "http-bench",
@@ -120,14 +121,15 @@ fn build_component(package: &str, features: &str, name: &str) -> Result<PathBuf>
     let out = out_dir().join(format!("{name}.wasm"));
     let bytes = std::fs::read(&built)
         .with_context(|| format!("build output `{}` is missing", built.display()))?;
-    write_atomically(&out, &without_component_names(&bytes)?)?;
+    write_atomically(&out, &without_custom_section(&bytes, "component-name")?)?;
     Ok(out)
 }
 
-/// `component` without its top-level `component-name` section. `strip = true` removes the
-/// core module's names, but the linker writes the component's own (names of its instances,
-/// types and functions, for debuggers only) after that: about 10 KB of every adapter.
-pub fn without_component_names(component: &[u8]) -> Result<Vec<u8>> {
+/// `component` without its top-level custom sections called `name`. `kvplug build` drops
+/// `component-name`: `strip = true` removes the core module's names, but the linker writes
+/// the component's own (names of its instances, types and functions, for debuggers only)
+/// after that, about 10 KB of every adapter.
+pub fn without_custom_section(component: &[u8], name: &str) -> Result<Vec<u8>> {
     let mut reader = wasmparser::BinaryReader::new(component, 0);
     let mut out = reader.read_bytes(8).context("not a component")?.to_vec();
     while !reader.eof() {
@@ -135,9 +137,8 @@ pub fn without_component_names(component: &[u8]) -> Result<Vec<u8>> {
         let id = reader.read_u8()?;
         let size = reader.read_var_u32()?;
         let body = reader.read_bytes(usize::try_from(size)?)?;
-        let names =
-            id == 0 && wasmparser::BinaryReader::new(body, 0).read_string()? == "component-name";
-        if !names {
+        let dropped = id == 0 && wasmparser::BinaryReader::new(body, 0).read_string()? == name;
+        if !dropped {
             let section = component
                 .get(start..usize::try_from(reader.original_position())?)
                 .context("section out of bounds")?;
@@ -183,6 +184,23 @@ pub fn build_config_components() -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// The components that give an adapter another interface shape: Spin's draft2 `batch`
+/// (`kvplug spin`).
+pub const SHAPES: &[(&str, &str)] = &[("kvplug-spin-shape", "kvplug-spin-shape")];
+
+/// The path of shape component `name` next to the artifacts (built or not).
+pub fn shape_path(name: &str) -> PathBuf {
+    out_dir().join(format!("{name}.wasm"))
+}
+
+/// Builds every shape component.
+pub fn build_shapes() -> Result<Vec<PathBuf>> {
+    SHAPES
+        .iter()
+        .map(|(name, package)| build_component(package, "", name))
+        .collect()
+}
+
 /// Builds every guest program under `fixtures/` (release) and returns their paths, in
 /// [`FIXTURES`] order.
 pub fn build_fixtures() -> Result<Vec<PathBuf>> {
@@ -225,6 +243,8 @@ pub struct Built {
     pub adapters: Vec<(&'static str, PathBuf)>,
     /// `(name, path)` of each configuration component.
     pub configs: Vec<(&'static str, PathBuf)>,
+    /// `(name, path)` of each shape component.
+    pub shapes: Vec<(&'static str, PathBuf)>,
     /// `(name, path)` of each fixture.
     pub fixtures: Vec<(&'static str, PathBuf)>,
 }
@@ -240,10 +260,16 @@ pub fn build_all() -> Result<Built> {
         .map(|(name, _, _)| *name)
         .zip(build_config_components()?)
         .collect();
+    let shapes = SHAPES
+        .iter()
+        .map(|(name, _)| *name)
+        .zip(build_shapes()?)
+        .collect();
     let fixtures = FIXTURES.iter().copied().zip(build_fixtures()?).collect();
     Ok(Built {
         adapters,
         configs,
+        shapes,
         fixtures,
     })
 }

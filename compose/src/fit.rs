@@ -39,6 +39,8 @@ pub enum Finding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fit {
     pub findings: Vec<Finding>,
+    /// Whether the app was built against Spin's copy of draft2 (its `get-many` is Spin's).
+    pub spin: bool,
 }
 
 impl Fit {
@@ -52,21 +54,16 @@ impl Fit {
                 .all(|f| matches!(f, Finding::Offered { .. }))
     }
 
-    /// Whether the only differences are Spin's `get-many`.
-    pub fn is_spin_shape(&self) -> bool {
-        let mut spin = false;
-        for finding in &self.findings {
-            match finding {
-                Finding::Offered { .. } => {}
-                Finding::Differs { item, app, .. }
-                    if item == "get-many" && app == SPIN_GET_MANY =>
-                {
-                    spin = true;
-                }
-                _ => return false,
-            }
-        }
-        spin
+    /// Whether the app is on Spin's draft2 and differs from the adapter only there: it links
+    /// once the adapter has Spin's shape (`kvplug spin`).
+    pub fn needs_spin_shape(&self) -> bool {
+        self.spin
+            && !self.links()
+            && self.findings.iter().all(|finding| match finding {
+                Finding::Offered { .. } => true,
+                Finding::Differs { item, app, .. } => item == "get-many" && app == SPIN_GET_MANY,
+                _ => false,
+            })
     }
 
     /// The report `kvplug check` prints.
@@ -112,7 +109,12 @@ impl Fit {
                 _ => None,
             })
             .collect();
-        if self.links() {
+        if self.links() && self.spin {
+            out.push_str(
+                "shape: Spin's wasi:keyvalue@0.2.0-draft2, and this adapter has it (made by \
+                 `kvplug spin`). Link them with `kvplug plug` or `wac plug`\n",
+            );
+        } else if self.links() {
             let draft = if drafts.iter().all(|v| *v == "0.2.0-draft") {
                 "upstream wasi:keyvalue@0.2.0-draft"
             } else {
@@ -127,13 +129,15 @@ impl Fit {
                 "shape: {draft}. Links with any kvplug adapter ({}), e.g.\n  kvplug plug APP.wasm --plug target/kvplug/kvplug-etcd.wasm -o APP.linked.wasm",
                 names.join(", ")
             );
-        } else if self.is_spin_shape() {
+        } else if self.needs_spin_shape() {
             out.push_str(
                 "shape: Spin's wasi:keyvalue@0.2.0-draft2, whose batch.get-many returns \
                  list<tuple<string, option<list<u8>>>> where upstream's returns \
-                 list<option<tuple<string, list<u8>>>>. Spin ships that copy of the WIT under \
-                 upstream's version. No kvplug adapter exports Spin's shape yet (issue #16); \
-                 an app built against upstream's WIT links with every adapter.\n",
+                 list<option<tuple<string, list<u8>>>>; Spin ships that copy of the WIT under \
+                 upstream's version. Give any adapter Spin's shape, then link with that:\n  \
+                 kvplug spin target/kvplug/kvplug-etcd.wasm -o kvplug-etcd.spin.wasm\n  \
+                 kvplug plug APP.wasm --plug kvplug-etcd.spin.wasm -o APP.linked.wasm\n\
+                 (or compose/recipes/adapter-spin.wac with `wac compose`)\n",
             );
         } else {
             out.push_str(
@@ -155,10 +159,19 @@ pub fn check(app: &[u8], adapter: &[u8]) -> Result<Fit> {
         .context("the adapter is not a valid component")?;
     let offered = &types[adapter.ty()].exports;
     let mut findings = Vec::new();
+    let mut spin = false;
     for (name, item) in &types[app.ty()].imports {
         let ItemKind::Instance(wanted) = item else {
             continue;
         };
+        if name == crate::spin::BATCH {
+            let batch = &types[*wanted];
+            let names = names(&types, batch);
+            spin = batch
+                .exports
+                .get("get-many")
+                .is_some_and(|f| Wit::new(&types, &names).item(f) == SPIN_GET_MANY);
+        }
         match offered.get(name) {
             Some(ItemKind::Instance(have)) => {
                 findings.extend(compare(&types, name, *wanted, *have));
@@ -173,7 +186,7 @@ pub fn check(app: &[u8], adapter: &[u8]) -> Result<Fit> {
             }
         }
     }
-    Ok(Fit { findings })
+    Ok(Fit { findings, spin })
 }
 
 /// Why kvplug does not offer `name`, if it is a key-value interface.

@@ -9,4 +9,5 @@ pub mod fit;
 pub mod plug;
 pub mod registry;
 pub mod seal;
+pub mod spin;
 pub mod surface;

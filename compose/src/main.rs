@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use kvplug_compose::{artifacts, fit, plug, registry, seal, surface};
+use kvplug_compose::{artifacts, fit, plug, registry, seal, spin, surface};
 
 const USAGE: &str = "\
 usage:
@@ -15,6 +15,8 @@ usage:
                                                bake settings into ADAPTER: the result imports only
                                                wasi:http (with --runtime-config, unsealed settings
                                                still come from the runtime's wasi:config)
+  kvplug spin ADAPTER.wasm -o OUT.wasm         ADAPTER with Spin's shape of wasi:keyvalue/batch@0.2.0-draft2
+                                               (for apps built against Spin's WIT); the rest as is
   kvplug check APP.wasm [--against ADAPTER.wasm]
                                                print imports and exports, and say whether APP's
                                                key-value imports link with a kvplug adapter (the
@@ -41,7 +43,7 @@ fn main() -> Result<()> {
                     path.display()
                 );
             }
-            for (name, path) in &built.configs {
+            for (name, path) in built.configs.iter().chain(&built.shapes) {
                 println!(
                     "config  {name:<22} {:>9} bytes  {}",
                     size(path),
@@ -142,6 +144,38 @@ fn main() -> Result<()> {
                 sealed.config.len(),
                 took.as_secs_f64() * 1e3
             );
+            Ok(())
+        }
+        Some("spin") => {
+            let (mut adapter, mut output) = (None, None);
+            let mut rest = args.iter().skip(1);
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "-o" | "--output" => {
+                        output = Some(PathBuf::from(rest.next().context("`-o` needs a file")?))
+                    }
+                    other if adapter.is_none() && !other.starts_with('-') => {
+                        adapter = Some(PathBuf::from(other))
+                    }
+                    other => bail!("unexpected argument `{other}`\n{USAGE}"),
+                }
+            }
+            let (Some(adapter), Some(output)) = (adapter, output) else {
+                bail!("`spin` needs ADAPTER.wasm and -o OUT.wasm\n{USAGE}");
+            };
+            let shape = artifacts::shape_path("kvplug-spin-shape");
+            let shape = if shape.exists() {
+                shape
+            } else {
+                artifacts::build_shapes()?;
+                shape
+            };
+            let read = |path: &Path| {
+                std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))
+            };
+            let bytes = spin::spin_shaped(read(&adapter)?, read(&shape)?)?;
+            artifacts::write_atomically(&output, &bytes)?;
+            println!("wrote {} ({} bytes)", output.display(), size(&output));
             Ok(())
         }
         Some("backends") => {

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use kvplug_compose::artifacts;
 use kvplug_compose::fit::{self, Finding};
+use kvplug_compose::spin;
 use wit_component::{ComponentEncoder, StringEncoding, dummy_module, embed_component_metadata};
 use wit_parser::{ManglingAndAbi, Resolve};
 
@@ -135,7 +136,7 @@ fn every_fixture_links_and_says_which_draft() {
 #[test]
 fn spins_draft2_is_named_with_the_one_function_that_differs() {
     let fit = check(&spin_app());
-    assert!(!fit.links() && fit.is_spin_shape(), "{fit:?}");
+    assert!(!fit.links() && fit.needs_spin_shape(), "{fit:?}");
     let differs: Vec<&Finding> = fit
         .findings
         .iter()
@@ -152,8 +153,36 @@ fn spins_draft2_is_named_with_the_one_function_that_differs() {
     );
     let report = fit.render();
     assert!(
-        report.contains("shape: Spin's wasi:keyvalue@0.2.0-draft2"),
+        report.contains("shape: Spin's wasi:keyvalue@0.2.0-draft2")
+            && report.contains("kvplug spin"),
         "{report}"
+    );
+    // The same app against an adapter given Spin's shape by `kvplug spin` links.
+    let shaped = spin::spin_shaped(
+        std::fs::read(adapter()).unwrap(),
+        std::fs::read(artifacts::build_shapes().unwrap().remove(0)).unwrap(),
+    )
+    .unwrap();
+    let fit = fit::check(&spin_app(), &shaped).unwrap();
+    assert!(fit.links() && fit.spin, "{fit:?}");
+    assert!(
+        fit.render().contains("this adapter has it"),
+        "{}",
+        fit.render()
+    );
+    // An upstream app against the Spin-shaped adapter is the mirror image: named, not linked.
+    let fit = fit::check(
+        &upstream_app("  import wasi:keyvalue/batch@0.2.0-draft2;"),
+        &shaped,
+    )
+    .unwrap();
+    assert!(
+        !fit.links()
+            && matches!(
+                &fit.findings[..],
+                [Finding::Offered { .. }, Finding::Differs { item, .. }] if item == "get-many"
+            ),
+        "{fit:?}"
     );
 }
 

@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use kvplug_compose::{artifacts, plug};
+use kvplug_compose::{artifacts, plug, spin};
 use kvplug_runner::{RunOutput, Runtime};
 use kvplug_tests::{runtime, services};
 
@@ -75,14 +75,21 @@ async fn run(
     output
 }
 
+/// `suite` linked with `backend`'s adapter; Spin's suite with the adapter in Spin's shape
+/// (`kvplug spin`).
 fn linked(suite: &str, backend: &str, dir: &Path) -> std::path::PathBuf {
     let out = dir.join(format!("{suite}.{backend}.linked.wasm"));
-    plug::plug_files(
-        &artifacts::fixture_path(suite),
-        &[&artifacts::adapter_path(backend)],
-        &out,
-    )
-    .unwrap();
+    let mut adapter = artifacts::adapter_path(backend);
+    if suite == "conformance-spin" {
+        let shaped = spin::spin_shaped(
+            std::fs::read(&adapter).unwrap(),
+            std::fs::read(artifacts::shape_path("kvplug-spin-shape")).unwrap(),
+        )
+        .unwrap();
+        adapter = dir.join(format!("kvplug-{backend}.spin.wasm"));
+        std::fs::write(&adapter, shaped).unwrap();
+    }
+    plug::plug_files(&artifacts::fixture_path(suite), &[&adapter], &out).unwrap();
     out
 }
 
@@ -96,8 +103,12 @@ async fn the_suite_passes_everywhere_and_the_matrix_is_current() {
     for entry in services::services() {
         let implementation = entry.implementation;
         for (suite, draft) in [
-            ("conformance-draft2", "0.2.0-draft2"),
-            ("conformance-draft", "0.2.0-draft"),
+            ("conformance-draft2", "`wasi:keyvalue@0.2.0-draft2`"),
+            ("conformance-draft", "`wasi:keyvalue@0.2.0-draft`"),
+            (
+                "conformance-spin",
+                "`wasi:keyvalue@0.2.0-draft2`, Spin's WIT, through `kvplug spin`",
+            ),
         ] {
             let service = (entry.start)();
             let backend = service.backend();
@@ -157,7 +168,7 @@ async fn the_suite_passes_everywhere_and_the_matrix_is_current() {
         output.stdout
     );
     rows.push(Row {
-        draft: "0.2.0-draft",
+        draft: "`wasi:keyvalue@0.2.0-draft`",
         implementation: "wasmtime-wasi-keyvalue 48 (in-memory, native)",
         runtime: "embedded wasmtime 48",
         passed,
@@ -177,7 +188,7 @@ async fn the_suite_passes_everywhere_and_the_matrix_is_current() {
     );
     for r in &rows {
         table.push_str(&format!(
-            "| `wasi:keyvalue@{}` | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |\n",
             r.draft, r.implementation, r.runtime, r.passed, r.failed, r.expected
         ));
     }
@@ -185,6 +196,9 @@ async fn the_suite_passes_everywhere_and_the_matrix_is_current() {
         "\nwasmtime's in-memory host fails two cases by design: it has one bucket, named `\"\"`\n\
          (`bucket-isolation`), and every `open` gets its own copy of the data\n\
          (`second-handle-sees-writes`). It has no draft2, so it runs only the draft suite.\n\n\
+         The Spin rows run the draft2 suite built against Spin's copy of the WIT (`wit/spin`),\n\
+         whose `get-many` names every key asked with an optional value, linked with the\n\
+         adapter composed by `kvplug spin`; the suite checks that shape, then the same cases.\n\n\
          `binary-values` stores a 1 MiB value, except where the service documents a smaller\n\
          limit: there it stores the largest value the backend takes (DynamoDB: 400,000 bytes,\n\
          within a 400 KB item; Azure Table: 768,000 bytes, whose base64 fills an entity's\n\
@@ -274,4 +288,33 @@ fn an_app_on_a_draft_the_plug_lacks_fails_to_link_with_wacs_error() {
         &dir.path().join("ok-draft.wasm"),
     )
     .unwrap();
+}
+
+/// Spin's shape adds no request: the draft2 suite makes exactly as many requests through
+/// `kvplug spin`'s composition, in Spin's shape, as through the adapter alone, on a backend
+/// with native batches (kvplug-server) and one whose batches are transactions (etcd).
+#[tokio::test(flavor = "multi_thread")]
+async fn spins_shape_adds_no_request() {
+    kvplug_tests::artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    for backend in ["http", "etcd"] {
+        let mut counts = Vec::new();
+        for suite in ["conformance-draft2", "conformance-spin"] {
+            let service = services::start(backend);
+            let mut settings = service.settings();
+            let proxy = kvplug_tests::counting_proxy::CountingProxy::in_front_of(&mut settings);
+            let output = run(
+                runtime(),
+                &linked(suite, backend, dir.path()),
+                &[],
+                settings,
+            )
+            .await;
+            let (_, failed, _) = summary(&output);
+            assert!(output.success && failed == 0, "{suite} on {backend}");
+            counts.push(proxy.requests());
+        }
+        assert_eq!(counts[0], counts[1], "{backend}: upstream's shape, Spin's");
+        eprintln!("{backend}: {} requests in either shape", counts[0]);
+    }
 }

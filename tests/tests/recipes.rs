@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use kvplug_compose::{artifacts, seal, surface};
+use kvplug_compose::{artifacts, seal, spin, surface};
 use kvplug_tests::{reference_server, runtime, settings};
 
 fn compose(recipe: &str, deps: &[(&str, &Path)], out: &Path) {
@@ -106,4 +106,62 @@ async fn every_recipe_composes_and_runs() {
             output.stdout
         );
     }
+}
+
+/// `adapter-spin.wac` through the real `wac compose` gives the bytes `kvplug spin` gives, and
+/// an app built against Spin's WIT, linked with it by the real `wac plug`, passes the draft2
+/// suite in Spin's shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_spin_recipe_is_kvplug_spin_and_a_spin_app_runs_on_it() {
+    kvplug_tests::artifacts();
+    let (_data, server) = reference_server();
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = artifacts::adapter_path("http");
+    let shape = artifacts::shape_path("kvplug-spin-shape");
+    let composed = dir.path().join("kvplug-http.spin.wasm");
+    compose(
+        "adapter-spin.wac",
+        &[("kvplug:adapter", &adapter), ("kvplug:spin-shape", &shape)],
+        &composed,
+    );
+    let in_process = spin::spin_shaped(
+        std::fs::read(&adapter).unwrap(),
+        std::fs::read(&shape).unwrap(),
+    )
+    .unwrap();
+    // `wac compose` signs its output in a `producers` section; nothing else may differ.
+    let by_wac =
+        artifacts::without_custom_section(&std::fs::read(&composed).unwrap(), "producers").unwrap();
+    assert!(by_wac == in_process, "wac compose and kvplug spin differ");
+
+    let linked = dir.path().join("conformance-spin.linked.wasm");
+    let output = Command::new("wac")
+        .arg("plug")
+        .arg(artifacts::fixture_path("conformance-spin"))
+        .arg("--plug")
+        .arg(&composed)
+        .arg("-o")
+        .arg(&linked)
+        .output()
+        .expect("the `wac` CLI must be installed");
+    assert!(
+        output.status.success(),
+        "wac plug: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let component = runtime().load(&linked).unwrap();
+    let output = runtime()
+        .run_command(
+            &component,
+            &["conformance-spin".into()],
+            &settings(&server.url()),
+        )
+        .await
+        .unwrap();
+    assert!(
+        output.success && output.stdout.contains(" 0 failed"),
+        "{}{}",
+        output.stdout,
+        output.stderr
+    );
 }
