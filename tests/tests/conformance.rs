@@ -31,8 +31,12 @@ struct Row {
 
 /// Reads the suite's `N passed, N failed` and `N expected failures` lines.
 fn summary(output: &RunOutput) -> (usize, usize, usize) {
+    counts(&output.stdout)
+}
+
+fn counts(stdout: &str) -> (usize, usize, usize) {
     let mut counts = (usize::MAX, usize::MAX, 0);
-    for line in output.stdout.lines() {
+    for line in stdout.lines() {
         if let Some((passed, failed)) = line.split_once(" passed, ")
             && let (Ok(p), Some(Ok(f))) = (
                 passed.parse(),
@@ -49,13 +53,127 @@ fn summary(output: &RunOutput) -> (usize, usize, usize) {
             counts.2 = n;
         }
     }
-    assert_ne!(
-        counts.0,
-        usize::MAX,
-        "no summary line in:\n{}",
-        output.stdout
-    );
+    assert_ne!(counts.0, usize::MAX, "no summary line in:\n{stdout}");
     counts
+}
+
+/// The runtimes of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Host {
+    Embedded,
+    /// `wasmtime run`, settings as `-S config-var=…`.
+    Cli,
+    /// `jco transpile` and Node, settings through the env config component (`KVPLUG_*`).
+    Jco,
+}
+
+impl Host {
+    const ALL: [Host; 3] = [Host::Embedded, Host::Cli, Host::Jco];
+
+    fn name(self) -> &'static str {
+        match self {
+            Host::Embedded => "embedded wasmtime 48",
+            Host::Cli => "wasmtime CLI 48",
+            Host::Jco => "jco 1.35 on Node",
+        }
+    }
+}
+
+/// Runs `suite` linked with `backend`'s adapter on `host`; returns success and what it printed.
+async fn run_on(
+    host: Host,
+    suite: &str,
+    backend: &str,
+    settings: &kvplug_runner::Settings,
+    args: &[&str],
+    dir: &Path,
+) -> (bool, String) {
+    match host {
+        Host::Embedded => {
+            let output = run(
+                runtime(),
+                &linked(suite, backend, dir),
+                args,
+                settings.clone(),
+            )
+            .await;
+            (output.success, output.stdout)
+        }
+        Host::Cli => {
+            let mut command = std::process::Command::new("wasmtime");
+            command.args(["run", "-S", "http", "-S", "config"]);
+            for (name, value) in settings {
+                command.arg("-S").arg(format!("config-var={name}={value}"));
+            }
+            command.arg(linked(suite, backend, dir)).args(args);
+            let output = kvplug_tests::process::output(command);
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            print!("{stdout}");
+            (output.status.success(), stdout)
+        }
+        Host::Jco => {
+            let out = kvplug_tests::process::JsOut::new(&format!("{suite}-{backend}"));
+            let env = std::fs::read(artifacts::config_path("kvplug-config-env")).unwrap();
+            let adapter = plug::plug_bytes(
+                std::fs::read(artifacts::adapter_path(backend)).unwrap(),
+                vec![env],
+            )
+            .unwrap();
+            let component = out.join("suite.wasm");
+            std::fs::write(
+                &component,
+                plug::plug_bytes(
+                    std::fs::read(artifacts::fixture_path(suite)).unwrap(),
+                    vec![shaped_for(suite, adapter)],
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            let mut transpile = kvplug_tests::process::jco();
+            transpile
+                .arg("transpile")
+                .arg(&component)
+                .arg("-o")
+                .arg(out.join("gen"))
+                .arg("--quiet");
+            let done = kvplug_tests::process::output(transpile);
+            assert!(
+                done.status.success(),
+                "jco transpile: {}",
+                String::from_utf8_lossy(&done.stderr)
+            );
+            std::fs::write(
+                out.join("run.mjs"),
+                "import { run } from './gen/suite.js';\nrun.run();\n",
+            )
+            .unwrap();
+            let mut node = std::process::Command::new("node");
+            node.arg(out.join("run.mjs")).args(args);
+            for (name, value) in settings {
+                node.env(
+                    format!("KVPLUG_{}", name.to_ascii_uppercase().replace('-', "_")),
+                    value,
+                );
+            }
+            let output = kvplug_tests::process::output(node);
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            print!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+            (output.status.success(), stdout)
+        }
+    }
+}
+
+/// `adapter`, given Spin's shape when `suite` is built against Spin's WIT.
+fn shaped_for(suite: &str, adapter: Vec<u8>) -> Vec<u8> {
+    if suite == "conformance-spin" {
+        spin::spin_shaped(
+            adapter,
+            std::fs::read(artifacts::shape_path("kvplug-spin-shape")).unwrap(),
+        )
+        .unwrap()
+    } else {
+        adapter
+    }
 }
 
 async fn run(
@@ -79,17 +197,14 @@ async fn run(
 /// (`kvplug spin`).
 fn linked(suite: &str, backend: &str, dir: &Path) -> std::path::PathBuf {
     let out = dir.join(format!("{suite}.{backend}.linked.wasm"));
-    let mut adapter = artifacts::adapter_path(backend);
-    if suite == "conformance-spin" {
-        let shaped = spin::spin_shaped(
-            std::fs::read(&adapter).unwrap(),
-            std::fs::read(artifacts::shape_path("kvplug-spin-shape")).unwrap(),
-        )
-        .unwrap();
-        adapter = dir.join(format!("kvplug-{backend}.spin.wasm"));
-        std::fs::write(&adapter, shaped).unwrap();
+    if !out.exists() {
+        let adapter = shaped_for(
+            suite,
+            std::fs::read(artifacts::adapter_path(backend)).unwrap(),
+        );
+        let suite = std::fs::read(artifacts::fixture_path(suite)).unwrap();
+        std::fs::write(&out, plug::plug_bytes(suite, vec![adapter]).unwrap()).unwrap();
     }
-    plug::plug_files(&artifacts::fixture_path(suite), &[&adapter], &out).unwrap();
     out
 }
 
@@ -98,6 +213,7 @@ async fn the_suite_passes_everywhere_and_the_matrix_is_current() {
     kvplug_tests::artifacts();
     let dir = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
+    let mut times = Vec::new();
 
     // Every test service of the backend registry, in its order.
     for entry in services::services() {
@@ -123,22 +239,35 @@ async fn the_suite_passes_everywhere_and_the_matrix_is_current() {
                 Some(sizes) => vec!["--value-limit", sizes],
                 None => vec![],
             };
-            let output = run(runtime(), &linked(suite, backend, dir.path()), &args, s).await;
-            let (passed, failed, expected) = summary(&output);
-            assert!(
-                output.success && failed == 0 && expected == 0,
-                "{suite} on kvplug-{backend}:\n{}",
-                output.stdout
-            );
-            rows.push(Row {
-                draft,
-                implementation,
-                runtime: "embedded wasmtime 48",
-                passed,
-                failed,
-                expected,
-            });
+            for host in Host::ALL {
+                let started = std::time::Instant::now();
+                let (success, stdout) = run_on(host, suite, backend, &s, &args, dir.path()).await;
+                let elapsed = started.elapsed();
+                let (passed, failed, expected) = counts(&stdout);
+                assert!(
+                    success && failed == 0 && expected == 0,
+                    "{suite} on kvplug-{backend}, {}:\n{stdout}",
+                    host.name()
+                );
+                times.push(format!(
+                    "{suite} on {implementation}, {}: {:.1} s",
+                    host.name(),
+                    elapsed.as_secs_f64()
+                ));
+                rows.push(Row {
+                    draft,
+                    implementation,
+                    runtime: host.name(),
+                    passed,
+                    failed,
+                    expected,
+                });
+            }
         }
+    }
+    // Measured, not asserted: what one run of a suite takes on each runtime.
+    for time in &times {
+        eprintln!("time: {time}");
     }
 
     let native = Runtime::with_native_keyvalue().unwrap();
@@ -181,7 +310,9 @@ async fn the_suite_passes_everywhere_and_the_matrix_is_current() {
          Generated by `tests/tests/conformance.rs` (`BLESS=1 cargo test -p kvplug-tests --test conformance` rewrites it);\n\
          the test fails when a run's counts differ from this file. Each run is the suite in\n\
          `fixtures/conformance` for one draft, linked with the implementation (or, for wasmtime's\n\
-         native host, run against it directly). *Expected failures* are cases the suite marks as\n\
+         native host, run against it directly), on embedded wasmtime, on the `wasmtime run` CLI\n\
+         (settings as `-S config-var=…`) and on jco on Node (settings from `KVPLUG_*` environment\n\
+         variables through the env config component; secrets never sealed into a file). *Expected failures* are cases the suite marks as\n\
          limitations of that host by design, with the reason printed in the run; they still run.\n\n\
          | draft | implementation | runtime | passed | failed | expected failures |\n\
          |---|---|---|---:|---:|---:|\n",
@@ -316,5 +447,34 @@ async fn spins_shape_adds_no_request() {
         }
         assert_eq!(counts[0], counts[1], "{backend}: upstream's shape, Spin's");
         eprintln!("{backend}: {} requests in either shape", counts[0]);
+    }
+}
+
+/// An app importing `store` alone (the benchmark guest: no `atomics`, no `batch`) links with
+/// every adapter and runs on every runtime of the matrix.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_importing_store_alone_runs_on_every_runtime() {
+    kvplug_tests::artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    for entry in services::services() {
+        let service = (entry.start)();
+        let backend = service.backend();
+        for host in Host::ALL {
+            let (success, stdout) = run_on(
+                host,
+                "kv-bench",
+                backend,
+                &service.settings(),
+                &["100", "3", "store-only/"],
+                dir.path(),
+            )
+            .await;
+            assert!(
+                success && stdout.contains("kv-bench set_ns=") && stdout.contains(" n=3 "),
+                "{} on {}: {stdout}",
+                entry.implementation,
+                host.name()
+            );
+        }
     }
 }
