@@ -61,19 +61,23 @@ fn counts(stdout: &str) -> (usize, usize, usize) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Host {
     Embedded,
-    /// `wasmtime run`, settings as `-S config-var=…`.
+    /// `wasmtime run`, settings as `-S config-var=…`, with the host's WASI 0.3 (P3) support on
+    /// (`-S p3`, the CLI's default since 47).
     Cli,
+    /// The same with P3 off (`-S p3=n`): the results must not differ.
+    CliP2,
     /// `jco transpile` and Node, settings through the env config component (`KVPLUG_*`).
     Jco,
 }
 
 impl Host {
-    const ALL: [Host; 3] = [Host::Embedded, Host::Cli, Host::Jco];
+    const ALL: [Host; 4] = [Host::Embedded, Host::Cli, Host::CliP2, Host::Jco];
 
     fn name(self) -> &'static str {
         match self {
             Host::Embedded => "embedded wasmtime 48",
-            Host::Cli => "wasmtime CLI 48",
+            Host::Cli => "wasmtime CLI 48, P3 on (`-S p3`)",
+            Host::CliP2 => "wasmtime CLI 48, P3 off (`-S p3=n`)",
             Host::Jco => "jco 1.35 on Node",
         }
     }
@@ -99,9 +103,10 @@ async fn run_on(
             .await;
             (output.success, output.stdout)
         }
-        Host::Cli => {
+        Host::Cli | Host::CliP2 => {
+            let p3 = if host == Host::Cli { "p3=y" } else { "p3=n" };
             let mut command = std::process::Command::new("wasmtime");
-            command.args(["run", "-S", "http", "-S", "config"]);
+            command.args(["run", "-S", p3, "-S", "http", "-S", "config"]);
             for (name, value) in settings {
                 command.arg("-S").arg(format!("config-var={name}={value}"));
             }
