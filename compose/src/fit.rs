@@ -189,6 +189,28 @@ pub fn check(app: &[u8], adapter: &[u8]) -> Result<Fit> {
     Ok(Fit { findings, spin })
 }
 
+/// For a failed link: what `check` says of `app` against each of `plugs` that exports a
+/// `wasi:keyvalue` interface (an adapter), when it does not fit; empty when none can be read.
+pub fn explain(app: &std::path::Path, plugs: &[&std::path::Path]) -> String {
+    let Ok(app) = std::fs::read(app) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for plug in plugs {
+        let Ok(bytes) = std::fs::read(plug) else {
+            continue;
+        };
+        let adapter = crate::surface::surface(&bytes)
+            .is_ok_and(|s| s.exports.iter().any(|e| e.starts_with("wasi:keyvalue/")));
+        if let (true, Ok(fit)) = (adapter, check(&app, &bytes))
+            && !fit.links()
+        {
+            let _ = write!(out, "\nagainst `{}`:\n{}", plug.display(), fit.render());
+        }
+    }
+    out
+}
+
 /// Why kvplug does not offer `name`, if it is a key-value interface.
 fn not_offered(name: &str) -> Option<String> {
     let (path, version) = name.split_once('@').unwrap_or((name, ""));

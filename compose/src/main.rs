@@ -86,8 +86,9 @@ fn main() -> Result<()> {
             }
             let plug_refs: Vec<&Path> = plugs.iter().map(PathBuf::as_path).collect();
             plug::plug_files(&app, &plug_refs, &output).with_context(|| {
+                let why = fit::explain(&app, &plug_refs);
                 format!(
-                    "linking failed: `kvplug check {}` names the interfaces and items that do not fit",
+                    "linking failed{why}\n`kvplug check {}` says the same before any link is tried",
                     app.display()
                 )
             })?;

@@ -272,7 +272,12 @@ fn the_command_fails_on_an_app_that_does_not_fit_and_plug_points_to_it() {
         out.as_os_str(),
     ]);
     assert!(!ok && !out.exists(), "{text}");
-    assert!(text.contains("kvplug check"), "{text}");
+    assert!(
+        text.contains("kvplug check")
+            && text.contains("differs   wasi:keyvalue/batch@0.2.0-draft2: `get-many`")
+            && text.contains("kvplug spin"),
+        "{text}"
+    );
     // A fitting app passes.
     let good = dir.path().join("good.wasm");
     std::fs::write(
