@@ -26,6 +26,7 @@ pub const FIXTURES: &[&str] = &[
     "http-app",
     "kv-bench",
     "http-bench",
+    "p3-probe",
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

@@ -277,3 +277,39 @@ fn cannot_hang_the_app(fault: &kvplug_tests::fault_server::FaultServer, name: &s
     let run = output(cli);
     check(run, started.elapsed(), "wasmtime run");
 }
+
+/// Why there is no adapter on `wasi:http@0.3.0` yet, pinned: on wasmtime 48 with its WASI 0.3
+/// support on, the same P3 GET runs from an `async func` export but traps in a synchronous one,
+/// and every `wasi:keyvalue` function is synchronous. If a wasmtime release lifts this, this
+/// test fails, and the README's "WASI 0.3" paragraph needs revisiting.
+#[test]
+fn a_p3_http_call_runs_from_an_async_export_but_traps_in_a_synchronous_one() {
+    let body = vec![7u8; 1 << 20];
+    let fault = kvplug_tests::fault_server::FaultServer::start(move |_| {
+        kvplug_tests::fault_server::response(200, &[], &body)
+    });
+    let probe = artifacts::fixture_path("p3-probe");
+    let authority = fault.url().trim_start_matches("http://").to_owned();
+    let invoke = |export: &str| {
+        let mut command = wasmtime();
+        command
+            .args(["run", "-S", "p3", "-S", "http", "--invoke"])
+            .arg(format!("{export}(\"{authority}\")"))
+            .arg(&probe);
+        output(command)
+    };
+    let run = invoke("fetch");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("ok(1048576)"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let run = invoke("fetch-blocking");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success()
+            && stderr.contains("cannot block a synchronous task before returning"),
+        "{stderr}"
+    );
+}

@@ -113,3 +113,37 @@ fn crate_sourced_packages_are_the_crates_own_files() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `wit/p3` (the WASI 0.3 packages of the P3 probe) matches its record, and every file is the
+/// `wasmtime-wasi-http` 48.0.8 crate's own, found through `cargo metadata`.
+#[test]
+fn the_p3_wit_matches_its_record_and_the_crates_own_files() {
+    let wit = repo().join("wit/p3");
+    assert_eq!(check(&wit), Vec::<String>::new());
+    let metadata = std::process::Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(metadata.stdout).unwrap();
+    let suffix = "wasmtime-wasi-http-48.0.8/Cargo.toml";
+    let end = text
+        .find(suffix)
+        .expect("wasmtime-wasi-http 48.0.8 in cargo metadata")
+        + suffix.len();
+    let start = text[..end].rfind('"').unwrap() + 1;
+    let crate_dir = Path::new(&text[start..end]).parent().unwrap().to_owned();
+    for dir in std::fs::read_dir(wit.join("deps")).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let file = file.unwrap();
+            let theirs = crate_dir.join("src/p3/wit/deps").join(file.file_name());
+            assert_eq!(
+                std::fs::read(file.path()).unwrap(),
+                std::fs::read(&theirs).unwrap(),
+                "{} differs from {}",
+                file.path().display(),
+                theirs.display()
+            );
+        }
+    }
+}
