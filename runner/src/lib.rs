@@ -22,6 +22,9 @@ pub struct Host {
     config: WasiConfigVariables,
     keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx,
     memory: MemoryMeter,
+    /// Outgoing requests through a keep-alive pool; `None`: wasmtime's default client, a new
+    /// connection per request.
+    hooks: Option<kvplug_http_pool::PooledHooks>,
 }
 
 /// Counts the linear memory an instance has: wasmtime reports every memory's creation
@@ -92,7 +95,10 @@ impl WasiHttpView for Host {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
+            hooks: match &mut self.hooks {
+                Some(pooled) => pooled,
+                None => wasmtime_wasi_http::default_hooks(),
+            },
         }
     }
 }
@@ -112,6 +118,7 @@ pub type Settings = Vec<(String, String)>;
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Host>,
+    pool: Option<kvplug_http_pool::Pool>,
 }
 
 impl Runtime {
@@ -124,7 +131,18 @@ impl Runtime {
         wasmtime_wasi_config::add_to_linker(&mut linker, |host: &mut Host| {
             WasiConfig::from(&host.config)
         })?;
-        Ok(Runtime { engine, linker })
+        Ok(Runtime {
+            engine,
+            linker,
+            pool: None,
+        })
+    }
+
+    /// This runtime, sending its guests' requests through `pool` (`kvplug-http-pool`)
+    /// instead of wasmtime's default client.
+    pub fn with_pool(mut self, pool: kvplug_http_pool::Pool) -> Runtime {
+        self.pool = Some(pool);
+        self
     }
 
     /// A runtime that links only what `wasi:http/proxy` gives every HTTP-capable host that
@@ -143,7 +161,11 @@ impl Runtime {
         wasmtime_wasi_config::add_to_linker(&mut linker, |host: &mut Host| {
             WasiConfig::from(&host.config)
         })?;
-        Ok(Runtime { engine, linker })
+        Ok(Runtime {
+            engine,
+            linker,
+            pool: None,
+        })
     }
 
     /// A runtime whose `wasi:keyvalue@0.2.0-draft` is wasmtime's own in-memory host
@@ -213,6 +235,7 @@ impl Runtime {
                 config,
                 keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx::builder().build(),
                 memory: MemoryMeter::default(),
+                hooks: self.pool.as_ref().map(kvplug_http_pool::Pool::hooks),
             },
         );
         store.limiter(|host| &mut host.memory);

@@ -65,12 +65,14 @@ pub async fn run(data_dir: &Path, log: &mut impl Write) -> Result<Report> {
         data_dir.display()
     )?;
 
-    let runtime = Runtime::new()?;
+    // Requests go through the keep-alive pool an embedder would use (`kvplug-http-pool`).
+    let pool = kvplug_http_pool::Pool::new(kvplug_http_pool::PoolConfig::default())?;
+    let runtime = Runtime::new()?.with_pool(pool);
     let component = runtime.load(&linked)?;
     let settings = vec![("url".to_owned(), server.url())];
     writeln!(
         log,
-        "==> running on embedded wasmtime 48 with wasi:http, config url={}",
+        "==> running on embedded wasmtime 48 with wasi:http (kept-alive connections), config url={}",
         server.url()
     )?;
     let output = runtime

@@ -25,6 +25,7 @@ pub struct Recorded {
 #[derive(Default)]
 struct Shared {
     count: AtomicU64,
+    connections: AtomicU64,
     log: Mutex<Vec<Recorded>>,
 }
 
@@ -62,6 +63,7 @@ impl CountingProxy {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let accept = async {
                     while let Ok((stream, _)) = listener.accept().await {
+                        serving.connections.fetch_add(1, Ordering::SeqCst);
                         let shared = Arc::clone(&serving);
                         tokio::spawn(async move {
                             let service = hyper::service::service_fn(move |request| {
@@ -118,6 +120,12 @@ impl CountingProxy {
     /// Requests forwarded so far.
     pub fn requests(&self) -> u64 {
         self.shared.count.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections clients opened to the proxy so far (it keeps each alive as the client
+    /// asks, so a pooled client opens few).
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// The requests recorded since the last call, oldest first.
