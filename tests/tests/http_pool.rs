@@ -183,3 +183,161 @@ async fn each_requests_timeouts_end_the_call() {
         assert!(elapsed < Duration::from_secs(4), "{name}: took {elapsed:?}");
     }
 }
+
+/// A pooled connection the service closed after answering (it closes every connection, as a
+/// server does at its keep-alive timeout) is never reused for a request: every call
+/// succeeds, and the service receives each request exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_service_closed_is_replaced_not_resent_on() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let counting = Arc::clone(&seen);
+    let fault = FaultServer::start(move |request| {
+        counting.fetch_add(1, Ordering::SeqCst);
+        match request.method.as_str() {
+            "GET" => kvplug_tests::fault_server::response(200, &["kvplug-protocol: 1"], b"v"),
+            _ => kvplug_tests::fault_server::response(204, &["kvplug-protocol: 1"], b""),
+        }
+    });
+    let (runtime, pool) = pooled(PoolConfig::default());
+    let mut kv = http_adapter_on(&runtime, settings(&fault.url())).await;
+    let b = kv.open("pool").await.unwrap();
+    for i in 0..20 {
+        kv.set(b, &format!("k{i}"), b"v").await.unwrap();
+        assert_eq!(kv.get(b, "k").await.unwrap(), Some(b"v".to_vec()));
+        // Sometimes the close arrives before the next call, sometimes just after it starts.
+        if i % 2 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 40);
+    assert_eq!(
+        pool.connections_opened(),
+        41,
+        "open's HEAD, then one per request"
+    );
+}
+
+/// The service restarts between calls on the same address: its kept-alive connection is
+/// dead, and the next call goes on a new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_call_reconnects_after_the_service_restarts() {
+    let (data, server) = reference_server();
+    let addr = server.addr();
+    let (runtime, pool) = pooled(PoolConfig::default());
+    let mut kv = http_adapter_on(&runtime, settings(&server.url())).await;
+    let b = kv.open("pool").await.unwrap();
+    kv.set(b, "k", b"before").await.unwrap();
+    server.stop();
+    let mut config = kvplug_server::Config::new(data.path());
+    config.listen = addr;
+    let _server = kvplug_server::Server::start(config).unwrap();
+    assert_eq!(kv.get(b, "k").await.unwrap(), Some(b"before".to_vec()));
+    kv.set(b, "k", b"after").await.unwrap();
+    assert_eq!(kv.get(b, "k").await.unwrap(), Some(b"after".to_vec()));
+    assert_eq!(pool.connections_opened(), 2);
+}
+
+/// The service reads a request and drops the connection without answering: the request may
+/// have been acted on, so the call fails rather than sending it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_cut_off_mid_way_is_not_sent_again() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let counting = Arc::clone(&seen);
+    let fault = FaultServer::start(move |_| {
+        counting.fetch_add(1, Ordering::SeqCst);
+        Action::Raw(Vec::new())
+    });
+    let (runtime, _) = pooled(PoolConfig::default());
+    let mut kv = http_adapter_on(&runtime, settings(&fault.url())).await;
+    let b = kv.open("pool").await.unwrap();
+    let message = other_message(kv.increment(b, "n", 1).await.unwrap_err());
+    assert!(message.contains("POST"), "{message}");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "the increment was sent again"
+    );
+}
+
+/// With one connection allowed, concurrent calls wait for it rather than fail; a wait that
+/// outlasts the call's timeout ends the call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_at_its_limit_queues_within_the_timeout() {
+    let (_data, server) = reference_server();
+    let proxy = CountingProxy::start(&server.url());
+    let (runtime, pool) = pooled(PoolConfig {
+        max_connections_per_authority: 1,
+        ..PoolConfig::default()
+    });
+    let mut calls = Vec::new();
+    for instance in 0..4 {
+        let mut kv = http_adapter_on(&runtime, settings(&proxy.url())).await;
+        calls.push(tokio::spawn(async move {
+            let b = kv.open("pool").await.unwrap();
+            for i in 0..10 {
+                let key = format!("i{instance}-{i}");
+                kv.set(b, &key, b"v").await.unwrap();
+                assert_eq!(kv.get(b, &key).await.unwrap(), Some(b"v".to_vec()));
+            }
+        }));
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert_eq!(proxy.connections(), 1);
+    assert_eq!(pool.connections_opened(), 1);
+
+    // The one connection is held by a request that never gets an answer.
+    let hang = FaultServer::start(|_| Action::Hang);
+    let mut s = settings(&hang.url());
+    s.push(("timeout-ms".into(), "1000".into()));
+    let (runtime, _) = pooled(PoolConfig {
+        max_connections_per_authority: 1,
+        ..PoolConfig::default()
+    });
+    let mut first = http_adapter_on(&runtime, s.clone()).await;
+    let mut second = http_adapter_on(&runtime, s).await;
+    let (b1, b2) = (
+        first.open("b").await.unwrap(),
+        second.open("b").await.unwrap(),
+    );
+    let started = Instant::now();
+    let holding = tokio::spawn(async move { first.get(b1, "k").await.map(drop) });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = second.get(b2, "k").await.map(drop);
+    assert!(waiting.is_err());
+    assert!(holding.await.unwrap().is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Two services behind one pool: each receives only the requests meant for it, on a
+/// connection of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_serves_one_authority_only() {
+    let (_data, server) = reference_server();
+    let (_data2, server2) = reference_server();
+    let (a, c) = (
+        CountingProxy::start(&server.url()),
+        CountingProxy::start(&server2.url()),
+    );
+    let (runtime, pool) = pooled(PoolConfig::default());
+    let mut kv_a = http_adapter_on(&runtime, settings(&a.url())).await;
+    let mut kv_c = http_adapter_on(&runtime, settings(&c.url())).await;
+    let (ba, bc) = (
+        kv_a.open("pool").await.unwrap(),
+        kv_c.open("pool").await.unwrap(),
+    );
+    for i in 0..10 {
+        kv_a.set(ba, &format!("a{i}"), b"a").await.unwrap();
+        kv_c.set(bc, &format!("c{i}"), b"c").await.unwrap();
+    }
+    assert_eq!((a.requests(), c.requests()), (11, 11));
+    assert_eq!((a.connections(), c.connections()), (1, 1));
+    assert_eq!(pool.connections_opened(), 2);
+    assert_eq!(kv_a.get(ba, "c0").await.unwrap(), None);
+    assert_eq!(kv_c.get(bc, "a0").await.unwrap(), None);
+}
