@@ -53,10 +53,16 @@ pub fn artifacts() -> &'static artifacts::Built {
     })
 }
 
-/// One runtime for all tests of a binary.
+/// One runtime for all tests of a binary. Its guests send through `kvplug-http-pool`, as the
+/// quickstart's do: the tests about wasmtime's default client (a connection per request)
+/// build a runtime of their own.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::new().expect("wasmtime runtime"))
+    RUNTIME.get_or_init(|| {
+        let pool = kvplug_http_pool::Pool::new(kvplug_http_pool::PoolConfig::default())
+            .expect("connection pool");
+        Runtime::new().expect("wasmtime runtime").with_pool(pool)
+    })
 }
 
 /// `kvplug-http.wasm`, compiled once.
