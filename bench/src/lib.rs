@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod backends;
+pub mod load;
 pub mod memory;
 pub mod report;
 pub mod timing;

@@ -1,12 +1,26 @@
-//! `kvplug-bench [--smoke]`: measures everything and writes `BENCHMARKS.md` at the
-//! repository root (`--smoke`: one tiny round, written to target/kvplug/ instead).
+//! `kvplug-bench [--smoke] [--load-only]`: measures everything and writes `BENCHMARKS.md` at
+//! the repository root (`--smoke`: one tiny round, written to target/kvplug/ instead;
+//! `--load-only`: only the load curves, written to target/kvplug/LOAD.md).
 
-use kvplug_bench::{artifacts, backends, memory, report, timing};
+use kvplug_bench::{artifacts, backends, load, memory, report, timing};
 use kvplug_compose::artifacts::{out_dir, repo_root};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let smoke = std::env::args().any(|a| a == "--smoke");
+    let load_plan = if smoke {
+        load::Plan::smoke()
+    } else {
+        load::Plan::full()
+    };
+    if std::env::args().any(|a| a == "--load-only") {
+        let work = tempfile::tempdir()?;
+        let points = load::run(&load_plan, work.path()).await?;
+        let text = load::render(&load_plan, &points);
+        print!("{text}");
+        std::fs::write(out_dir().join("LOAD.md"), text)?;
+        return Ok(());
+    }
     let (plan, artifact_runs, backend_sizes, backend_rounds) = if smoke {
         (timing::Plan::smoke(), 2, vec![(100, 3)], 1)
     } else {
@@ -25,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let backends = backends::measure(&backend_sizes, backend_rounds).await?;
     let memory = memory::measure(&server.url(), 4 << 20).await?;
     let samples = timing::run(&plan, &server.url(), work.path()).await?;
+    let points = load::run(&load_plan, work.path()).await?;
     let results = report::Results {
         artifacts: measured,
         artifact_runs,
@@ -33,7 +48,8 @@ async fn main() -> anyhow::Result<()> {
         samples,
         memory: Some(memory),
     };
-    let text = report::render(&results);
+    let mut text = report::render(&results);
+    text.push_str(&load::render(&load_plan, &points));
     print!("{text}");
     let path = if smoke {
         out_dir().join("BENCHMARKS.smoke.md")

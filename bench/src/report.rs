@@ -115,8 +115,8 @@ fn timing_section(out: &mut String, plan: &Plan, samples: &[Sample]) {
          and one get. {} interleaved rounds, the client order rotating each round; figures are \
          medians over rounds, ratios are taken round by round (median [min–max]). Everything \
          talks to one in-process kvplug-server on 127.0.0.1 with `fsync` off, so that the HTTP \
-         path, not the disk, is measured. wasmtime opens a new connection per request; jco keeps \
-         connections alive.\n",
+         path, not the disk, is measured. wasmtime's default client opens a new connection per request \
+         (emb-pool sends through kvplug-http-pool instead); jco keeps connections alive.\n",
         plan.rounds
     );
     let _ = writeln!(out, "| client | what |\n|---|---|");
@@ -201,6 +201,18 @@ fn timing_section(out: &mut String, plan: &Plan, samples: &[Sample]) {
             Client::NativeKeepAlive,
             "embedded vs native keep-alive",
             "for reference",
+        ),
+        (
+            Client::EmbeddedPooled,
+            Client::NativeKeepAlive,
+            "kvplug-http-pool vs native keep-alive",
+            "≤ 1.05",
+        ),
+        (
+            Client::EmbeddedKv,
+            Client::EmbeddedPooled,
+            "wasmtime's default client vs kvplug-http-pool",
+            "≥ 1.5",
         ),
         (
             Client::Jco,

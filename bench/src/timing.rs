@@ -13,6 +13,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use kvplug_compose::{artifacts, plug, seal};
+use kvplug_http_pool::{Pool, PoolConfig};
 use kvplug_runner::Runtime;
 
 /// Who sends the requests.
@@ -20,6 +21,8 @@ use kvplug_runner::Runtime;
 pub enum Client {
     /// kv-bench linked with kvplug-http.wasm, embedded wasmtime 48.
     EmbeddedKv,
+    /// The same, its requests sent through `kvplug-http-pool` (kept alive, `TCP_NODELAY`).
+    EmbeddedPooled,
     /// http-bench (the same requests, no adapter), embedded wasmtime 48.
     EmbeddedHttp,
     /// kv-bench + kvplug-http.wasm on `wasmtime run -S http`.
@@ -38,6 +41,7 @@ impl Client {
     pub fn name(self) -> &'static str {
         match self {
             Client::EmbeddedKv => "emb-kv",
+            Client::EmbeddedPooled => "emb-pool",
             Client::EmbeddedHttp => "emb-http",
             Client::CliKv => "cli-kv",
             Client::CliHttp => "cli-http",
@@ -51,6 +55,9 @@ impl Client {
         match self {
             Client::EmbeddedKv => {
                 "guest → wasi:keyvalue → kvplug-http.wasm → wasi:http, embedded wasmtime 48"
+            }
+            Client::EmbeddedPooled => {
+                "emb-kv with kvplug-http-pool as the host's client (kept-alive connections)"
             }
             Client::EmbeddedHttp => {
                 "guest → wasi:http directly (same requests, no adapter), embedded wasmtime 48"
@@ -81,6 +88,7 @@ impl Plan {
             rounds: 5,
             clients: vec![
                 Client::EmbeddedKv,
+                Client::EmbeddedPooled,
                 Client::EmbeddedHttp,
                 Client::CliKv,
                 Client::CliHttp,
@@ -134,6 +142,9 @@ fn parse(output: &str) -> Result<(Duration, Duration)> {
 /// Everything the clients need, prepared once (outside the timings).
 struct Bench {
     runtime: Runtime,
+    /// A runtime whose guests send through `kvplug-http-pool`, and kv-bench compiled for it.
+    pooled: Runtime,
+    kv_pooled: wasmtime::component::Component,
     url: String,
     authority: String,
     kv_path: PathBuf,
@@ -228,6 +239,15 @@ impl Bench {
                 let output = self.runtime.run_command(&self.kv, &args, &settings).await?;
                 parse(&output.stdout)
             }
+            Client::EmbeddedPooled => {
+                let args = vec!["kv-bench".into(), size_arg, n_arg, prefix];
+                let settings = vec![("url".to_owned(), self.url.clone())];
+                let output = self
+                    .pooled
+                    .run_command(&self.kv_pooled, &args, &settings)
+                    .await?;
+                parse(&output.stdout)
+            }
             Client::EmbeddedHttp => {
                 let args = vec![
                     "http-bench".into(),
@@ -320,7 +340,10 @@ pub async fn run(plan: &Plan, url: &str, work: &Path) -> Result<Vec<Sample>> {
         PathBuf::new()
     };
     let runtime = Runtime::new()?;
+    let pooled = Runtime::new()?.with_pool(Pool::new(PoolConfig::default())?);
     let bench = Bench {
+        kv_pooled: pooled.load(&kv_path)?,
+        pooled,
         kv: runtime.load(&kv_path)?,
         http: runtime.load(&http_path)?,
         runtime,

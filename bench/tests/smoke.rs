@@ -1,7 +1,7 @@
 //! The benchmark runs end to end with a tiny plan (one round, a few operations, every
 //! client); its figures are not asserted, only that every section is measured.
 
-use kvplug_bench::{artifacts, backends, memory, report, timing};
+use kvplug_bench::{artifacts, backends, load, memory, report, timing};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_benchmark_measures_every_section() {
@@ -65,4 +65,51 @@ async fn the_benchmark_measures_every_section() {
     }
     // Every count meets the fewest requests its service allows.
     assert!(!text.contains("not met)"), "{text}");
+}
+
+/// The load benchmark runs every front against every backend's real service with a tiny
+/// plan. Not its figures but its counts are asserted: no errors, and the connection
+/// behaviour each front is measured for (wasmtime's default client: at least one store
+/// connection per app request; the pool: no more connections than clients).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_benchmark_measures_every_front_on_every_backend() {
+    let plan = load::Plan {
+        concurrency: vec![1, 3],
+        per_point: std::time::Duration::from_millis(300),
+        with_jco: false,
+    };
+    let work = tempfile::tempdir().unwrap();
+    let points = load::run(&plan, work.path()).await.unwrap();
+    for backend in backends::backends() {
+        for front in [
+            load::Front::Embedded,
+            load::Front::Pooled,
+            load::Front::Serve,
+            load::Front::Native,
+        ] {
+            let curve: Vec<&load::Point> = points
+                .iter()
+                .filter(|p| p.backend == backend && p.front == front && p.mix == load::Mix::Notes)
+                .collect();
+            assert_eq!(curve.len(), 2, "{backend} {}", front.name());
+            for point in curve {
+                assert!(point.done > 0, "{point:?}");
+                assert_eq!(point.errors, 0, "{point:?}");
+                match front {
+                    load::Front::Embedded | load::Front::Serve => {
+                        assert!(point.connections >= point.done, "{point:?}");
+                    }
+                    _ => assert!(point.connections <= point.k as u64, "{point:?}"),
+                }
+            }
+        }
+    }
+    assert!(
+        points
+            .iter()
+            .any(|p| p.mix == load::Mix::Floor && p.done > 0)
+    );
+    let text = load::render(&plan, &points);
+    assert!(text.contains("## Throughput under load"), "{text}");
+    assert!(text.contains("### The fronts' own cost"), "{text}");
 }

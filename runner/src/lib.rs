@@ -3,6 +3,7 @@
 //! adapter's settings. The quickstart, the tests and the benchmark all run components here.
 
 pub mod quickstart;
+pub mod serve;
 
 use std::path::Path;
 
@@ -124,7 +125,24 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime with WASI p2, `wasi:http` and `wasi:config` linked.
     pub fn new() -> Result<Runtime> {
-        let engine = Engine::new(&Config::new())?;
+        Runtime::on(Engine::new(&Config::new())?)
+    }
+
+    /// A runtime for serving requests, an instance each ([`Runtime::serve`]): instances come
+    /// from wasmtime's pooling allocator, as under `wasmtime serve`, where the host allows
+    /// its address-space reservation; otherwise as from [`Runtime::new`].
+    pub fn for_serving() -> Result<Runtime> {
+        let mut config = Config::new();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+            wasmtime::PoolingAllocationConfig::default(),
+        ));
+        match Engine::new(&config) {
+            Ok(engine) => Runtime::on(engine),
+            Err(_) => Runtime::new(),
+        }
+    }
+
+    fn on(engine: Engine) -> Result<Runtime> {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -209,37 +227,7 @@ impl Runtime {
         env: &[(String, String)],
         pipes: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
     ) -> Store<Host> {
-        let mut wasi = WasiCtx::builder();
-        wasi.args(args);
-        for (name, value) in env {
-            wasi.env(name, value);
-        }
-        match pipes {
-            Some((stdout, stderr)) => {
-                wasi.stdout(stdout).stderr(stderr);
-            }
-            None => {
-                wasi.inherit_stdio();
-            }
-        }
-        let config = settings
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut store = Store::new(
-            &self.engine,
-            Host {
-                wasi: wasi.build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                config,
-                keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx::builder().build(),
-                memory: MemoryMeter::default(),
-                hooks: self.pool.as_ref().map(kvplug_http_pool::Pool::hooks),
-            },
-        );
-        store.limiter(|host| &mut host.memory);
-        store
+        new_store(&self.engine, self.pool.as_ref(), settings, args, env, pipes)
     }
 
     /// Runs a command component (`wasi:cli/run`) to completion and captures what it printed.
@@ -300,4 +288,47 @@ impl Runtime {
             stderr: text(&stderr),
         })
     }
+}
+
+/// A store for one instance: `settings` through `wasi:config`, `args` and `env`, output to
+/// `pipes` (or the process's own), outgoing HTTP through `pool` if there is one.
+fn new_store(
+    engine: &Engine,
+    pool: Option<&kvplug_http_pool::Pool>,
+    settings: &Settings,
+    args: &[String],
+    env: &[(String, String)],
+    pipes: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
+) -> Store<Host> {
+    let mut wasi = WasiCtx::builder();
+    wasi.args(args);
+    for (name, value) in env {
+        wasi.env(name, value);
+    }
+    match pipes {
+        Some((stdout, stderr)) => {
+            wasi.stdout(stdout).stderr(stderr);
+        }
+        None => {
+            wasi.inherit_stdio();
+        }
+    }
+    let config = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut store = Store::new(
+        engine,
+        Host {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            config,
+            keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx::builder().build(),
+            memory: MemoryMeter::default(),
+            hooks: pool.map(kvplug_http_pool::Pool::hooks),
+        },
+    );
+    store.limiter(|host| &mut host.memory);
+    store
 }
