@@ -5,5 +5,6 @@ pub mod artifacts;
 pub mod backends;
 pub mod load;
 pub mod memory;
+pub mod reference_client;
 pub mod report;
 pub mod timing;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use kvplug_compose::{artifacts, plug, seal};
 use kvplug_http_pool::{Pool, PoolConfig};
 use kvplug_runner::Runtime;
 use kvplug_tests::counting_proxy::{CountingProxy, Recorded};
+use kvplug_tests::process::{Running, free_port};
 use kvplug_tests::services;
 
 use crate::backends::backends;
@@ -96,6 +97,8 @@ pub struct Point {
     pub p99_us: f64,
     /// TCP connections opened to the store while the point ran.
     pub connections: u64,
+    /// On a curve's last point: the sockets its store connections left in TIME_WAIT.
+    pub lingering: Option<usize>,
 }
 
 impl Point {
@@ -341,36 +344,6 @@ async fn answer(
         .body(Full::new(last.1))?)
 }
 
-/// A front that is a child process (`wasmtime serve`, `jco serve`), killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn wait_for(addr: SocketAddr, child: &mut Child) -> Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("the server exited before listening: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("nothing listens on {addr} after 60 s")
-}
-
 /// Sends one request of the mix on `sender`.
 async fn one(
     sender: &mut http1::SendRequest<Full<Bytes>>,
@@ -514,10 +487,20 @@ async fn curve(
     front: Front,
     linked: &Path,
     settings: &[(String, String)],
-    counter: &ConnectionCounter,
+    store: SocketAddr,
+    shared: &ConnectionCounter,
     replay: &HashMap<Kind, Vec<Recorded>>,
     jco_app: Option<&Path>,
 ) -> Result<Vec<Point>> {
+    // A counter of the curve's own, so that the sockets its connections leave in TIME_WAIT
+    // can be told from everyone else's; jco's app was sealed with the backend's counter.
+    let own;
+    let counter = if front == Front::Jco {
+        shared
+    } else {
+        own = ConnectionCounter::start(store)?;
+        &own
+    };
     let settings = pointed_at(settings, counter.addr);
     // Each front holds what it needs alive until the curve ends.
     let mut _served = None;
@@ -544,7 +527,7 @@ async fn curve(
             addr
         }
         Front::Serve | Front::Jco => {
-            let port = free_port()?;
+            let port = free_port();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
             let mut command;
             if front == Front::Serve {
@@ -564,9 +547,11 @@ async fn curve(
                     .arg(app);
             }
             command.stdout(Stdio::null()).stderr(Stdio::null());
-            let mut child = command.spawn().with_context(|| format!("{command:?}"))?;
-            wait_for(addr, &mut child).await?;
-            _process = Some(Process(child));
+            // Killed with its whole process group when the curve ends (jco serve runs a
+            // worker process of its own).
+            let mut running = Running::start(command);
+            running.wait_for_port(port, Duration::from_secs(60));
+            _process = Some(running);
             addr
         }
     };
@@ -589,9 +574,42 @@ async fn curve(
             p50_us: percentile(&latencies, 0.5),
             p99_us: percentile(&latencies, 0.99),
             connections,
+            lingering: None,
         });
     }
+    if front != Front::Jco
+        && let Some(last) = points.last_mut()
+    {
+        last.lingering = time_wait_towards(counter.addr.port());
+    }
     Ok(points)
+}
+
+/// Sockets in TIME_WAIT whose remote port is `port` (on loopback, every such socket is a
+/// connection to that port closed from this side less than 60 s ago); `None` where
+/// `/proc/net/tcp` cannot be read.
+fn time_wait_towards(port: u16) -> Option<usize> {
+    const TIME_WAIT: &str = "06";
+    let mut count = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state)) = (fields.get(2), fields.get(3)) else {
+                continue;
+            };
+            let remote_port = remote
+                .rsplit(':')
+                .next()
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if *state == TIME_WAIT && remote_port == Some(port) {
+                count += 1;
+            }
+        }
+    }
+    std::fs::metadata("/proc/net/tcp").ok().map(|_| count)
 }
 
 fn jco_bin() -> Result<PathBuf> {
@@ -656,6 +674,7 @@ pub async fn run(plan: &Plan, work: &Path) -> Result<Vec<Point>> {
                 front,
                 &linked,
                 &settings,
+                store,
                 &counter,
                 &replay,
                 jco_app.as_deref(),
@@ -674,6 +693,7 @@ pub async fn run(plan: &Plan, work: &Path) -> Result<Vec<Point>> {
                     front,
                     &linked,
                     &settings,
+                    store,
                     &counter,
                     &replay,
                     None,
@@ -713,7 +733,11 @@ pub fn render(plan: &Plan, points: &[Point]) -> String {
          Everything, load generator included, shares the machine's 2 cores and talks over \
          loopback. *conns/req*: TCP connections opened to the store per app request, counted \
          by a forwarder in front of the store. Errors are answers ≥ 500 (or a broken \
-         connection); a 404 for a note not written yet is an answer.\n",
+         connection); a 404 for a note not written yet is an answer. *Left in TIME_WAIT*: the \
+         sockets a curve's store connections (warm-up included) left in TIME_WAIT, where Linux \
+         keeps each for 60 s; on loopback it may reuse them (`tcp_tw_reuse` = 2), toward a \
+         remote store it may not (README, \"Under load\"). jco serves only the reference \
+         server's adapter, sealed.\n",
         plan.per_point.as_secs_f64()
     );
     for backend in backends() {
@@ -748,7 +772,7 @@ pub fn render(plan: &Plan, points: &[Point]) -> String {
         }
         let _ = writeln!(
             out,
-            "\n| front | best req/s | at K | knee K (≥ 90% of best) | best / native's best | store connections in all |\n|---|---:|---:|---:|---:|---:|"
+            "\n| front | best req/s | at K | knee K (≥ 90% of best) | best / native's best | store connections in all | left in TIME_WAIT |\n|---|---:|---:|---:|---:|---:|---:|"
         );
         let native_best = mine
             .iter()
@@ -768,15 +792,17 @@ pub fn render(plan: &Plan, points: &[Point]) -> String {
                 .copied()
                 .max_by(|a, b| a.rps().total_cmp(&b.rps()));
             let Some(best) = best else { continue };
+            let lingering = curve.iter().find_map(|p| p.lingering);
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {} | {} | {:.2} | {} |",
+                "| {} | {:.0} | {} | {} | {:.2} | {} | {} |",
                 front.name(),
                 best.rps(),
                 best.k,
                 knee(&curve).map_or("–".to_owned(), |k| k.to_string()),
                 best.rps() / native_best,
                 curve.iter().map(|p| p.connections).sum::<u64>(),
+                lingering.map_or("–".to_owned(), |n| n.to_string()),
             );
         }
         let _ = writeln!(out);

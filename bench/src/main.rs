@@ -1,6 +1,8 @@
-//! `kvplug-bench [--smoke] [--load-only]`: measures everything and writes `BENCHMARKS.md` at
-//! the repository root (`--smoke`: one tiny round, written to target/kvplug/ instead;
-//! `--load-only`: only the load curves, written to target/kvplug/LOAD.md).
+//! `kvplug-bench [--smoke] [--load-only | --timing-only]`: measures everything and writes
+//! `BENCHMARKS.md` at the repository root (`--smoke`: one tiny round, written to
+//! target/kvplug/ instead; `--load-only`: only the load curves, written to
+//! target/kvplug/LOAD.md; `--timing-only`: only the embedded and native clients' time per
+//! operation at 100 B and 64 KiB, printed).
 
 use kvplug_bench::{artifacts, backends, load, memory, report, timing};
 use kvplug_compose::artifacts::{out_dir, repo_root};
@@ -13,6 +15,26 @@ async fn main() -> anyhow::Result<()> {
     } else {
         load::Plan::full()
     };
+    if std::env::args().any(|a| a == "--timing-only") {
+        // The embedded and native clients at 100 B and 64 KiB only: a quicker look.
+        let work = tempfile::tempdir()?;
+        let mut config = kvplug_server::Config::new(work.path().join("data"));
+        config.durable = false;
+        let server = kvplug_server::Server::start(config)?;
+        let mut plan = timing::Plan::full();
+        plan.sizes.truncate(2);
+        plan.clients.retain(|c| {
+            !matches!(
+                c,
+                timing::Client::CliKv | timing::Client::CliHttp | timing::Client::Jco
+            )
+        });
+        let samples = timing::run(&plan, &server.url(), work.path()).await?;
+        let mut text = String::new();
+        report::timing_section(&mut text, &plan, &samples);
+        print!("{text}");
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--load-only") {
         let work = tempfile::tempdir()?;
         let points = load::run(&load_plan, work.path()).await?;

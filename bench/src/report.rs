@@ -107,7 +107,7 @@ fn ratio(samples: &[Sample], size: usize, a: Client, b: Client) -> Option<(f64, 
     Some((median(ratios), min, max))
 }
 
-fn timing_section(out: &mut String, plan: &Plan, samples: &[Sample]) {
+pub fn timing_section(out: &mut String, plan: &Plan, samples: &[Sample]) {
     let _ = writeln!(out, "\n## Time per operation\n");
     let _ = writeln!(
         out,
@@ -207,6 +207,24 @@ fn timing_section(out: &mut String, plan: &Plan, samples: &[Sample]) {
             Client::NativeKeepAlive,
             "kvplug-http-pool vs native keep-alive",
             "≤ 1.05",
+        ),
+        (
+            Client::EmbeddedHttpPooled,
+            Client::NativeKeepAlive,
+            "the runtime's own wasi:http through kvplug-http-pool vs native keep-alive, no adapter",
+            "the floor for the row above",
+        ),
+        (
+            Client::EmbeddedHttpPooled,
+            Client::EmbeddedHttpReference,
+            "kvplug-http-pool vs hyper-util's pooled Client, no adapter",
+            "≤ 1.0",
+        ),
+        (
+            Client::EmbeddedPooled,
+            Client::EmbeddedHttpPooled,
+            "adapter overhead on kept-alive connections",
+            "for information",
         ),
         (
             Client::EmbeddedKv,

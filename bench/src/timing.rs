@@ -25,6 +25,10 @@ pub enum Client {
     EmbeddedPooled,
     /// http-bench (the same requests, no adapter), embedded wasmtime 48.
     EmbeddedHttp,
+    /// The same, its requests sent through `kvplug-http-pool`.
+    EmbeddedHttpPooled,
+    /// The same, its requests sent through hyper-util's pooled `Client` (the yardstick).
+    EmbeddedHttpReference,
     /// kv-bench + kvplug-http.wasm on `wasmtime run -S http`.
     CliKv,
     /// http-bench on `wasmtime run -S http`.
@@ -43,6 +47,8 @@ impl Client {
             Client::EmbeddedKv => "emb-kv",
             Client::EmbeddedPooled => "emb-pool",
             Client::EmbeddedHttp => "emb-http",
+            Client::EmbeddedHttpPooled => "emb-http-pool",
+            Client::EmbeddedHttpReference => "emb-http-ref",
             Client::CliKv => "cli-kv",
             Client::CliHttp => "cli-http",
             Client::NativeNew => "hyper-new",
@@ -61,6 +67,10 @@ impl Client {
             }
             Client::EmbeddedHttp => {
                 "guest → wasi:http directly (same requests, no adapter), embedded wasmtime 48"
+            }
+            Client::EmbeddedHttpPooled => "emb-http with kvplug-http-pool as the host's client",
+            Client::EmbeddedHttpReference => {
+                "emb-http with hyper-util's pooled `Client` as the host's client (a yardstick)"
             }
             Client::CliKv => "guest → kvplug-http.wasm, `wasmtime run -S http` 48.0.8",
             Client::CliHttp => "guest → wasi:http directly, `wasmtime run -S http` 48.0.8",
@@ -90,6 +100,8 @@ impl Plan {
                 Client::EmbeddedKv,
                 Client::EmbeddedPooled,
                 Client::EmbeddedHttp,
+                Client::EmbeddedHttpPooled,
+                Client::EmbeddedHttpReference,
                 Client::CliKv,
                 Client::CliHttp,
                 Client::NativeNew,
@@ -145,6 +157,10 @@ struct Bench {
     /// A runtime whose guests send through `kvplug-http-pool`, and kv-bench compiled for it.
     pooled: Runtime,
     kv_pooled: wasmtime::component::Component,
+    http_pooled: wasmtime::component::Component,
+    /// A runtime whose guests send through hyper-util's `Client`, and http-bench for it.
+    reference: Runtime,
+    http_reference: wasmtime::component::Component,
     url: String,
     authority: String,
     kv_path: PathBuf,
@@ -259,6 +275,21 @@ impl Bench {
                 let output = self.runtime.run_command(&self.http, &args, &vec![]).await?;
                 parse(&output.stdout)
             }
+            Client::EmbeddedHttpPooled | Client::EmbeddedHttpReference => {
+                let args = vec![
+                    "http-bench".into(),
+                    self.authority.clone(),
+                    size_arg,
+                    n_arg,
+                    prefix,
+                ];
+                let (runtime, component) = match client {
+                    Client::EmbeddedHttpPooled => (&self.pooled, &self.http_pooled),
+                    _ => (&self.reference, &self.http_reference),
+                };
+                let output = runtime.run_command(component, &args, &vec![]).await?;
+                parse(&output.stdout)
+            }
             Client::CliKv => {
                 let mut command = Command::new("wasmtime");
                 command
@@ -341,8 +372,12 @@ pub async fn run(plan: &Plan, url: &str, work: &Path) -> Result<Vec<Sample>> {
     };
     let runtime = Runtime::new()?;
     let pooled = Runtime::new()?.with_pool(Pool::new(PoolConfig::default())?);
+    let reference = Runtime::new()?.with_hooks(crate::reference_client::hooks());
     let bench = Bench {
         kv_pooled: pooled.load(&kv_path)?,
+        http_pooled: pooled.load(&http_path)?,
+        http_reference: reference.load(&http_path)?,
+        reference,
         pooled,
         kv: runtime.load(&kv_path)?,
         http: runtime.load(&http_path)?,

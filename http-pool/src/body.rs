@@ -20,7 +20,9 @@ type Return = Box<dyn FnOnce(SendRequest<WasiBody>) + Send>;
 pub struct PooledBody {
     incoming: Incoming,
     gap: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// When the next byte is due; armed only when a read finds nothing yet, so a body that
+    /// arrives with its head costs no timer.
+    deadline: Option<Pin<Box<Sleep>>>,
     /// The connection and how to give it back, until the body ends.
     connection: Option<(SendRequest<WasiBody>, Return)>,
     /// The authority's connection slot, held while this connection is busy.
@@ -38,7 +40,7 @@ impl PooledBody {
         let mut body = PooledBody {
             incoming,
             gap,
-            deadline: Box::pin(tokio::time::sleep(gap)),
+            deadline: None,
             connection: Some((sender, Box::new(give_back))),
             permit: Some(permit),
         };
@@ -78,8 +80,8 @@ impl Body for PooledBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
-                let next = Instant::now() + this.gap;
-                this.deadline.as_mut().reset(next);
+                // The wait for the next byte starts now.
+                this.deadline = None;
                 if this.incoming.is_end_stream() {
                     this.release();
                 }
@@ -89,10 +91,16 @@ impl Body for PooledBody {
                 this.fail(Error::HttpResponseTimeout)
             }
             Poll::Ready(Some(Err(error))) => this.fail(Error::from(error)),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => this.fail(Error::ConnectionReadTimeout),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let gap = this.gap;
+                let deadline = this.deadline.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(Instant::now() + gap))
+                });
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => this.fail(Error::ConnectionReadTimeout),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

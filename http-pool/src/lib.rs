@@ -176,8 +176,14 @@ async fn send(
             None => (inner.connect(&key, connect_timeout).await?, false),
         };
         // A new connection is ready once its task runs; a kept one that the server has
-        // closed never is: then the request, still unsent, goes on another.
-        match tokio::time::timeout(connect_timeout, sender.ready()).await {
+        // closed never is: then the request, still unsent, goes on another. A kept one that
+        // is ready already needs no timer.
+        let ready = if sender.is_ready() {
+            Ok(Ok(()))
+        } else {
+            tokio::time::timeout(connect_timeout, sender.ready()).await
+        };
+        match ready {
             Ok(Ok(())) => {}
             _ if reused => {
                 request = Some(taken);
@@ -223,6 +229,10 @@ impl Inner {
                 ))
             }))
         };
+        // A free slot needs no timer; only a wait for one does.
+        if let Ok(permit) = Arc::clone(&semaphore).try_acquire_owned() {
+            return Ok(permit);
+        }
         match tokio::time::timeout(within, semaphore.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Error::ConnectionLimitReached),

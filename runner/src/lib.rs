@@ -6,6 +6,7 @@ pub mod quickstart;
 pub mod serve;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -13,7 +14,7 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// Per-instance host state.
 pub struct Host {
@@ -23,9 +24,9 @@ pub struct Host {
     config: WasiConfigVariables,
     keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx,
     memory: MemoryMeter,
-    /// Outgoing requests through a keep-alive pool; `None`: wasmtime's default client, a new
-    /// connection per request.
-    hooks: Option<kvplug_http_pool::PooledHooks>,
+    /// Outgoing requests through these hooks (`kvplug-http-pool`'s); `None`: wasmtime's
+    /// default client, a new connection per request.
+    hooks: Option<Box<dyn WasiHttpHooks + Send>>,
 }
 
 /// Counts the linear memory an instance has: wasmtime reports every memory's creation
@@ -97,7 +98,7 @@ impl WasiHttpView for Host {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: match &mut self.hooks {
-                Some(pooled) => pooled,
+                Some(hooks) => hooks.as_mut(),
                 None => wasmtime_wasi_http::default_hooks(),
             },
         }
@@ -119,8 +120,11 @@ pub type Settings = Vec<(String, String)>;
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Host>,
-    pool: Option<kvplug_http_pool::Pool>,
+    hooks: Option<Hooks>,
 }
+
+/// Makes the `wasi:http` hooks of each new store.
+pub type Hooks = Arc<dyn Fn() -> Box<dyn WasiHttpHooks + Send> + Send + Sync>;
 
 impl Runtime {
     /// A runtime with WASI p2, `wasi:http` and `wasi:config` linked.
@@ -152,14 +156,20 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            pool: None,
+            hooks: None,
         })
     }
 
     /// This runtime, sending its guests' requests through `pool` (`kvplug-http-pool`)
     /// instead of wasmtime's default client.
-    pub fn with_pool(mut self, pool: kvplug_http_pool::Pool) -> Runtime {
-        self.pool = Some(pool);
+    pub fn with_pool(self, pool: kvplug_http_pool::Pool) -> Runtime {
+        self.with_hooks(Arc::new(move || Box::new(pool.hooks())))
+    }
+
+    /// This runtime, sending its guests' requests through the hooks `hooks` makes for each
+    /// store (a benchmark's reference clients).
+    pub fn with_hooks(mut self, hooks: Hooks) -> Runtime {
+        self.hooks = Some(hooks);
         self
     }
 
@@ -182,7 +192,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            pool: None,
+            hooks: None,
         })
     }
 
@@ -227,7 +237,14 @@ impl Runtime {
         env: &[(String, String)],
         pipes: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
     ) -> Store<Host> {
-        new_store(&self.engine, self.pool.as_ref(), settings, args, env, pipes)
+        new_store(
+            &self.engine,
+            self.hooks.as_ref(),
+            settings,
+            args,
+            env,
+            pipes,
+        )
     }
 
     /// Runs a command component (`wasi:cli/run`) to completion and captures what it printed.
@@ -291,10 +308,10 @@ impl Runtime {
 }
 
 /// A store for one instance: `settings` through `wasi:config`, `args` and `env`, output to
-/// `pipes` (or the process's own), outgoing HTTP through `pool` if there is one.
+/// `pipes` (or the process's own), outgoing HTTP through `hooks` if there are any.
 fn new_store(
     engine: &Engine,
-    pool: Option<&kvplug_http_pool::Pool>,
+    hooks: Option<&Hooks>,
     settings: &Settings,
     args: &[String],
     env: &[(String, String)],
@@ -326,7 +343,7 @@ fn new_store(
             config,
             keyvalue: wasmtime_wasi_keyvalue::WasiKeyValueCtx::builder().build(),
             memory: MemoryMeter::default(),
-            hooks: pool.map(kvplug_http_pool::Pool::hooks),
+            hooks: hooks.map(|make| make()),
         },
     );
     store.limiter(|host| &mut host.memory);

@@ -1,6 +1,6 @@
 //! Serving a `wasi:http/proxy` component from embedded wasmtime, as `wasmtime serve` does:
 //! one fresh instance per incoming request, its settings through `wasi:config`, its outgoing
-//! requests through the runtime's pool if it has one. The load benchmark serves the example
+//! requests through the runtime's hooks (its pool) if it has any. The load benchmark serves the example
 //! HTTP app this way, with and without `kvplug-http-pool`.
 
 use std::net::SocketAddr;
@@ -39,7 +39,7 @@ impl Drop for Served {
 
 struct State {
     pre: ProxyPre<Host>,
-    pool: Option<kvplug_http_pool::Pool>,
+    hooks: Option<crate::Hooks>,
     settings: Settings,
 }
 
@@ -50,7 +50,7 @@ impl Runtime {
         let pre = ProxyPre::new(self.linker.instantiate_pre(component)?)?;
         let state = Arc::new(State {
             pre,
-            pool: self.pool.clone(),
+            hooks: self.hooks.clone(),
             settings,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -81,7 +81,7 @@ async fn handle(
 ) -> Result<hyper::Response<HyperOutgoingBody>> {
     let mut store = new_store(
         state.pre.engine(),
-        state.pool.as_ref(),
+        state.hooks.as_ref(),
         &state.settings,
         &[],
         &[],
