@@ -131,9 +131,10 @@ fn every_mode_state_and_generation() {
 
 #[test]
 fn metadata_is_kept_set_or_cleared() {
-    // (mode, state, options' metadata, metadata written)
+    /// (mode, state, options' metadata, metadata written)
+    type Case = (Mode, State, Option<&'static [u8]>, &'static [u8]);
     #[rustfmt::skip]
-    let table: &[(Mode, State, Option<&'static [u8]>, &[u8])] = &[
+    let table: &[Case] = &[
         (Overwrite, L, None, b""),
         (Overwrite, L, Some(b"m1"), b"m1"),
         (Overwrite, L, Some(b""), b""),
