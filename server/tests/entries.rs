@@ -425,6 +425,14 @@ fn an_expired_entry_is_absent_on_every_path() {
     let answer = h.send("PUT", &plain("cas"), &[if_match(cas)], b"x");
     assert_eq!((answer.status, answer.header("etag")), (412, None));
     assert!(answer.body.is_empty());
+    for mode in ["overwrite", "append", "prepend"] {
+        let answer = h.put("cas", &format!("mode={mode}"), &[if_match(cas)], b"x");
+        assert_eq!(
+            (answer.status, answer.error()),
+            (412, Some("version-mismatch"))
+        );
+    }
+    assert_eq!(h.lookup("cas"), None);
     let answer = h.send(
         "PUT",
         &plain("none-match"),
