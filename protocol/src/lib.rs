@@ -9,6 +9,7 @@
 extern crate alloc;
 
 pub mod counter;
+pub mod entries;
 pub mod frames;
 pub mod names;
 
@@ -72,6 +73,10 @@ pub mod codes {
     pub const OVERFLOW: &str = "overflow";
     /// 412: a conditional write's `If-Match` / `If-None-Match` did not hold.
     pub const VERSION_MISMATCH: &str = "version-mismatch";
+    /// 412: an entry insert in `add` mode found a live entry.
+    pub const KEY_EXISTS: &str = "key-exists";
+    /// 400: an entry's time-to-live is not a number or outside `kvplug-ttl-range`.
+    pub const BAD_TTL: &str = "bad-ttl";
     /// 413: the body is larger than the server accepts.
     pub const TOO_LARGE: &str = "too-large";
     /// 500: the server failed (storage error).

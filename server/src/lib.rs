@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use crate::service::State;
+pub use crate::storage::Clock;
 use crate::storage::Storage;
 
 /// How to run a server.
@@ -38,6 +39,8 @@ pub struct Config {
     /// `fsync` every write before acknowledging it. Only benchmarks turn this off, to
     /// measure the HTTP path rather than the disk; an unsynced write can be lost in a crash.
     pub durable: bool,
+    /// Judges expiry (ms since the Unix epoch): the system clock unless a test steps its own.
+    pub clock: Clock,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
             buckets: None,
             max_body: 64 << 20,
             durable: true,
+            clock: Clock::system(),
         }
     }
 }
@@ -63,6 +67,25 @@ pub struct Server {
     state: Arc<State>,
     shutdown: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Dropping it stops the sweeper.
+    stop_sweeper: Option<std::sync::mpsc::Sender<()>>,
+    sweeper: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the sweeper looks for expired entries. Reads never depend on it (they filter
+/// by deadline themselves); it only returns the space.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Deletes expired entries until `stop` is dropped.
+fn sweep(state: &State, stop: &std::sync::mpsc::Receiver<()>) {
+    loop {
+        // A full batch means more are due: go on without waiting, in separate transactions.
+        while let Ok(storage::SWEEP_BATCH) = state.storage.sweep(storage::SWEEP_BATCH) {}
+        match stop.recv_timeout(SWEEP_INTERVAL) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
 }
 
 impl Server {
@@ -75,7 +98,11 @@ impl Server {
                 config.data_dir.display()
             )
         })?;
-        let storage = Storage::open(&config.data_dir.join(DATABASE_FILE), config.durable)?;
+        let storage = Storage::open(
+            &config.data_dir.join(DATABASE_FILE),
+            config.durable,
+            config.clock,
+        )?;
         let state = Arc::new(State {
             storage,
             token: config.token,
@@ -128,11 +155,18 @@ impl Server {
                 // Open connections are dropped with the runtime.
                 runtime.shutdown_background();
             })?;
+        let (stop_sweeper, stop) = std::sync::mpsc::channel();
+        let sweeping = Arc::clone(&state);
+        let sweeper = std::thread::Builder::new()
+            .name("kvplug-sweeper".into())
+            .spawn(move || sweep(&sweeping, &stop))?;
         Ok(Server {
             addr,
             state,
             shutdown,
             thread: Some(thread),
+            stop_sweeper: Some(stop_sweeper),
+            sweeper: Some(sweeper),
         })
     }
 
@@ -160,6 +194,10 @@ impl Server {
         let _ = self.shutdown.send(true);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        drop(self.stop_sweeper.take());
+        if let Some(sweeper) = self.sweeper.take() {
+            let _ = sweeper.join();
         }
     }
 }

@@ -11,10 +11,11 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use kvplug_protocol::counter::CounterError;
+use kvplug_protocol::entries::{self, InsertOptions, Limited, Limits, Mode};
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::{BatchOp, codes, names};
 
-use crate::storage::{Condition, IncrementError, Storage, WriteOutcome};
+use crate::storage::{Condition, GenerationMismatch, IncrementError, Storage, WriteOutcome};
 
 const FRAMES_TYPE: &str = "application/vnd.kvplug.frames";
 
@@ -82,6 +83,8 @@ enum Route {
     Bucket(String),
     Key(String, String),
     Batch(String, BatchOp),
+    Entries(String),
+    Entry(String, String),
 }
 
 fn route(path: &str) -> Result<Route, Refusal> {
@@ -110,6 +113,11 @@ fn route(path: &str) -> Result<Route, Refusal> {
     match segments.as_slice() {
         [b] => Ok(Route::Bucket(bucket(b)?)),
         [b, "keys", key] => Ok(Route::Key(
+            bucket(b)?,
+            name(key, kvplug_protocol::check_key)?,
+        )),
+        [b, entries::ENTRIES_SEGMENT] => Ok(Route::Entries(bucket(b)?)),
+        [b, entries::ENTRIES_SEGMENT, key] => Ok(Route::Entry(
             bucket(b)?,
             name(key, kvplug_protocol::check_key)?,
         )),
@@ -226,11 +234,18 @@ async fn read_body(
         }
     }
     if total > state.max_body {
-        return Err(error(
+        let mut refusal = error(
             StatusCode::PAYLOAD_TOO_LARGE,
             codes::TOO_LARGE,
             format!("body larger than {} bytes", state.max_body),
-        ));
+        );
+        if let Ok(limit) = HeaderValue::from_str(&entries::format_limit(
+            Limited::Value,
+            u64::try_from(state.max_body).unwrap_or(u64::MAX),
+        )) {
+            refusal.headers_mut().insert(entries::HEADER_LIMIT, limit);
+        }
+        return Err(refusal);
     }
     Ok(Bytes::from(collected))
 }
@@ -278,7 +293,13 @@ async fn handle_inner(state: &Arc<State>, request: Request<Incoming>) -> Result<
         Route::Bucket(bucket) => {
             check_bucket(state, &bucket)?;
             match parts.method {
-                Method::HEAD => Ok(reply(StatusCode::NO_CONTENT, Bytes::new())),
+                Method::HEAD => {
+                    let mut response = reply(StatusCode::NO_CONTENT, Bytes::new());
+                    let headers = response.headers_mut();
+                    headers.insert(entries::HEADER_ENTRIES, HeaderValue::from_static("1"));
+                    headers.insert(entries::HEADER_MAX_VALUE, HeaderValue::from(state.max_body));
+                    Ok(response)
+                }
                 Method::GET => list(state, bucket, query).await,
                 _ => Err(method_not_allowed()),
             }
@@ -338,6 +359,34 @@ async fn handle_inner(state: &Arc<State>, request: Request<Incoming>) -> Result<
             }
             let body = read_body(state, body, &parts.headers).await?;
             batch(state, bucket, op, body).await
+        }
+        Route::Entries(bucket) => {
+            check_bucket(state, &bucket)?;
+            if parts.method != Method::GET {
+                return Err(method_not_allowed());
+            }
+            list_entries(state, bucket, query).await
+        }
+        Route::Entry(bucket, key) => {
+            check_bucket(state, &bucket)?;
+            match parts.method {
+                Method::GET | Method::HEAD => {
+                    lookup_entry(state, bucket, key, parts.method == Method::HEAD).await
+                }
+                Method::PUT => {
+                    let request = InsertRequest::parse(query, &parts.headers)?;
+                    let value = read_body(state, body, &parts.headers).await?;
+                    insert_entry(state, bucket, key, value, request).await
+                }
+                Method::DELETE => {
+                    if parts.headers.contains_key(IF_NONE_MATCH) {
+                        return Err(bad_request("an entry DELETE takes If-Match only"));
+                    }
+                    let generation = if_match(&parts.headers)?;
+                    remove_entry(state, bucket, key, generation).await
+                }
+                _ => Err(method_not_allowed()),
+            }
         }
     }
 }
@@ -425,15 +474,7 @@ async fn increment(
 }
 
 async fn list(state: &Arc<State>, bucket: String, query: Option<&str>) -> Result<Reply, Refusal> {
-    let limit = match query_param(query, "limit") {
-        None => kvplug_protocol::DEFAULT_LIST_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| bad_request("`limit` must be a positive integer"))?
-            .min(kvplug_protocol::MAX_LIST_LIMIT),
-    };
+    let limit = list_limit(query)?;
     // A cursor is the encoded last key of the previous page; it arrives encoded once more as a
     // query value, so it decodes twice.
     let after = match query_param(query, "cursor") {
@@ -528,4 +569,301 @@ async fn batch(
         }
     })
     .await?
+}
+
+/// The limits this server applies to entries.
+fn limits(state: &State) -> Limits {
+    Limits::new(
+        u64::try_from(kvplug_protocol::MAX_KEY_BYTES).ok(),
+        u64::try_from(state.max_body).ok(),
+    )
+}
+
+/// The generation in an `If-Match`, if there is one.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Refusal> {
+    headers
+        .get(IF_MATCH)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(kvplug_protocol::parse_etag)
+                .ok_or_else(|| bad_request("If-Match must be one ETag this server issued"))
+        })
+        .transpose()
+}
+
+fn bad_ttl() -> Refusal {
+    let range = entries::TTL_RANGE;
+    let mut refusal = error(
+        StatusCode::BAD_REQUEST,
+        codes::BAD_TTL,
+        format!(
+            "`ttl` must be a whole number of seconds from {} to {}; nothing was written",
+            range.min_sec, range.max_sec
+        ),
+    );
+    if let Ok(value) = HeaderValue::from_str(&entries::format_ttl_range(range)) {
+        refusal
+            .headers_mut()
+            .insert(entries::HEADER_TTL_RANGE, value);
+    }
+    refusal
+}
+
+/// The answer to an insert or a check that refused.
+fn refused(refusal: entries::Refusal) -> Refusal {
+    let nothing = "; nothing was written";
+    match refusal {
+        entries::Refusal::KeyExists => error(
+            StatusCode::PRECONDITION_FAILED,
+            codes::KEY_EXISTS,
+            format!("{refusal}{nothing}"),
+        ),
+        entries::Refusal::GenerationMismatch => error(
+            StatusCode::PRECONDITION_FAILED,
+            codes::VERSION_MISMATCH,
+            format!("{refusal}{nothing}"),
+        ),
+        entries::Refusal::TooLarge { what, limit, .. } => {
+            let mut response = error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::TOO_LARGE,
+                format!("{refusal}{nothing}"),
+            );
+            if let Some(limit) = limit
+                && let Ok(value) = HeaderValue::from_str(&entries::format_limit(what, limit))
+            {
+                response.headers_mut().insert(entries::HEADER_LIMIT, value);
+            }
+            response
+        }
+        entries::Refusal::TtlOutOfRange(_) => bad_ttl(),
+        entries::Refusal::Invalid(reason) => bad_request(format!("{reason}{nothing}")),
+    }
+}
+
+/// An entry `PUT`'s options, parsed and checked before the body is read.
+struct InsertRequest {
+    mode: Mode,
+    ttl_sec: Option<u32>,
+    metadata: Option<Vec<u8>>,
+    if_generation_match: Option<u64>,
+}
+
+impl InsertRequest {
+    fn parse(query: Option<&str>, headers: &HeaderMap) -> Result<Self, Refusal> {
+        let mode = match query_param(query, "mode") {
+            None => Mode::Overwrite,
+            Some(value) => Mode::from_query(value)
+                .ok_or_else(|| bad_request("`mode` must be overwrite, add, append or prepend"))?,
+        };
+        // Every spelling of a bad TTL gets the same answer naming the range: a client has
+        // one thing to fix.
+        let ttl_sec = query_param(query, "ttl")
+            .map(|value| value.parse::<u32>().map_err(|_| bad_ttl()))
+            .transpose()?;
+        let metadata = headers
+            .get(entries::HEADER_METADATA)
+            .map(|value| {
+                let text = value
+                    .to_str()
+                    .map_err(|_| bad_request("`kvplug-metadata` is not base64"))?;
+                entries::decode_metadata(text).map_err(refused)
+            })
+            .transpose()?;
+        if headers.contains_key(IF_NONE_MATCH) {
+            return Err(bad_request(
+                "an entry PUT takes If-Match only; `mode=add` writes only an absent key",
+            ));
+        }
+        let request = InsertRequest {
+            mode,
+            ttl_sec,
+            metadata,
+            if_generation_match: if_match(headers)?,
+        };
+        Ok(request)
+    }
+
+    fn options(&self) -> InsertOptions<'_> {
+        InsertOptions {
+            mode: self.mode,
+            ttl_sec: self.ttl_sec,
+            metadata: self.metadata.as_deref(),
+            if_generation_match: self.if_generation_match,
+        }
+    }
+}
+
+async fn lookup_entry(
+    state: &Arc<State>,
+    bucket: String,
+    key: String,
+    head: bool,
+) -> Result<Reply, Refusal> {
+    let entry = blocking(state, move |s| s.lookup_entry(&bucket, &key))
+        .await?
+        .map_err(internal)?
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, codes::NO_SUCH_KEY, "no such key"))?;
+    let body = if head { Vec::new() } else { entry.value };
+    let mut response = with_etag(reply(StatusCode::OK, body), entry.version);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if !entry.metadata.is_empty() {
+        let value =
+            HeaderValue::from_str(&entries::encode_metadata(&entry.metadata)).map_err(internal)?;
+        headers.insert(entries::HEADER_METADATA, value);
+    }
+    Ok(response)
+}
+
+async fn insert_entry(
+    state: &Arc<State>,
+    bucket: String,
+    key: String,
+    value: Bytes,
+    request: InsertRequest,
+) -> Result<Reply, Refusal> {
+    let limits = limits(state);
+    entries::check(&request.options(), &limits, key.len()).map_err(refused)?;
+    let outcome = blocking(state, move |s| {
+        s.insert(&bucket, &key, &value, &request.options(), &limits)
+    })
+    .await?
+    .map_err(internal)?;
+    match outcome {
+        Ok(generation) => Ok(with_etag(reply(StatusCode::OK, Bytes::new()), generation)),
+        Err(refusal) => Err(refused(refusal)),
+    }
+}
+
+async fn remove_entry(
+    state: &Arc<State>,
+    bucket: String,
+    key: String,
+    generation: Option<u64>,
+) -> Result<Reply, Refusal> {
+    let outcome = blocking(state, move |s| s.remove_entry(&bucket, &key, generation))
+        .await?
+        .map_err(internal)?;
+    match outcome {
+        Ok(deleted) => {
+            let mut response = reply(StatusCode::NO_CONTENT, Bytes::new());
+            response.headers_mut().insert(
+                entries::HEADER_DELETED,
+                HeaderValue::from_static(if deleted { "1" } else { "0" }),
+            );
+            Ok(response)
+        }
+        Err(GenerationMismatch) => Err(refused(entries::Refusal::GenerationMismatch)),
+    }
+}
+
+/// Ties a cursor to the bucket and prefix it was issued for (64-bit FNV-1a), so that one
+/// used with another prefix is refused instead of silently skipping or repeating keys.
+fn cursor_tag(bucket: &str, prefix: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    // The length first: ("ab", "c") and ("a", "bc") must differ.
+    let bucket_len = u64::try_from(bucket.len())
+        .unwrap_or(u64::MAX)
+        .to_be_bytes();
+    for byte in bucket_len
+        .iter()
+        .chain(bucket.as_bytes())
+        .chain(prefix.as_bytes())
+    {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// An entries cursor: 16 hex digits of [`cursor_tag`], `.`, the encoded last key.
+fn entries_cursor(bucket: &str, prefix: &str, last: &str) -> String {
+    format!(
+        "{:016x}.{}",
+        cursor_tag(bucket, prefix),
+        names::encode(last)
+    )
+}
+
+fn bad_cursor(message: impl Into<String>) -> Refusal {
+    error(StatusCode::BAD_REQUEST, codes::BAD_CURSOR, message)
+}
+
+fn parse_entries_cursor(bucket: &str, prefix: &str, value: &str) -> Result<String, Refusal> {
+    // The cursor arrives encoded once more as a query value.
+    let cursor = names::decode(value)
+        .map_err(|e| bad_cursor(format!("cursor was not issued by this server: {e}")))?;
+    let (tag, last) = cursor
+        .split_once('.')
+        .ok_or_else(|| bad_cursor("cursor was not issued by this server"))?;
+    if u64::from_str_radix(tag, 16).ok() != Some(cursor_tag(bucket, prefix)) {
+        return Err(bad_cursor(
+            "cursor belongs to another bucket or prefix: list again from the start",
+        ));
+    }
+    names::decode(last)
+        .map_err(|e| bad_cursor(format!("cursor was not issued by this server: {e}")))
+}
+
+fn list_limit(query: Option<&str>) -> Result<usize, Refusal> {
+    match query_param(query, "limit") {
+        None => Ok(kvplug_protocol::DEFAULT_LIST_LIMIT),
+        Some(v) => Ok(v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad_request("`limit` must be a positive integer"))?
+            .min(kvplug_protocol::MAX_LIST_LIMIT)),
+    }
+}
+
+async fn list_entries(
+    state: &Arc<State>,
+    bucket: String,
+    query: Option<&str>,
+) -> Result<Reply, Refusal> {
+    let limit = list_limit(query)?;
+    // The prefix is an encoded name, like a key in a path; absent means every key.
+    let prefix = match query_param(query, "prefix") {
+        None => String::new(),
+        Some(value) => {
+            let prefix = names::decode(value).map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    codes::BAD_NAME,
+                    format!("`prefix` is not an encoded name: {e}"),
+                )
+            })?;
+            kvplug_protocol::check_key(&prefix).map_err(too_long)?;
+            prefix
+        }
+    };
+    let after = query_param(query, "cursor")
+        .map(|value| parse_entries_cursor(&bucket, &prefix, value))
+        .transpose()?;
+    let (listed_bucket, listed_prefix) = (bucket.clone(), prefix.clone());
+    let page = blocking(state, move |s| {
+        s.list_prefix(&listed_bucket, &listed_prefix, after.as_deref(), limit)
+    })
+    .await?
+    .map_err(internal)?;
+    let mut body = Vec::new();
+    for key in &page.keys {
+        frames::put(&mut body, key.as_bytes()).map_err(internal)?;
+    }
+    let mut response = frames_reply(body);
+    if let (true, Some(last)) = (page.more, page.keys.last()) {
+        let cursor =
+            HeaderValue::from_str(&entries_cursor(&bucket, &prefix, last)).map_err(internal)?;
+        response
+            .headers_mut()
+            .insert(kvplug_protocol::HEADER_CURSOR, cursor);
+    }
+    Ok(response)
 }

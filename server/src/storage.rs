@@ -6,14 +6,35 @@
 //!
 //! Every write stamps the entry with a fresh version from one database-wide counter, so a key
 //! deleted and re-created never gets an old version back (no ABA for compare-and-swap).
+//!
+//! Expiry is judged in every read, inside its transaction, against the injected [`Clock`]: an
+//! expired entry is absent whether or not the sweeper ([`Storage::sweep`]) has deleted it yet.
 
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 
 use kvplug_protocol::counter::{self, CounterError};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use kvplug_protocol::entries::{self, InsertOptions, Limits, Live, Refusal};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
 
-const ENTRIES: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("entries");
+type Name = (&'static str, &'static str);
+/// (version, value)
+type EntryValue = (u64, &'static [u8]);
+/// (version of the entry it describes, expiry deadline in ms, metadata)
+type ExtraValue = (u64, Option<u64>, &'static [u8]);
+
+const ENTRIES: TableDefinition<Name, EntryValue> = TableDefinition::new("entries");
+/// Metadata and expiry of entries written through the entries endpoints. A row counts only
+/// while its version is the entry's: any other write gives the entry a new version, which
+/// drops both without having to touch this table on the hot paths.
+const EXTRA: TableDefinition<Name, ExtraValue> = TableDefinition::new("extra");
+/// (deadline ms, bucket, key) for every `EXTRA` row with a deadline: the sweeper's worklist,
+/// in deadline order.
+const EXPIRY: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("expiry");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LAST_VERSION: &str = "last-version";
 
@@ -33,6 +54,46 @@ fn storage_err(e: impl std::fmt::Display) -> StorageError {
     StorageError(e.to_string())
 }
 
+/// Milliseconds since the Unix epoch, by which expiry is judged. Tests inject their own to
+/// step past a deadline exactly instead of sleeping.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The system's wall clock.
+    pub fn system() -> Self {
+        Clock(Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| {
+                    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                })
+        }))
+    }
+
+    /// A clock that reads `now`.
+    pub fn new(now: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(now))
+    }
+
+    /// The time now, in ms since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({} ms)", self.now_ms())
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
 /// A stored value and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -40,6 +101,43 @@ pub struct Entry {
     pub version: u64,
     /// The value's bytes.
     pub value: Vec<u8>,
+}
+
+/// An entry with its metadata and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Changes on every write of the key: the entry's generation.
+    pub version: u64,
+    /// The value's bytes.
+    pub value: Vec<u8>,
+    /// Empty when the entry has none.
+    pub metadata: Vec<u8>,
+    /// Deadline in ms since the Unix epoch.
+    pub expires_ms: Option<u64>,
+}
+
+impl Stored {
+    fn live(&self) -> Live<'_> {
+        Live {
+            value: &self.value,
+            metadata: &self.metadata,
+            generation: self.version,
+            expires_ms: self.expires_ms,
+        }
+    }
+
+    fn has_extra(&self) -> bool {
+        !self.metadata.is_empty() || self.expires_ms.is_some()
+    }
+}
+
+impl From<Stored> for Entry {
+    fn from(stored: Stored) -> Self {
+        Entry {
+            version: stored.version,
+            value: stored.value,
+        }
+    }
 }
 
 /// When a write may happen.
@@ -71,6 +169,10 @@ pub enum IncrementError {
     Overflow,
 }
 
+/// A conditional entry delete found no live entry at the given generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenerationMismatch;
+
 /// One page of a bucket's keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -80,48 +182,76 @@ pub struct Page {
     pub more: bool,
 }
 
+/// Most expired entries one sweep transaction deletes, so a backlog never holds the write
+/// lock for long.
+pub const SWEEP_BATCH: usize = 1000;
+
 /// The database.
 pub struct Storage {
     db: Database,
     durable: bool,
+    clock: Clock,
+}
+
+struct Tables<'t> {
+    entries: Table<'t, Name, EntryValue>,
+    extra: Table<'t, Name, ExtraValue>,
+    expiry: Table<'t, (u64, &'static str, &'static str), ()>,
+    meta: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StorageError> {
+        Ok(Tables {
+            entries: txn.open_table(ENTRIES).map_err(storage_err)?,
+            extra: txn.open_table(EXTRA).map_err(storage_err)?,
+            expiry: txn.open_table(EXPIRY).map_err(storage_err)?,
+            meta: txn.open_table(META).map_err(storage_err)?,
+        })
+    }
 }
 
 impl Storage {
     /// Opens (or creates) the database file at `path`. With `durable`, every commit is
-    /// on disk before it returns.
-    pub fn open(path: &Path, durable: bool) -> Result<Self, StorageError> {
+    /// on disk before it returns. `clock` judges expiry.
+    pub fn open(path: &Path, durable: bool, clock: Clock) -> Result<Self, StorageError> {
         let db = Database::create(path).map_err(storage_err)?;
         let txn = db.begin_write().map_err(storage_err)?;
-        txn.open_table(ENTRIES).map_err(storage_err)?;
-        txn.open_table(META).map_err(storage_err)?;
+        Tables::open(&txn)?;
         txn.commit().map_err(storage_err)?;
-        Ok(Storage { db, durable })
+        Ok(Storage { db, durable, clock })
     }
 
-    /// The entry at `key`, if any.
+    /// The live entry at `key`, if any.
     pub fn get(&self, bucket: &str, key: &str) -> Result<Option<Entry>, StorageError> {
-        let txn = self.db.begin_read().map_err(storage_err)?;
-        let table = txn.open_table(ENTRIES).map_err(storage_err)?;
-        lookup(&table, bucket, key)
+        Ok(self.lookup_entry(bucket, key)?.map(Entry::from))
     }
 
-    /// The entries at `keys`, in order, read in one transaction.
+    /// The live entry at `key` with its metadata and expiry, if any.
+    pub fn lookup_entry(&self, bucket: &str, key: &str) -> Result<Option<Stored>, StorageError> {
+        let txn = self.db.begin_read().map_err(storage_err)?;
+        let entries = txn.open_table(ENTRIES).map_err(storage_err)?;
+        let extra = txn.open_table(EXTRA).map_err(storage_err)?;
+        find_live(&entries, &extra, bucket, key, self.clock.now_ms())
+    }
+
+    /// The live entries at `keys`, in order, read in one transaction.
     pub fn get_many(
         &self,
         bucket: &str,
         keys: &[&str],
     ) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
         let txn = self.db.begin_read().map_err(storage_err)?;
-        let table = txn.open_table(ENTRIES).map_err(storage_err)?;
+        let entries = txn.open_table(ENTRIES).map_err(storage_err)?;
+        let extra = txn.open_table(EXTRA).map_err(storage_err)?;
+        let now = self.clock.now_ms();
         keys.iter()
-            .map(|key| {
-                let entry = table.get((bucket, *key)).map_err(storage_err)?;
-                Ok(entry.map(|guard| guard.value().1.to_vec()))
-            })
+            .map(|key| Ok(find_live(&entries, &extra, bucket, key, now)?.map(|e| e.value)))
             .collect()
     }
 
     /// Writes `value` at `key` if `condition` holds; durable when this returns `Written`.
+    /// The entry has no metadata and no expiry afterwards.
     pub fn put(
         &self,
         bucket: &str,
@@ -129,8 +259,8 @@ impl Storage {
         value: &[u8],
         condition: Condition,
     ) -> Result<WriteOutcome, StorageError> {
-        self.write(|txn| {
-            let current = read_entry(txn, bucket, key)?;
+        self.write(|t, now| {
+            let current = find_live(&t.entries, &t.extra, bucket, key, now)?;
             let holds = match (condition, &current) {
                 (Condition::Always, _) => true,
                 (Condition::Absent, current) => current.is_none(),
@@ -138,17 +268,17 @@ impl Storage {
                 (Condition::Version(_), None) => false,
             };
             if !holds {
-                return Ok(WriteOutcome::Conflict(current));
+                return Ok(WriteOutcome::Conflict(current.map(Entry::from)));
             }
-            store_entry(txn, bucket, key, value).map(WriteOutcome::Written)
+            store_entry(t, bucket, key, value).map(WriteOutcome::Written)
         })
     }
 
     /// Writes every pair in one transaction.
     pub fn set_many(&self, bucket: &str, pairs: &[(&str, &[u8])]) -> Result<(), StorageError> {
-        self.write(|txn| {
+        self.write(|t, _| {
             for (key, value) in pairs {
-                store_entry(txn, bucket, key, value)?;
+                store_entry(t, bucket, key, value)?;
             }
             Ok(())
         })
@@ -161,57 +291,132 @@ impl Storage {
 
     /// Removes every key in one transaction.
     pub fn delete_many(&self, bucket: &str, keys: &[&str]) -> Result<(), StorageError> {
-        self.write(|txn| {
-            let mut table = txn.open_table(ENTRIES).map_err(storage_err)?;
+        self.write(|t, _| {
             for key in keys {
-                table.remove((bucket, *key)).map_err(storage_err)?;
+                remove_all(t, bucket, key)?;
             }
             Ok(())
         })
     }
 
-    /// Adds `delta` to the ASCII decimal at `key` (absent counts as 0), atomically.
+    /// Adds `delta` to the ASCII decimal at `key` (absent or expired counts as 0), atomically.
+    /// A live entry keeps its metadata and expiry.
     pub fn increment(
         &self,
         bucket: &str,
         key: &str,
         delta: i64,
     ) -> Result<Result<(i64, u64), IncrementError>, StorageError> {
-        self.write(|txn| {
-            let current = read_entry(txn, bucket, key)?;
+        self.write(|t, now| {
+            let current = find_live(&t.entries, &t.extra, bucket, key, now)?;
             let sum = match counter::add(current.as_ref().map(|e| e.value.as_slice()), delta) {
                 Ok(sum) => sum,
                 Err(CounterError::NotANumber) => return Ok(Err(IncrementError::NotANumber)),
                 Err(CounterError::Overflow) => return Ok(Err(IncrementError::Overflow)),
             };
-            let version = store_entry(txn, bucket, key, sum.to_string().as_bytes())?;
+            let version = store_entry(t, bucket, key, sum.to_string().as_bytes())?;
+            if let Some(current) = current.filter(Stored::has_extra) {
+                // Same key, same deadline: the EXPIRY row stays valid as it is.
+                t.extra
+                    .insert(
+                        (bucket, key),
+                        (version, current.expires_ms, current.metadata.as_slice()),
+                    )
+                    .map_err(storage_err)?;
+            }
             Ok(Ok((sum, version)))
         })
     }
 
-    /// Up to `limit` keys of `bucket` after `after` (or from the start), in key order.
+    /// Inserts an entry as `options` say, deciding with [`entries::plan`] inside the write
+    /// transaction; the new generation, or why nothing was written.
+    pub fn insert(
+        &self,
+        bucket: &str,
+        key: &str,
+        value: &[u8],
+        options: &InsertOptions<'_>,
+        limits: &Limits,
+    ) -> Result<Result<u64, Refusal>, StorageError> {
+        self.write(|t, now| {
+            let current = find_raw(&t.entries, &t.extra, bucket, key)?;
+            let plan = match entries::plan(
+                current.as_ref().map(Stored::live),
+                value,
+                options,
+                limits,
+                now,
+            ) {
+                Ok(plan) => plan,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            let version = store_entry(t, bucket, key, &plan.value)?;
+            set_extra(t, bucket, key, version, plan.expires_ms, plan.metadata)?;
+            Ok(Ok(version))
+        })
+    }
+
+    /// Removes `key` if `if_generation` is absent or names its live entry; whether a live
+    /// entry was removed.
+    pub fn remove_entry(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_generation: Option<u64>,
+    ) -> Result<Result<bool, GenerationMismatch>, StorageError> {
+        self.write(|t, now| {
+            let live = find_live(&t.entries, &t.extra, bucket, key, now)?;
+            if let Some(wanted) = if_generation
+                && live.as_ref().is_none_or(|entry| entry.version != wanted)
+            {
+                return Ok(Err(GenerationMismatch));
+            }
+            remove_all(t, bucket, key)?;
+            Ok(Ok(live.is_some()))
+        })
+    }
+
+    /// Up to `limit` live keys of `bucket` after `after` (or from the start), in key order.
     pub fn list(
         &self,
         bucket: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page, StorageError> {
+        self.list_prefix(bucket, "", after, limit)
+    }
+
+    /// Up to `limit` live keys of `bucket` that start with `prefix`, after `after` (or from
+    /// the first such key), in key order. Keys sharing a prefix are one contiguous range of
+    /// the table, so this reads only that range.
+    pub fn list_prefix(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StorageError> {
         let txn = self.db.begin_read().map_err(storage_err)?;
-        let table = txn.open_table(ENTRIES).map_err(storage_err)?;
+        let entries = txn.open_table(ENTRIES).map_err(storage_err)?;
+        let extra = txn.open_table(EXTRA).map_err(storage_err)?;
+        let now = self.clock.now_ms();
         let start = match after {
-            Some(after) => Bound::Excluded((bucket, after)),
-            None => Bound::Included((bucket, "")),
+            Some(after) if after >= prefix => Bound::Excluded((bucket, after)),
+            _ => Bound::Included((bucket, prefix)),
         };
         let mut keys = Vec::new();
         let mut more = false;
-        for item in table
+        for item in entries
             .range::<(&str, &str)>((start, Bound::Unbounded))
             .map_err(storage_err)?
         {
-            let (stored, _) = item.map_err(storage_err)?;
+            let (stored, row) = item.map_err(storage_err)?;
             let (stored_bucket, key) = stored.value();
-            if stored_bucket != bucket {
+            if stored_bucket != bucket || !key.starts_with(prefix) {
                 break;
+            }
+            if expired(&extra, bucket, key, row.value().0, now)? {
+                continue;
             }
             if keys.len() == limit {
                 more = true;
@@ -222,66 +427,213 @@ impl Storage {
         Ok(Page { keys, more })
     }
 
+    /// Deletes up to `limit` entries whose deadline has passed, with their rows, in one
+    /// transaction; how many deadlines it handled (a full batch means more may be due).
+    pub fn sweep(&self, limit: usize) -> Result<usize, StorageError> {
+        let now = self.clock.now_ms();
+        // Idle servers should not commit (and fsync) every second: look before writing.
+        {
+            let txn = self.db.begin_read().map_err(storage_err)?;
+            let expiry = txn.open_table(EXPIRY).map_err(storage_err)?;
+            let first = expiry.first().map_err(storage_err)?;
+            if first.is_none_or(|(due, _)| due.value().0 > now) {
+                return Ok(0);
+            }
+        }
+        self.write(|t, now| {
+            let mut due = Vec::new();
+            for item in t.expiry.iter().map_err(storage_err)? {
+                let (row, _) = item.map_err(storage_err)?;
+                let (deadline, bucket, key) = row.value();
+                if deadline > now || due.len() == limit {
+                    break;
+                }
+                due.push((deadline, bucket.to_owned(), key.to_owned()));
+            }
+            for (deadline, bucket, key) in &due {
+                let (bucket, key) = (bucket.as_str(), key.as_str());
+                t.expiry
+                    .remove((*deadline, bucket, key))
+                    .map_err(storage_err)?;
+                let extra = t
+                    .extra
+                    .get((bucket, key))
+                    .map_err(storage_err)?
+                    .map(|row| (row.value().0, row.value().1));
+                // An index row whose EXTRA row moved on to another deadline is just stale.
+                let Some((version, Some(row_deadline))) = extra else {
+                    continue;
+                };
+                if row_deadline != *deadline {
+                    continue;
+                }
+                t.extra.remove((bucket, key)).map_err(storage_err)?;
+                let current = t
+                    .entries
+                    .get((bucket, key))
+                    .map_err(storage_err)?
+                    .map(|row| row.value().0);
+                if current == Some(version) {
+                    t.entries.remove((bucket, key)).map_err(storage_err)?;
+                }
+            }
+            Ok(due.len())
+        })
+    }
+
+    /// How many rows each table holds: (entries, extra, expiry). For tests and diagnostics.
+    pub fn row_counts(&self) -> Result<(u64, u64, u64), StorageError> {
+        let txn = self.db.begin_read().map_err(storage_err)?;
+        let entries = txn.open_table(ENTRIES).map_err(storage_err)?;
+        let extra = txn.open_table(EXTRA).map_err(storage_err)?;
+        let expiry = txn.open_table(EXPIRY).map_err(storage_err)?;
+        Ok((
+            entries.len().map_err(storage_err)?,
+            extra.len().map_err(storage_err)?,
+            expiry.len().map_err(storage_err)?,
+        ))
+    }
+
     fn write<T>(
         &self,
-        body: impl FnOnce(&WriteTransaction) -> Result<T, StorageError>,
+        body: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut txn = self.db.begin_write().map_err(storage_err)?;
         if !self.durable {
             txn.set_durability(redb::Durability::None)
                 .map_err(storage_err)?;
         }
-        let result = body(&txn)?;
+        let result = {
+            let mut tables = Tables::open(&txn)?;
+            // Read once the write lock is held, so no writer judges expiry by an older "now".
+            let now = self.clock.now_ms();
+            body(&mut tables, now)?
+        };
         txn.commit().map_err(storage_err)?;
         Ok(result)
     }
 }
 
-fn read_entry(
-    txn: &WriteTransaction,
+/// The entry at `key` with its metadata and expiry, expired or not.
+fn find_raw(
+    entries: &impl ReadableTable<Name, EntryValue>,
+    extra: &impl ReadableTable<Name, ExtraValue>,
     bucket: &str,
     key: &str,
-) -> Result<Option<Entry>, StorageError> {
-    let table = txn.open_table(ENTRIES).map_err(storage_err)?;
-    lookup(&table, bucket, key)
+) -> Result<Option<Stored>, StorageError> {
+    let Some(row) = entries.get((bucket, key)).map_err(storage_err)? else {
+        return Ok(None);
+    };
+    let (version, value) = row.value();
+    let mut stored = Stored {
+        version,
+        value: value.to_vec(),
+        metadata: Vec::new(),
+        expires_ms: None,
+    };
+    if let Some(row) = extra.get((bucket, key)).map_err(storage_err)? {
+        let (described, expires_ms, metadata) = row.value();
+        if described == version {
+            stored.metadata = metadata.to_vec();
+            stored.expires_ms = expires_ms;
+        }
+    }
+    Ok(Some(stored))
 }
 
-fn lookup(
-    table: &impl ReadableTable<(&'static str, &'static str), (u64, &'static [u8])>,
+/// The entry at `key` unless it is absent or expired at `now`.
+fn find_live(
+    entries: &impl ReadableTable<Name, EntryValue>,
+    extra: &impl ReadableTable<Name, ExtraValue>,
     bucket: &str,
     key: &str,
-) -> Result<Option<Entry>, StorageError> {
-    let entry = table.get((bucket, key)).map_err(storage_err)?;
-    Ok(entry.map(|guard| {
-        let (version, value) = guard.value();
-        Entry {
-            version,
-            value: value.to_vec(),
-        }
-    }))
+    now: u64,
+) -> Result<Option<Stored>, StorageError> {
+    Ok(find_raw(entries, extra, bucket, key)?
+        .filter(|stored| !entries::is_expired(stored.expires_ms, now)))
+}
+
+/// Whether the entry at `key`, at `version`, has expired by `now`.
+fn expired(
+    extra: &impl ReadableTable<Name, ExtraValue>,
+    bucket: &str,
+    key: &str,
+    version: u64,
+    now: u64,
+) -> Result<bool, StorageError> {
+    let Some(row) = extra.get((bucket, key)).map_err(storage_err)? else {
+        return Ok(false);
+    };
+    let (described, expires_ms, _) = row.value();
+    Ok(described == version && entries::is_expired(expires_ms, now))
 }
 
 fn store_entry(
-    txn: &WriteTransaction,
+    t: &mut Tables<'_>,
     bucket: &str,
     key: &str,
     value: &[u8],
 ) -> Result<u64, StorageError> {
-    let version = {
-        let mut meta = txn.open_table(META).map_err(storage_err)?;
-        let last = meta
-            .get(LAST_VERSION)
-            .map_err(storage_err)?
-            .map_or(0, |guard| guard.value());
-        let next = last + 1;
-        meta.insert(LAST_VERSION, next).map_err(storage_err)?;
-        next
-    };
-    let mut table = txn.open_table(ENTRIES).map_err(storage_err)?;
-    table
+    let last = t
+        .meta
+        .get(LAST_VERSION)
+        .map_err(storage_err)?
+        .map_or(0, |guard| guard.value());
+    let version = last
+        .checked_add(1)
+        .ok_or_else(|| StorageError("versions exhausted".to_owned()))?;
+    t.meta.insert(LAST_VERSION, version).map_err(storage_err)?;
+    t.entries
         .insert((bucket, key), (version, value))
         .map_err(storage_err)?;
     Ok(version)
+}
+
+/// Makes `key`'s EXTRA row describe `version` with this expiry and metadata (none of either:
+/// no row), keeping EXPIRY in step.
+fn set_extra(
+    t: &mut Tables<'_>,
+    bucket: &str,
+    key: &str,
+    version: u64,
+    expires_ms: Option<u64>,
+    metadata: &[u8],
+) -> Result<(), StorageError> {
+    let old_deadline = t
+        .extra
+        .get((bucket, key))
+        .map_err(storage_err)?
+        .and_then(|row| row.value().1);
+    if let Some(old) = old_deadline
+        && Some(old) != expires_ms
+    {
+        t.expiry.remove((old, bucket, key)).map_err(storage_err)?;
+    }
+    if expires_ms.is_none() && metadata.is_empty() {
+        t.extra.remove((bucket, key)).map_err(storage_err)?;
+        return Ok(());
+    }
+    t.extra
+        .insert((bucket, key), (version, expires_ms, metadata))
+        .map_err(storage_err)?;
+    if let Some(deadline) = expires_ms {
+        t.expiry
+            .insert((deadline, bucket, key), ())
+            .map_err(storage_err)?;
+    }
+    Ok(())
+}
+
+/// Removes the entry at `key` and every row about it.
+fn remove_all(t: &mut Tables<'_>, bucket: &str, key: &str) -> Result<(), StorageError> {
+    t.entries.remove((bucket, key)).map_err(storage_err)?;
+    let old = t.extra.remove((bucket, key)).map_err(storage_err)?;
+    if let Some(deadline) = old.and_then(|row| row.value().1) {
+        t.expiry
+            .remove((deadline, bucket, key))
+            .map_err(storage_err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -290,7 +642,7 @@ mod tests {
 
     fn storage() -> (tempfile::TempDir, Storage) {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(&dir.path().join("kv.redb"), true).unwrap();
+        let storage = Storage::open(&dir.path().join("kv.redb"), true, Clock::system()).unwrap();
         (dir, storage)
     }
 
