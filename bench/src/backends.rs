@@ -13,6 +13,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use kvplug_compose::{artifacts, plug, registry};
+use kvplug_http_pool::{Pool, PoolConfig};
 use kvplug_runner::Runtime;
 use kvplug_tests::counting_proxy::{CountingProxy, Recorded};
 use kvplug_tests::services::{self, Service};
@@ -109,13 +110,36 @@ pub struct Timed {
     pub round: usize,
     pub component_us: f64,
     pub native_us: f64,
+    /// The component with `kvplug-http-pool` as the host's client.
+    pub pooled_us: f64,
+    /// Native hyper replaying the same requests on one kept-alive connection (`TCP_NODELAY`).
+    pub native_kept_us: f64,
 }
 
-/// Sends `request` on a new connection (wasmtime's policy) and checks for a 2xx.
-async fn send(authority: &str, request: &Recorded) -> Result<Bytes> {
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+async fn connect(authority: &str) -> Result<Sender> {
     let stream = tokio::net::TcpStream::connect(authority).await?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Sends `request` on `kept` if given (kept alive), else on a new connection (wasmtime's
+/// policy), and checks for a 2xx.
+async fn send(authority: &str, request: &Recorded, kept: Option<&mut Sender>) -> Result<Bytes> {
+    let mut fresh;
+    let sender = match kept {
+        Some(sender) => {
+            sender.ready().await?;
+            sender
+        }
+        None => {
+            fresh = connect(authority).await?;
+            &mut fresh
+        }
+    };
     let mut builder = hyper::Request::builder()
         .method(request.method.clone())
         .uri(request.path.as_str())
@@ -138,14 +162,26 @@ async fn send(authority: &str, request: &Recorded) -> Result<Bytes> {
     Ok(body)
 }
 
-/// `n` replays of the recorded set, then `n` of the recorded get.
-async fn native(authority: &str, set: &Recorded, get: &Recorded, n: usize) -> Result<Duration> {
+/// `n` replays of the recorded set, then `n` of the recorded get, each on a new connection
+/// or (`keep_alive`) all on one.
+async fn native(
+    authority: &str,
+    set: &Recorded,
+    get: &Recorded,
+    n: usize,
+    keep_alive: bool,
+) -> Result<Duration> {
+    let mut kept = if keep_alive {
+        Some(connect(authority).await?)
+    } else {
+        None
+    };
     let started = Instant::now();
     for _ in 0..n {
-        send(authority, set).await?;
+        send(authority, set, kept.as_mut()).await?;
     }
     for _ in 0..n {
-        send(authority, get).await?;
+        send(authority, get, kept.as_mut()).await?;
     }
     Ok(started.elapsed())
 }
@@ -165,6 +201,7 @@ fn parse_total(output: &str) -> Result<Duration> {
 /// Times every backend at each `(size, n)` for `rounds` interleaved rounds.
 pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>> {
     let runtime = Runtime::new()?;
+    let pooled = Runtime::new()?.with_pool(Pool::new(PoolConfig::default())?);
     let work = tempfile::tempdir()?;
     let kv_bench = std::fs::read(artifacts::fixture_path("kv-bench"))?;
     let mut prepared = Vec::new();
@@ -174,6 +211,7 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
         let adapter = std::fs::read(artifacts::adapter_path(service.backend()))?;
         std::fs::write(&linked, plug::plug_bytes(kv_bench.clone(), vec![adapter])?)?;
         let component = runtime.load(&linked)?;
+        let pooled_component = pooled.load(&linked)?;
         // Record the adapter's own set and get of each size, through a proxy.
         let url = services::url_of(&service.settings()).to_owned();
         let proxy = CountingProxy::start(&url);
@@ -197,11 +235,11 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
             };
             recorded.push((size, set.clone(), get.clone()));
         }
-        prepared.push((backend, service, component, url, recorded));
+        prepared.push((backend, service, component, pooled_component, url, recorded));
     }
     let mut timed = Vec::new();
     for round in 0..rounds {
-        for (backend, service, component, url, recorded) in &prepared {
+        for (backend, service, component, pooled_component, url, recorded) in &prepared {
             let authority = url.trim_start_matches("http://");
             let authority = authority.split('/').next().unwrap_or(authority);
             for (&(size, n), (_, set, get)) in sizes.iter().zip(recorded) {
@@ -217,7 +255,15 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
                     bail!("kv-bench on {backend}: {}", output.stdout);
                 }
                 let component_total = parse_total(&output.stdout)?;
-                let native_total = native(authority, set, get, n).await?;
+                let native_total = native(authority, set, get, n, false).await?;
+                let output = pooled
+                    .run_command(pooled_component, &args, &settings)
+                    .await?;
+                if !output.success {
+                    bail!("kv-bench on {backend} through the pool: {}", output.stdout);
+                }
+                let pooled_total = parse_total(&output.stdout)?;
+                let native_kept_total = native(authority, set, get, n, true).await?;
                 let per_op = |d: Duration| d.as_secs_f64() * 1e6 / (2 * n) as f64;
                 timed.push(Timed {
                     backend,
@@ -225,6 +271,8 @@ pub async fn time(sizes: &[(usize, usize)], rounds: usize) -> Result<Vec<Timed>>
                     round,
                     component_us: per_op(component_total),
                     native_us: per_op(native_total),
+                    pooled_us: per_op(pooled_total),
+                    native_kept_us: per_op(native_kept_total),
                 });
             }
         }
@@ -287,12 +335,14 @@ pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, u
         out,
         "kv-bench linked with each adapter on embedded wasmtime 48 (N sets then N gets), against \
          native hyper replaying the adapter's own recorded set and get requests to the same \
-         service in the same run, one new connection per request like wasmtime. Medians over \
-         interleaved rounds; the ratio is computed per round, [min–max] across rounds.\n"
+         service in the same run, one new connection per request like wasmtime; then the same \
+         component with `kvplug-http-pool` as the host's client against the same replay on one \
+         kept-alive connection (`TCP_NODELAY` on both). Medians over interleaved rounds; each \
+         ratio is computed per round, [min–max] across rounds.\n"
     );
     let _ = writeln!(
         out,
-        "| backend | value | component µs/op | native µs/op | component / native |\n|---|---:|---:|---:|---:|"
+        "| backend | value | component µs/op | native µs/op | component / native | component + kvplug-http-pool µs/op | native keep-alive µs/op | pooled / native keep-alive | default / pooled component |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for backend in backends() {
         for &(size, n) in sizes {
@@ -303,12 +353,19 @@ pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, u
             if runs.is_empty() {
                 continue;
             }
+            let spread = |ratios: Vec<f64>| {
+                let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                format!("{:.2} [{lo:.2}–{hi:.2}]", median(ratios))
+            };
+            let kept = spread(runs.iter().map(|t| t.pooled_us / t.native_kept_us).collect());
+            let gain = spread(runs.iter().map(|t| t.component_us / t.pooled_us).collect());
             let ratios: Vec<f64> = runs.iter().map(|t| t.component_us / t.native_us).collect();
             let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let _ = writeln!(
                 out,
-                "| {} | {} × {n} | {:.0} | {:.0} | {:.2} [{lo:.2}–{hi:.2}] |",
+                "| {} | {} × {n} | {:.0} | {:.0} | {:.2} [{lo:.2}–{hi:.2}] | {:.0} | {:.0} | {kept} | {gain} |",
                 label(backend),
                 if size >= 1024 {
                     format!("{} KiB", size >> 10)
@@ -318,6 +375,8 @@ pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, u
                 median(runs.iter().map(|t| t.component_us).collect()),
                 median(runs.iter().map(|t| t.native_us).collect()),
                 median(ratios),
+                median(runs.iter().map(|t| t.pooled_us).collect()),
+                median(runs.iter().map(|t| t.native_kept_us).collect()),
             );
         }
     }
