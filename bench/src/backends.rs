@@ -358,7 +358,11 @@ pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, u
                 let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 format!("{:.2} [{lo:.2}–{hi:.2}]", median(ratios))
             };
-            let kept = spread(runs.iter().map(|t| t.pooled_us / t.native_kept_us).collect());
+            let kept = spread(
+                runs.iter()
+                    .map(|t| t.pooled_us / t.native_kept_us)
+                    .collect(),
+            );
             let gain = spread(runs.iter().map(|t| t.component_us / t.pooled_us).collect());
             let ratios: Vec<f64> = runs.iter().map(|t| t.component_us / t.native_us).collect();
             let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);

@@ -99,6 +99,8 @@ pub struct Point {
     pub connections: u64,
     /// On a curve's last point: the sockets its store connections left in TIME_WAIT.
     pub lingering: Option<usize>,
+    /// What the first failed request got, if any failed.
+    pub first_error: Option<String>,
 }
 
 impl Point {
@@ -350,7 +352,7 @@ async fn one(
     authority: &str,
     method: hyper::Method,
     path: &str,
-) -> Result<u16> {
+) -> Result<(u16, Bytes)> {
     sender.ready().await?;
     let body = if method == hyper::Method::PUT {
         Bytes::from_static(NOTE)
@@ -365,8 +367,8 @@ async fn one(
         .body(Full::new(body))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
-    response.into_body().collect().await?;
-    Ok(status)
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
 }
 
 async fn connect(addr: SocketAddr) -> Result<http1::SendRequest<Full<Bytes>>> {
@@ -377,13 +379,19 @@ async fn connect(addr: SocketAddr) -> Result<http1::SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-/// `k` clients for `duration`: completed requests, errors and every latency.
-async fn drive(
-    addr: SocketAddr,
-    mix: Mix,
-    k: usize,
-    duration: Duration,
-) -> (u64, u64, Vec<u32>, f64) {
+/// What `k` clients got in a run.
+#[derive(Default)]
+struct Run {
+    done: u64,
+    errors: u64,
+    latencies: Vec<u32>,
+    seconds: f64,
+    /// The first failed answer's status and body, or the transport error.
+    first_error: Option<String>,
+}
+
+/// `k` clients for `duration`.
+async fn drive(addr: SocketAddr, mix: Mix, k: usize, duration: Duration) -> Run {
     let started = Instant::now();
     let deadline = started + duration;
     let mut clients = Vec::new();
@@ -391,6 +399,7 @@ async fn drive(
         clients.push(tokio::spawn(async move {
             let authority = addr.to_string();
             let (mut done, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
+            let mut first_error = None;
             let mut sender = None;
             let mut i = 0u64;
             while Instant::now() < deadline {
@@ -406,32 +415,42 @@ async fn drive(
                 };
                 match outcome {
                     // A read of a note not written yet is a 404, and a correct answer.
-                    Ok(status) if status < 300 || status == 404 => {
+                    Ok((status, _)) if status < 300 || status == 404 => {
                         done += 1;
                         let us = sent.elapsed().as_micros();
                         latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
                     }
-                    Ok(_) => errors += 1,
-                    Err(_) => {
+                    Ok((status, body)) => {
                         errors += 1;
+                        first_error.get_or_insert_with(|| {
+                            format!("{status} {}", String::from_utf8_lossy(&body).trim())
+                        });
+                    }
+                    Err(error) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("{error:#}"));
                         sender = None;
                         // A front that refuses connections must not spin the client.
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
             }
-            (done, errors, latencies)
+            (done, errors, latencies, first_error)
         }));
     }
-    let (mut done, mut errors, mut latencies) = (0, 0, Vec::new());
+    let mut run = Run::default();
     for client in clients {
-        if let Ok((d, e, l)) = client.await {
-            done += d;
-            errors += e;
-            latencies.extend(l);
+        if let Ok((done, errors, latencies, first_error)) = client.await {
+            run.done += done;
+            run.errors += errors;
+            run.latencies.extend(latencies);
+            if run.first_error.is_none() {
+                run.first_error = first_error;
+            }
         }
     }
-    (done, errors, latencies, started.elapsed().as_secs_f64())
+    run.seconds = started.elapsed().as_secs_f64();
+    run
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -465,9 +484,10 @@ async fn record(
         };
         for _ in 0..2 {
             proxy.take_log();
-            let status = one(&mut sender, &addr.to_string(), method.clone(), path).await?;
+            let (status, body) = one(&mut sender, &addr.to_string(), method.clone(), path).await?;
             if status >= 300 && status != 404 {
-                bail!("recording {method} {path}: the app answered {status}");
+                let body = String::from_utf8_lossy(&body);
+                bail!("recording {method} {path}: the app answered {status}: {body}");
             }
         }
         replay.insert(kind, proxy.take_log());
@@ -560,7 +580,13 @@ async fn curve(
     let mut points = Vec::new();
     for &k in &plan.concurrency {
         let before = counter.opened();
-        let (done, errors, mut latencies, seconds) = drive(addr, mix, k, plan.per_point).await;
+        let Run {
+            done,
+            errors,
+            mut latencies,
+            seconds,
+            first_error,
+        } = drive(addr, mix, k, plan.per_point).await;
         let connections = counter.opened() - before;
         latencies.sort_unstable();
         points.push(Point {
@@ -575,6 +601,7 @@ async fn curve(
             p99_us: percentile(&latencies, 0.99),
             connections,
             lingering: None,
+            first_error,
         });
     }
     if front != Front::Jco
@@ -768,6 +795,18 @@ pub fn render(plan: &Plan, points: &[Point]) -> String {
                 point.p99_us / 1000.0,
                 point.errors,
                 point.connections as f64 / (point.done + point.errors).max(1) as f64,
+            );
+        }
+        for point in mine.iter().filter(|p| p.errors > 0) {
+            let what = point.first_error.as_deref().unwrap_or("?");
+            let what: String = what.chars().take(300).collect();
+            let _ = writeln!(
+                out,
+                "\n{} at K = {}: {} errors, the first: `{}`",
+                point.front.name(),
+                point.k,
+                point.errors,
+                what.replace('`', "'").replace('\n', " ")
             );
         }
         let _ = writeln!(
