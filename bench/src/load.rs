@@ -107,6 +107,19 @@ impl Point {
     pub fn rps(&self) -> f64 {
         self.done as f64 / self.seconds
     }
+
+    /// The table cells every curve shows: front, K, req/s, p50 and p99 in ms, errors.
+    fn row(&self) -> String {
+        format!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            self.front.name(),
+            self.k,
+            self.rps(),
+            self.p50_us / 1000.0,
+            self.p99_us / 1000.0,
+            self.errors,
+        )
+    }
 }
 
 /// The kinds of request in the mix, and the app's route for each.
@@ -787,13 +800,8 @@ pub fn render(plan: &Plan, points: &[Point]) -> String {
         for point in &mine {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} |",
-                point.front.name(),
-                point.k,
-                point.rps(),
-                point.p50_us / 1000.0,
-                point.p99_us / 1000.0,
-                point.errors,
+                "{} {:.2} |",
+                point.row(),
                 point.connections as f64 / (point.done + point.errors).max(1) as f64,
             );
         }
@@ -865,16 +873,7 @@ pub fn render(plan: &Plan, points: &[Point]) -> String {
             "| front | K | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|"
         );
         for point in floor {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {} |",
-                point.front.name(),
-                point.k,
-                point.rps(),
-                point.p50_us / 1000.0,
-                point.p99_us / 1000.0,
-                point.errors,
-            );
+            let _ = writeln!(out, "{}", point.row());
         }
     }
     out

@@ -249,33 +249,17 @@ impl Bench {
     async fn run(&self, client: Client, size: usize, n: usize) -> Result<(Duration, Duration)> {
         let (size_arg, n_arg, prefix) = (size.to_string(), n.to_string(), client.name().to_owned());
         match client {
-            Client::EmbeddedKv => {
+            Client::EmbeddedKv | Client::EmbeddedPooled => {
                 let args = vec!["kv-bench".into(), size_arg, n_arg, prefix];
                 let settings = vec![("url".to_owned(), self.url.clone())];
-                let output = self.runtime.run_command(&self.kv, &args, &settings).await?;
+                let (runtime, component) = match client {
+                    Client::EmbeddedPooled => (&self.pooled, &self.kv_pooled),
+                    _ => (&self.runtime, &self.kv),
+                };
+                let output = runtime.run_command(component, &args, &settings).await?;
                 parse(&output.stdout)
             }
-            Client::EmbeddedPooled => {
-                let args = vec!["kv-bench".into(), size_arg, n_arg, prefix];
-                let settings = vec![("url".to_owned(), self.url.clone())];
-                let output = self
-                    .pooled
-                    .run_command(&self.kv_pooled, &args, &settings)
-                    .await?;
-                parse(&output.stdout)
-            }
-            Client::EmbeddedHttp => {
-                let args = vec![
-                    "http-bench".into(),
-                    self.authority.clone(),
-                    size_arg,
-                    n_arg,
-                    prefix,
-                ];
-                let output = self.runtime.run_command(&self.http, &args, &vec![]).await?;
-                parse(&output.stdout)
-            }
-            Client::EmbeddedHttpPooled | Client::EmbeddedHttpReference => {
+            Client::EmbeddedHttp | Client::EmbeddedHttpPooled | Client::EmbeddedHttpReference => {
                 let args = vec![
                     "http-bench".into(),
                     self.authority.clone(),
@@ -285,7 +269,8 @@ impl Bench {
                 ];
                 let (runtime, component) = match client {
                     Client::EmbeddedHttpPooled => (&self.pooled, &self.http_pooled),
-                    _ => (&self.reference, &self.http_reference),
+                    Client::EmbeddedHttpReference => (&self.reference, &self.http_reference),
+                    _ => (&self.runtime, &self.http),
                 };
                 let output = runtime.run_command(component, &args, &vec![]).await?;
                 parse(&output.stdout)

@@ -15,7 +15,7 @@ use kvplug_protocol::entries::{self, InsertOptions, Limited, Limits, Mode};
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::{BatchOp, codes, names};
 
-use crate::storage::{Condition, GenerationMismatch, IncrementError, Storage, WriteOutcome};
+use crate::storage::{Condition, GenerationMismatch, IncrementError, Page, Storage, WriteOutcome};
 
 const FRAMES_TYPE: &str = "application/vnd.kvplug.frames";
 
@@ -494,13 +494,19 @@ async fn list(state: &Arc<State>, bucket: String, query: Option<&str>) -> Result
     let page = blocking(state, move |s| s.list(&bucket, after.as_deref(), limit))
         .await?
         .map_err(internal)?;
+    page_reply(&page, names::encode)
+}
+
+/// A page of keys as frames, with the cursor `cursor_after` makes of its last key when more
+/// follow.
+fn page_reply(page: &Page, cursor_after: impl Fn(&str) -> String) -> Result<Reply, Refusal> {
     let mut body = Vec::new();
     for key in &page.keys {
         frames::put(&mut body, key.as_bytes()).map_err(internal)?;
     }
     let mut response = frames_reply(body);
     if let (true, Some(last)) = (page.more, page.keys.last()) {
-        let cursor = HeaderValue::from_str(&names::encode(last)).map_err(internal)?;
+        let cursor = HeaderValue::from_str(&cursor_after(last)).map_err(internal)?;
         response
             .headers_mut()
             .insert(kvplug_protocol::HEADER_CURSOR, cursor);
@@ -853,17 +859,5 @@ async fn list_entries(
     })
     .await?
     .map_err(internal)?;
-    let mut body = Vec::new();
-    for key in &page.keys {
-        frames::put(&mut body, key.as_bytes()).map_err(internal)?;
-    }
-    let mut response = frames_reply(body);
-    if let (true, Some(last)) = (page.more, page.keys.last()) {
-        let cursor =
-            HeaderValue::from_str(&entries_cursor(&bucket, &prefix, last)).map_err(internal)?;
-        response
-            .headers_mut()
-            .insert(kvplug_protocol::HEADER_CURSOR, cursor);
-    }
-    Ok(response)
+    page_reply(&page, |last| entries_cursor(&bucket, &prefix, last))
 }

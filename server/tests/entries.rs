@@ -9,8 +9,8 @@
     reason = "test code: a failed step fails the test, which is how a test reports it"
 )]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +19,8 @@ use kvplug_protocol::entries::{decode_metadata, encode_metadata};
 use kvplug_protocol::names;
 use kvplug_server::storage::Storage;
 use kvplug_server::{Clock, Config, DATABASE_FILE, Server};
+
+use common::request;
 
 const START_MS: u64 = 1_800_000_000_000;
 
@@ -86,31 +88,12 @@ impl Harness {
 
     /// One request on a fresh connection. `headers` are whole header lines.
     fn send(&self, method: &str, target: &str, headers: &[String], body: &[u8]) -> Answer {
-        let mut stream = TcpStream::connect(self.server.addr()).unwrap();
-        let mut head = format!("{method} {target} HTTP/1.1\r\nhost: x\r\n");
+        let mut head = format!("{method} {target} HTTP/1.1");
         for line in headers {
-            head.push_str(line);
             head.push_str("\r\n");
+            head.push_str(line);
         }
-        head.push_str(&format!(
-            "content-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        ));
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body).unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a complete head");
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let mut lines = head.lines();
-        let status = lines.next().unwrap().split_whitespace().nth(1).unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
+        let (status, headers, body) = request(&self.server.addr().to_string(), &head, body);
         assert!(
             headers
                 .iter()
@@ -118,9 +101,9 @@ impl Harness {
             "{method} {target}"
         );
         Answer {
-            status: status.parse().unwrap(),
+            status,
             headers,
-            body: raw[split + 4..].to_vec(),
+            body,
         }
     }
 
