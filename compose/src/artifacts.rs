@@ -23,6 +23,7 @@ pub const FIXTURES: &[&str] = &[
     "conformance-draft",
     "conformance-draft2",
     "conformance-spin",
+    "conformance-entries",
     "http-app",
     "kv-bench",
     "http-bench",

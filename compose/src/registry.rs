@@ -21,6 +21,9 @@ pub struct Backend {
     /// The test services that stand for it (`kvplug-tests`' `services::start` names), in
     /// report order: the first is the one the benchmark measures.
     pub services: &'static [&'static str],
+    /// Whether the artifact exports kvplug's extension, `kvplug:keyvalue/entries@0.1.0`
+    /// (the adapter's `entries` feature; issue #14 brings it to every backend).
+    pub entries: bool,
 }
 
 /// Every backend this tree builds, in report order.
@@ -30,30 +33,35 @@ pub const BACKENDS: &[Backend] = &[
         feature: "http",
         artifact: "kvplug-http.wasm",
         services: &["http"],
+        entries: true,
     },
     Backend {
         name: "etcd",
         feature: "etcd",
         artifact: "kvplug-etcd.wasm",
         services: &["etcd"],
+        entries: false,
     },
     Backend {
         name: "redis",
         feature: "redis",
         artifact: "kvplug-redis.wasm",
         services: &["redis"],
+        entries: false,
     },
     Backend {
         name: "dynamodb",
         feature: "dynamodb",
         artifact: "kvplug-dynamodb.wasm",
         services: &["dynalite", "moto"],
+        entries: false,
     },
     Backend {
         name: "azure-table",
         feature: "azure-table",
         artifact: "kvplug-azure-table.wasm",
         services: &["azurite"],
+        entries: false,
     },
 ];
 

@@ -49,6 +49,9 @@ pub enum Error {
     /// A bounded retry loop gave up: concurrent writers kept winning, or the service kept
     /// throttling.
     GaveUp(String),
+    /// A `kvplug:keyvalue/entries` call refused, with nothing written: a failed
+    /// precondition, a size or time-to-live out of range, contradictory options.
+    Entry(kvplug_protocol::entries::Refusal),
 }
 
 impl fmt::Display for Error {
@@ -79,6 +82,7 @@ impl fmt::Display for Error {
                 detail,
             } => write!(f, "{method} {}: malformed response: {detail}", quoted(path)),
             Error::Invalid(message) | Error::GaveUp(message) => f.write_str(message),
+            Error::Entry(refusal) => write!(f, "{refusal}; nothing was written"),
         }
     }
 }

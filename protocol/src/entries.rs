@@ -22,6 +22,9 @@ pub const ENTRIES_SEGMENT: &str = "entries";
 pub const HEADER_METADATA: &str = "kvplug-metadata";
 /// On a `413 too-large`: which size was refused and its limit, `value=<n>` or `metadata=<n>`.
 pub const HEADER_LIMIT: &str = "kvplug-limit";
+/// On a `413 too-large` of an entry write: the size refused, in bytes (for append and
+/// prepend, the value the write would have made).
+pub const HEADER_SIZE: &str = "kvplug-size";
 /// On a `400 bad-ttl`: the accepted range in seconds, `<min>-<max>`.
 pub const HEADER_TTL_RANGE: &str = "kvplug-ttl-range";
 /// On an entry `DELETE`: `1` if a live entry was deleted, `0` if there was none.

@@ -631,12 +631,15 @@ fn refused(refusal: entries::Refusal) -> Refusal {
             codes::VERSION_MISMATCH,
             format!("{refusal}{nothing}"),
         ),
-        entries::Refusal::TooLarge { what, limit, .. } => {
+        entries::Refusal::TooLarge { what, limit, size } => {
             let mut response = error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 codes::TOO_LARGE,
                 format!("{refusal}{nothing}"),
             );
+            response
+                .headers_mut()
+                .insert(entries::HEADER_SIZE, HeaderValue::from(size));
             if let Some(limit) = limit
                 && let Ok(value) = HeaderValue::from_str(&entries::format_limit(what, limit))
             {

@@ -12,16 +12,16 @@ use kvplug_core::error::Error;
 
 /// The `bucket` resource: an open connection to one bucket.
 pub struct Bucket {
-    backend: Active,
+    pub(super) backend: Active,
     /// What this bucket's cursors start with; see [`super::cursor_tag`].
-    cursor_tag: String,
+    pub(super) cursor_tag: String,
 }
 
 impl Bucket {
     fn list(&self, cursor: Option<String>) -> Result<store::KeyResponse, Error> {
         let inner = cursor
             .as_deref()
-            .map(|cursor| super::unwrap_cursor(&self.cursor_tag, cursor))
+            .map(|cursor| super::unwrap_cursor("list-keys", &self.cursor_tag, cursor))
             .transpose()?;
         let page = self.backend.list(inner)?;
         Ok(store::KeyResponse {

@@ -9,6 +9,8 @@
 
 mod draft;
 mod draft2;
+#[cfg(feature = "entries")]
+mod entries;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -45,11 +47,15 @@ pub(crate) fn cursor_tag(identifier: &str) -> String {
 }
 
 /// The backend's cursor inside `cursor`, if this bucket (`tag`) issued it.
-pub(crate) fn unwrap_cursor<'a>(tag: &str, cursor: &'a str) -> Result<&'a str, Error> {
+pub(crate) fn unwrap_cursor<'a>(
+    operation: &str,
+    tag: &str,
+    cursor: &'a str,
+) -> Result<&'a str, Error> {
     cursor.strip_prefix(tag).ok_or_else(|| {
-        Error::Invalid(String::from(
-            "list-keys: bad cursor: not one this bucket issued (a cursor is valid only for \
-             the bucket whose list-keys returned it)",
+        Error::Invalid(alloc::format!(
+            "{operation}: bad cursor: not one this listing issued (a cursor is valid only \
+             for the bucket, and the prefix, whose {operation} returned it)"
         ))
     })
 }

@@ -6,9 +6,14 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use kvplug_protocol::entries::{
+    self as wire, HEADER_DELETED, HEADER_ENTRIES, HEADER_LIMIT, HEADER_MAX_VALUE, HEADER_METADATA,
+    HEADER_SIZE, HEADER_TTL_RANGE,
+};
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::{BatchOp, codes, names};
 
+use super::entries::{Entries, Entry, InsertOptions, Limits, Refusal};
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, framed_batches, large_first,
 };
@@ -26,6 +31,9 @@ pub struct RestBackend {
     client: Rc<Client>,
     bucket: Rc<str>,
     page_size: u32,
+    /// What `HEAD` of the bucket said about the entries endpoints: the largest value the
+    /// server stores, or `None` for a server without them.
+    entries: Option<u64>,
 }
 
 /// Where the name limits come from, for messages.
@@ -127,6 +135,39 @@ impl RestBackend {
         }
     }
 
+    /// One page of a listing at `path` (which has its query started), continued after
+    /// `cursor`.
+    fn page(&self, mut path: String, cursor: Option<&str>, limit: u32) -> Result<Page, Error> {
+        if let Some(cursor) = cursor {
+            // The cursor is opaque and comes from the caller: encode it so that it stays one
+            // query value whatever it contains.
+            path.push_str("&cursor=");
+            path.push_str(&names::encode(cursor));
+        }
+        // A page is at most `limit` frames of the longest key.
+        let cap = u64::from(limit) * (kvplug_protocol::MAX_KEY_BYTES as u64 + 4) + 1024;
+        let response = self.expect_success(Verb::Get, &path, &[], &[], cap)?;
+        let mut reader = frames::Reader::new(&response.body);
+        let mut keys = Vec::new();
+        while !reader.is_empty() {
+            let key = reader
+                .key()
+                .map_err(|e| self.client.malformed(Verb::Get, &path, e))?;
+            keys.push(String::from(key));
+        }
+        if keys.len() > limit as usize {
+            return Err(self.client.malformed(
+                Verb::Get,
+                &path,
+                "more keys than the limit asked for",
+            ));
+        }
+        let cursor = response
+            .header(kvplug_protocol::HEADER_CURSOR)
+            .map(String::from);
+        Ok(Page { keys, cursor })
+    }
+
     fn batch<'a, T>(
         &self,
         op: BatchOp,
@@ -166,11 +207,15 @@ impl Backend for RestBackend {
             )),
             bucket: Rc::from(bucket),
             page_size: settings.page_size,
+            entries: None,
         };
         // One HEAD so that a wrong URL, token or bucket fails here, not at the first get.
         let path = kvplug_protocol::bucket_path(bucket);
-        backend.expect_success(Verb::Head, &path, &[], &[], SMALL_ANSWER_BYTES)?;
-        Ok(backend)
+        let head = backend.expect_success(Verb::Head, &path, &[], &[], SMALL_ANSWER_BYTES)?;
+        let entries = (head.header(HEADER_ENTRIES) == Some("1"))
+            .then(|| head.header(HEADER_MAX_VALUE)?.trim().parse().ok())
+            .flatten();
+        Ok(RestBackend { entries, ..backend })
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
@@ -194,32 +239,12 @@ impl Backend for RestBackend {
     }
 
     fn list(&self, cursor: Option<&str>) -> Result<Page, Error> {
-        let mut path = format!(
+        let path = format!(
             "{}?limit={}",
             kvplug_protocol::bucket_path(&self.bucket),
             self.page_size
         );
-        if let Some(cursor) = cursor {
-            // The cursor is opaque and comes from the caller: encode it so that it stays one
-            // query value whatever it contains.
-            path.push_str("&cursor=");
-            path.push_str(&names::encode(cursor));
-        }
-        // A page is at most `page-size` frames of the longest key.
-        let cap = u64::from(self.page_size) * (kvplug_protocol::MAX_KEY_BYTES as u64 + 4) + 1024;
-        let response = self.expect_success(Verb::Get, &path, &[], &[], cap)?;
-        let mut reader = frames::Reader::new(&response.body);
-        let mut keys = Vec::new();
-        while !reader.is_empty() {
-            let key = reader
-                .key()
-                .map_err(|e| self.client.malformed(Verb::Get, &path, e))?;
-            keys.push(String::from(key));
-        }
-        let cursor = response
-            .header(kvplug_protocol::HEADER_CURSOR)
-            .map(String::from);
-        Ok(Page { keys, cursor })
+        self.page(path, cursor, self.page_size)
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
@@ -343,5 +368,155 @@ impl Backend for RestBackend {
             |body, key| frames::put(body, key.as_bytes()),
             |_, _| Ok(()),
         )
+    }
+}
+
+impl RestBackend {
+    /// The entries endpoints' largest value, or the error of a server without them: no
+    /// request is sent to a server that would ignore the options.
+    fn entries_max_value(&self) -> Result<u64, Error> {
+        self.entries.ok_or_else(|| {
+            Error::Invalid(String::from(
+                "kvplug-server too old for kvplug:keyvalue: `HEAD` of the bucket did not \
+                 announce the entries endpoints (`kvplug-entries: 1`); nothing was sent",
+            ))
+        })
+    }
+
+    /// The generation an entry answer carries in its `ETag`.
+    fn generation(&self, verb: Verb, path: &str, response: &Response) -> Result<u64, Error> {
+        let tag = self.etag(verb, path, response)?;
+        super::entries::generation_of(&tag).ok_or_else(|| {
+            self.client
+                .malformed(verb, path, "ETag is not a generation")
+        })
+    }
+
+    /// The refusal a `412`, `413` or `400 bad-ttl` answer states, if it is one. `sent` is
+    /// the size of the bytes sent, the size named when the server names none.
+    fn refusal(response: &Response, sent: usize) -> Option<Refusal> {
+        let code = response.header(kvplug_protocol::HEADER_ERROR)?;
+        match (response.status, code) {
+            (412, codes::KEY_EXISTS) => Some(Refusal::KeyExists),
+            (412, codes::VERSION_MISMATCH) => Some(Refusal::GenerationMismatch),
+            (413, codes::TOO_LARGE) => {
+                let (what, limit) = wire::parse_limit(response.header(HEADER_LIMIT)?)?;
+                let size = response
+                    .header(HEADER_SIZE)
+                    .and_then(|size| size.trim().parse().ok())
+                    .unwrap_or(sent as u64);
+                Some(Refusal::TooLarge {
+                    what,
+                    limit: Some(limit),
+                    size,
+                })
+            }
+            (400, codes::BAD_TTL) => Some(Refusal::TtlOutOfRange(wire::parse_ttl_range(
+                response.header(HEADER_TTL_RANGE)?,
+            )?)),
+            _ => None,
+        }
+    }
+}
+
+impl Entries for RestBackend {
+    fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
+    fn limits(&self) -> Limits {
+        Limits::new(Some(kvplug_protocol::MAX_KEY_BYTES as u64), self.entries)
+    }
+
+    fn read_entry(&self, key: &str) -> Result<Option<Entry>, Error> {
+        self.entries_max_value()?;
+        let path = wire::entry_path(&self.bucket, key);
+        let response = self.send(Verb::Get, &path, &[], &[], MAX_RESPONSE_BYTES)?;
+        match (
+            response.status,
+            response.header(kvplug_protocol::HEADER_ERROR),
+        ) {
+            (200, _) => {}
+            (404, Some(codes::NO_SUCH_KEY)) => return Ok(None),
+            _ => return Err(self.status_error(Verb::Get, &path, &response)),
+        }
+        let generation = self.generation(Verb::Get, &path, &response)?;
+        let metadata = match response.header(HEADER_METADATA) {
+            None => Vec::new(),
+            Some(text) => wire::decode_metadata(text)
+                .map_err(|e| self.client.malformed(Verb::Get, &path, e))?,
+        };
+        Ok(Some(Entry {
+            value: response.body,
+            metadata,
+            generation,
+        }))
+    }
+
+    fn write_entry(
+        &self,
+        key: &str,
+        value: &[u8],
+        options: &InsertOptions<'_>,
+    ) -> Result<u64, Error> {
+        self.entries_max_value()?;
+        let path = format!(
+            "{}?{}",
+            wire::entry_path(&self.bucket, key),
+            wire::insert_query(options.mode, options.ttl_sec)
+        );
+        let metadata = options.metadata.map(wire::encode_metadata);
+        let if_match = options
+            .if_generation_match
+            .map(|generation| format!("\"{generation}\""));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(metadata) = &metadata {
+            headers.push((HEADER_METADATA, metadata));
+        }
+        if let Some(if_match) = &if_match {
+            headers.push(("if-match", if_match));
+        }
+        let response = self.send(Verb::Put, &path, &headers, value, SMALL_ANSWER_BYTES)?;
+        if response.status == 200 {
+            return self.generation(Verb::Put, &path, &response);
+        }
+        match Self::refusal(&response, value.len()) {
+            Some(refusal) => Err(Error::Entry(refusal)),
+            None => Err(self.status_error(Verb::Put, &path, &response)),
+        }
+    }
+
+    fn remove_entry(&self, key: &str, generation: Option<u64>) -> Result<bool, Error> {
+        self.entries_max_value()?;
+        let path = wire::entry_path(&self.bucket, key);
+        let if_match = generation.map(|generation| format!("\"{generation}\""));
+        let headers: Vec<(&str, &str)> =
+            if_match.iter().map(|g| ("if-match", g.as_str())).collect();
+        let response = self.send(Verb::Delete, &path, &headers, &[], SMALL_ANSWER_BYTES)?;
+        if response.status == 204 {
+            return match response.header(HEADER_DELETED).map(str::trim) {
+                Some("1") => Ok(true),
+                Some("0") => Ok(false),
+                _ => Err(self.client.malformed(
+                    Verb::Delete,
+                    &path,
+                    "no `kvplug-deleted: 1|0` on an entry delete",
+                )),
+            };
+        }
+        match Self::refusal(&response, 0) {
+            Some(refusal) => Err(Error::Entry(refusal)),
+            None => Err(self.status_error(Verb::Delete, &path, &response)),
+        }
+    }
+
+    fn list_prefix(&self, prefix: &str, cursor: Option<&str>, limit: u32) -> Result<Page, Error> {
+        self.entries_max_value()?;
+        let path = format!(
+            "{}?prefix={}&limit={limit}",
+            wire::entries_path(&self.bucket),
+            names::encode(prefix)
+        );
+        self.page(path, cursor, limit)
     }
 }

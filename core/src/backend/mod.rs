@@ -14,6 +14,7 @@ use crate::settings::Settings;
 pub mod azure_table;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod entries;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 #[cfg(feature = "http")]
