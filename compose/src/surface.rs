@@ -49,6 +49,19 @@ pub const ADAPTER_EXPORTS: &[&str] = &[
     "wasi:keyvalue/batch@0.2.0-draft",
 ];
 
+/// kvplug's own extension, exported next to [`ADAPTER_EXPORTS`] by the backends that carry
+/// it (`registry::Backend::entries`), right after draft2's `store` whose `bucket` it uses.
+pub const ENTRIES_EXPORT: &str = "kvplug:keyvalue/entries@0.1.0";
+
+/// What the adapter of `backend` exports, in order.
+pub fn expected_exports(backend: &crate::registry::Backend) -> Vec<&'static str> {
+    let mut exports = ADAPTER_EXPORTS.to_vec();
+    if backend.entries {
+        exports.insert(1, ENTRIES_EXPORT);
+    }
+    exports
+}
+
 /// Fails unless `surface` is an adapter's: every import on the allow-list, every
 /// `wasi:keyvalue` export present.
 pub fn check_adapter(surface: &Surface) -> Result<()> {

@@ -11,6 +11,7 @@
 )]
 
 pub mod counting_proxy;
+pub mod entries;
 pub mod fault_server;
 pub mod process;
 pub mod services;

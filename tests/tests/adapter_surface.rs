@@ -27,7 +27,10 @@ fn the_http_adapter_imports_only_the_allow_list() {
             "wasi:io/streams@0.2.0",
         ]
     );
-    assert_eq!(found.exports, surface::ADAPTER_EXPORTS);
+    assert_eq!(
+        found.exports,
+        surface::expected_exports(kvplug_compose::registry::backend("http").unwrap())
+    );
 }
 
 #[test]
@@ -45,7 +48,20 @@ fn only_the_signing_adapters_import_the_wall_clock() {
         // Signatures carry the time; nothing else needs it.
         let signs = services::expectations(backend).signs;
         assert_eq!(clock, signs, "kvplug-{backend}: {:?}", found.imports);
-        assert_eq!(found.exports, surface::ADAPTER_EXPORTS, "kvplug-{backend}");
+        // The extension is exported exactly by the backends the registry says carry it, and
+        // no artifact imports any key-value interface (the extension's `bucket` is the
+        // adapter's own).
+        let registered = kvplug_compose::registry::backend(backend).unwrap();
+        assert_eq!(
+            found.exports,
+            surface::expected_exports(registered),
+            "kvplug-{backend}"
+        );
+        assert!(
+            !found.imports.iter().any(|i| i.contains("keyvalue")),
+            "kvplug-{backend}: {:?}",
+            found.imports
+        );
     }
 }
 
