@@ -17,7 +17,7 @@ use kvplug_http_pool::{Pool, PoolConfig};
 use kvplug_runner::Runtime;
 use kvplug_tests::counting_proxy::{CountingProxy, Recorded};
 use kvplug_tests::services::{self, Service};
-use kvplug_tests::{Kv, adapter};
+use kvplug_tests::{Kv, adapter, entries};
 
 /// The test services measured, one per backend in registry order: each backend's first
 /// (`services::start` names).
@@ -99,7 +99,89 @@ pub async fn count(service: &dyn Service) -> Result<Vec<Count>> {
         writes,
         kv.delete_many(b, &refs).await
     );
+    if let Some(fewest) = entries::expected_requests(service.backend()) {
+        count_entries(&proxy, &mut rows, fewest, service).await?;
+    }
     Ok(rows)
+}
+
+/// The extension's calls (`kvplug:keyvalue/entries`), for a backend that carries it.
+async fn count_entries(
+    proxy: &CountingProxy,
+    rows: &mut Vec<Count>,
+    fewest: entries::Expected,
+    service: &dyn Service,
+) -> Result<()> {
+    use entries::{InsertMode, InsertOptions, ListOptions};
+    let mut settings = service.settings();
+    CountingProxy::point_at(&mut settings, proxy);
+    let mut kv = entries::EntriesKv::with(service.backend(), settings).await;
+    let b = kv.open("requests").await;
+    macro_rules! row {
+        ($name:expr, $limit:expr, $call:expr) => {{
+            let before = proxy.requests();
+            let result = $call;
+            rows.push(($name, proxy.requests() - before, $limit));
+            result.map_err(fail)?
+        }};
+    }
+    // Warm every path once (Redis loads each script on its first use).
+    let plain = InsertOptions::new;
+    kv.insert(b, "e", b"1", &plain(InsertMode::Append))
+        .await
+        .map_err(fail)?;
+    kv.insert(b, "e", b"1", &plain(InsertMode::Append))
+        .await
+        .map_err(fail)?;
+    kv.delete(b, "e", None).await.map_err(fail)?;
+    kv.list(b, &ListOptions::default()).await.map_err(fail)?;
+    row!(
+        "ext: insert overwrite",
+        fewest.overwrite,
+        kv.insert(b, "e", b"v", &plain(InsertMode::Overwrite)).await
+    );
+    let ttl = InsertOptions {
+        time_to_live_sec: Some(600),
+        metadata: Some(b"m".to_vec()),
+        ..plain(InsertMode::Overwrite)
+    };
+    row!(
+        "ext: insert with TTL and metadata",
+        fewest.overwrite_ttl,
+        kv.insert(b, "t", b"v", &ttl).await
+    );
+    row!(
+        "ext: insert add",
+        fewest.add,
+        kv.insert(b, "a", b"v", &plain(InsertMode::Add)).await
+    );
+    let entry = row!("ext: lookup", fewest.lookup, kv.lookup(b, "e").await);
+    let generation = entry.map_or(0, |entry| entry.generation);
+    let conditional = InsertOptions {
+        if_generation_match: Some(generation),
+        ..plain(InsertMode::Overwrite)
+    };
+    row!(
+        "ext: insert with generation",
+        fewest.with_generation,
+        kv.insert(b, "e", b"w", &conditional).await
+    );
+    row!(
+        "ext: append",
+        fewest.append_present,
+        kv.insert(b, "e", b"+", &plain(InsertMode::Append)).await
+    );
+    let page = ListOptions {
+        prefix: Some("e".into()),
+        ..ListOptions::default()
+    };
+    row!(
+        "ext: list page (prefix)",
+        fewest.list_page,
+        kv.list(b, &page).await
+    );
+    row!("ext: delete", fewest.delete, kv.delete(b, "e", None).await);
+    Ok(())
 }
 
 /// One round of one backend at one size: mean µs per operation (sets and gets together).
@@ -389,11 +471,26 @@ pub fn render(counts: &[(&str, Vec<Count>)], timed: &[Timed], sizes: &[(usize, u
 
 /// Counts and times every backend; the report section.
 pub async fn measure(sizes: &[(usize, usize)], rounds: usize) -> Result<String> {
+    let counts = count_all().await?;
+    let timed = time(sizes, rounds).await?;
+    Ok(render(&counts, &timed, sizes))
+}
+
+/// Requests per call on every backend.
+pub async fn count_all() -> Result<Vec<(&'static str, Vec<Count>)>> {
     let mut counts = Vec::new();
     for backend in backends() {
         let service = services::start(backend);
         counts.push((backend, count(&*service).await?));
     }
-    let timed = time(sizes, rounds).await?;
-    Ok(render(&counts, &timed, sizes))
+    Ok(counts)
+}
+
+/// The requests-per-call section alone (`kvplug-bench --counts-only`).
+pub fn render_counts(counts: &[(&str, Vec<Count>)]) -> String {
+    let full = render(counts, &[], &[]);
+    let end = full
+        .find("\n## Backends: time per operation")
+        .unwrap_or(full.len());
+    full.get(..end).unwrap_or_default().to_owned()
 }

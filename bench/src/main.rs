@@ -1,8 +1,9 @@
-//! `kvplug-bench [--smoke] [--load-only | --timing-only]`: measures everything and writes
+//! `kvplug-bench [--smoke] [--load-only | --timing-only | --counts-only]`: measures everything and writes
 //! `BENCHMARKS.md` at the repository root (`--smoke`: one tiny round, written to
 //! target/kvplug/ instead; `--load-only`: only the load curves, written to
 //! target/kvplug/LOAD.md; `--timing-only`: only the embedded and native clients' time per
-//! operation at 100 B and 64 KiB, printed).
+//! operation at 100 B and 64 KiB, printed; `--counts-only`: requests per call on every
+//! backend, printed).
 
 use kvplug_bench::{artifacts, backends, load, memory, report, timing};
 use kvplug_compose::artifacts::{out_dir, repo_root};
@@ -33,6 +34,12 @@ async fn main() -> anyhow::Result<()> {
         let mut text = String::new();
         report::timing_section(&mut text, &plan, &samples);
         print!("{text}");
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--counts-only") {
+        // Requests per call on every backend, the extension's calls included: seconds.
+        let counts = backends::count_all().await?;
+        print!("{}", backends::render_counts(&counts));
         return Ok(());
     }
     if std::env::args().any(|a| a == "--load-only") {

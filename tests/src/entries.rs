@@ -150,6 +150,38 @@ pub enum EntryError {
     Other(String),
 }
 
+/// Requests per extension call on `backend`, the fewest its service allows
+/// (docs/extension-design.md §2.6); `None` for a backend without the extension yet.
+pub struct Expected {
+    pub lookup: u64,
+    pub overwrite: u64,
+    pub overwrite_ttl: u64,
+    pub add: u64,
+    pub with_generation: u64,
+    pub append_absent: u64,
+    pub append_present: u64,
+    pub delete: u64,
+    pub list_page: u64,
+}
+
+pub fn expected_requests(backend: &str) -> Option<Expected> {
+    match backend {
+        // One request per call: the server decides inside its transaction.
+        "http" => Some(Expected {
+            lookup: 1,
+            overwrite: 1,
+            overwrite_ttl: 1,
+            add: 1,
+            with_generation: 1,
+            append_absent: 1,
+            append_present: 1,
+            delete: 1,
+            list_page: 1,
+        }),
+        _ => None,
+    }
+}
+
 /// An adapter instance called through draft2's `store` and the extension.
 pub struct EntriesKv {
     store: Store<Host>,

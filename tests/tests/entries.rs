@@ -12,7 +12,7 @@
 
 use kvplug_tests::counting_proxy::CountingProxy;
 use kvplug_tests::entries::{
-    EntriesKv, EntryError, InsertMode, InsertOptions, ListOptions, Precondition,
+    EntriesKv, EntryError, InsertMode, InsertOptions, ListOptions, Precondition, expected_requests,
 };
 use kvplug_tests::services::Service;
 
@@ -24,37 +24,6 @@ kvplug_tests::on_every_backend!(
 /// Whether the registry says `backend`'s adapter exports the extension.
 fn extended(backend: &str) -> bool {
     kvplug_compose::registry::backend(backend).unwrap().entries
-}
-
-/// Requests per extension call on `backend` (docs/extension-design.md §2.6).
-struct Expected {
-    lookup: u64,
-    overwrite: u64,
-    overwrite_ttl: u64,
-    add: u64,
-    with_generation: u64,
-    append_absent: u64,
-    append_present: u64,
-    delete: u64,
-    list_page: u64,
-}
-
-fn expected(backend: &str) -> Expected {
-    match backend {
-        // One request per call: the server decides inside its transaction.
-        "http" => Expected {
-            lookup: 1,
-            overwrite: 1,
-            overwrite_ttl: 1,
-            add: 1,
-            with_generation: 1,
-            append_absent: 1,
-            append_present: 1,
-            delete: 1,
-            list_page: 1,
-        },
-        other => unimplemented!("no request counts stated for `{other}`"),
-    }
 }
 
 /// Runs `call` and returns how many requests the proxy forwarded meanwhile.
@@ -84,7 +53,8 @@ async fn every_extension_call_takes_the_stated_requests(service: &dyn Service) {
     let proxy = CountingProxy::in_front_of(&mut settings);
     let mut kv = EntriesKv::with(backend, settings).await;
     let b = kv.open("counted").await;
-    let want = expected(backend);
+    let want = expected_requests(backend)
+        .unwrap_or_else(|| panic!("no request counts stated for kvplug-{backend}"));
     let plain = InsertOptions::new;
     // Warm up every path once (Redis loads each script on its first use).
     kv.insert(b, "w", b"1", &plain(InsertMode::Overwrite))
