@@ -197,6 +197,35 @@ async fn every_extension_call_takes_the_stated_requests(service: &dyn Service) {
         count!(proxy, kv.insert(b, "z", b"v", &zero).await.unwrap_err()),
         0,
     ));
+    let heavy = InsertOptions {
+        metadata: Some(vec![0; 2001]),
+        ..plain(InsertMode::Append)
+    };
+    rows.push((
+        "insert, 2,001 B metadata (refused)",
+        count!(proxy, kv.insert(b, "z", b"v", &heavy).await.unwrap_err()),
+        0,
+    ));
+    let add_with_generation = InsertOptions {
+        if_generation_match: Some(1),
+        ..plain(InsertMode::Add)
+    };
+    rows.push((
+        "insert add with generation (refused)",
+        count!(
+            proxy,
+            kv.insert(b, "z", b"v", &add_with_generation)
+                .await
+                .unwrap_err()
+        ),
+        0,
+    ));
+    let long_key = "k".repeat(1 << 20);
+    rows.push((
+        "lookup, 1 MiB key (refused)",
+        count!(proxy, kv.lookup(b, &long_key).await.unwrap_err()),
+        0,
+    ));
 
     println!("requests per extension call, kvplug-{backend}.wasm:");
     for (operation, requests, _) in &rows {
