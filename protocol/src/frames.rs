@@ -18,6 +18,8 @@ pub enum FrameError {
     TooLong,
     /// A key frame that is not UTF-8.
     NotUtf8,
+    /// A frame that must hold a decimal number (a change's position) does not.
+    NotANumber,
 }
 
 impl fmt::Display for FrameError {
@@ -27,6 +29,7 @@ impl fmt::Display for FrameError {
             FrameError::BadTag(tag) => write!(f, "optional-frame tag {tag} is neither 0 nor 1"),
             FrameError::TooLong => f.write_str("frame longer than 4 GiB"),
             FrameError::NotUtf8 => f.write_str("key frame is not UTF-8"),
+            FrameError::NotANumber => f.write_str("number frame is not a decimal number"),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod changes;
 pub mod counter;
 pub mod entries;
 pub mod frames;
@@ -79,6 +80,8 @@ pub mod codes {
     pub const BAD_TTL: &str = "bad-ttl";
     /// 413: the body is larger than the server accepts.
     pub const TOO_LARGE: &str = "too-large";
+    /// 410: a change feed read from a position the feed no longer holds.
+    pub const POSITION_DROPPED: &str = "position-dropped";
     /// 500: the server failed (storage error).
     pub const INTERNAL: &str = "internal";
 }

@@ -41,6 +41,10 @@ pub struct Config {
     pub durable: bool,
     /// Judges expiry (ms since the Unix epoch): the system clock unless a test steps its own.
     pub clock: Clock,
+    /// How much of the change feed is kept (`GET {bucket}/changes`): the newest changes
+    /// within a count and a size in bytes; a reader further behind is told where to resume
+    /// (`410 position-dropped`).
+    pub feed_retention: storage::Retention,
 }
 
 impl Config {
@@ -54,6 +58,7 @@ impl Config {
             max_body: 64 << 20,
             durable: true,
             clock: Clock::system(),
+            feed_retention: storage::Retention::default(),
         }
     }
 }
@@ -98,10 +103,11 @@ impl Server {
                 config.data_dir.display()
             )
         })?;
-        let storage = Storage::open(
+        let storage = Storage::open_with_retention(
             &config.data_dir.join(DATABASE_FILE),
             config.durable,
             config.clock,
+            config.feed_retention,
         )?;
         let state = Arc::new(State {
             storage,

@@ -9,6 +9,7 @@ use kvplug_server::{Config, Server};
 
 const USAGE: &str = "\
 usage: kvplug-server [--listen ADDR] [--data DIR] [--token-file FILE] [--bucket NAME]... [--max-body BYTES]
+                     [--feed-retention CHANGES] [--feed-retention-bytes BYTES]
 
   --listen ADDR       address to bind (default 127.0.0.1:8787; port 0 picks a free one)
   --data DIR          data directory (default ./kvplug-data)
@@ -16,6 +17,9 @@ usage: kvplug-server [--listen ADDR] [--data DIR] [--token-file FILE] [--bucket 
                       (or set KVPLUG_SERVER_TOKEN; never pass a token on the command line)
   --bucket NAME       only these buckets exist (repeatable; default: every bucket)
   --max-body BYTES    largest request body (default 67108864)
+  --feed-retention N  changes the change feed keeps (default 100000)
+  --feed-retention-bytes N
+                      bytes of keys and values the change feed keeps (default 268435456)
 ";
 
 fn parse(args: Vec<String>) -> anyhow::Result<Config> {
@@ -48,6 +52,16 @@ fn parse(args: Vec<String>) -> anyhow::Result<Config> {
             }
             "--bucket" => {
                 buckets.insert(value()?);
+            }
+            "--feed-retention" => {
+                config.feed_retention.changes = value()?
+                    .parse()
+                    .context("`--feed-retention` is not a number")?
+            }
+            "--feed-retention-bytes" => {
+                config.feed_retention.bytes = value()?
+                    .parse()
+                    .context("`--feed-retention-bytes` is not a number")?
             }
             "--max-body" => {
                 config.max_body = value()?.parse().context("`--max-body` is not a number")?

@@ -10,6 +10,7 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH, 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use kvplug_protocol::changes;
 use kvplug_protocol::counter::CounterError;
 use kvplug_protocol::entries::{self, InsertOptions, Limited, Limits, Mode};
 use kvplug_protocol::frames::{self, FrameError};
@@ -85,6 +86,7 @@ enum Route {
     Batch(String, BatchOp),
     Entries(String),
     Entry(String, String),
+    Changes(String),
 }
 
 fn route(path: &str) -> Result<Route, Refusal> {
@@ -117,6 +119,7 @@ fn route(path: &str) -> Result<Route, Refusal> {
             name(key, kvplug_protocol::check_key)?,
         )),
         [b, entries::ENTRIES_SEGMENT] => Ok(Route::Entries(bucket(b)?)),
+        [b, changes::CHANGES_SEGMENT] => Ok(Route::Changes(bucket(b)?)),
         [b, entries::ENTRIES_SEGMENT, key] => Ok(Route::Entry(
             bucket(b)?,
             name(key, kvplug_protocol::check_key)?,
@@ -359,6 +362,13 @@ async fn handle_inner(state: &Arc<State>, request: Request<Incoming>) -> Result<
             }
             let body = read_body(state, body, &parts.headers).await?;
             batch(state, bucket, op, body).await
+        }
+        Route::Changes(bucket) => {
+            check_bucket(state, &bucket)?;
+            if parts.method != Method::GET {
+                return Err(method_not_allowed());
+            }
+            read_changes(state, bucket, query).await
         }
         Route::Entries(bucket) => {
             check_bucket(state, &bucket)?;
@@ -863,4 +873,92 @@ async fn list_entries(
     .await?
     .map_err(internal)?;
     page_reply(&page, |last| entries_cursor(&bucket, &prefix, last))
+}
+
+/// A whole-number query parameter, or a `400` naming it.
+fn number_param(query: Option<&str>, name: &str) -> Result<Option<u64>, Refusal> {
+    query_param(query, name)
+        .map(|value| {
+            value
+                .parse::<u64>()
+                .map_err(|_| bad_request(format!("`{name}` must be a whole number")))
+        })
+        .transpose()
+}
+
+/// `GET {bucket}/changes?after=P&limit=N&wait=MS`: the bucket's changes after position `P`
+/// (none given: nothing, and the head to start from), waiting up to `MS` for one to come.
+async fn read_changes(
+    state: &Arc<State>,
+    bucket: String,
+    query: Option<&str>,
+) -> Result<Reply, Refusal> {
+    let after = number_param(query, "after")?;
+    let limit = match number_param(query, "limit")? {
+        None => changes::DEFAULT_LIMIT,
+        Some(0) => return Err(bad_request("`limit` must be at least 1")),
+        Some(n) => {
+            usize::try_from(n).map_or(changes::DEFAULT_LIMIT, |n| n.min(changes::DEFAULT_LIMIT))
+        }
+    };
+    let wait = std::time::Duration::from_millis(
+        number_param(query, "wait")?
+            .unwrap_or(0)
+            .min(changes::MAX_WAIT_MS),
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before each read, so a commit between the read and the wait still wakes it.
+    let mut committed = state.storage.subscribe();
+    let page = loop {
+        committed.borrow_and_update();
+        let read_bucket = bucket.clone();
+        let read = blocking(state, move |s| s.changes(&read_bucket, after, limit))
+            .await?
+            .map_err(internal)?;
+        let page = match read {
+            Ok(page) => page,
+            Err(dropped) => {
+                let mut refusal = error(
+                    StatusCode::GONE,
+                    codes::POSITION_DROPPED,
+                    format!(
+                        "the feed no longer holds the changes after position {}: resume after {} \
+                         (changes in between are lost to this reader; read the bucket again)",
+                        after.unwrap_or(0),
+                        dropped.resume_after
+                    ),
+                );
+                refusal.headers_mut().insert(
+                    changes::HEADER_RESUME_AFTER,
+                    HeaderValue::from(dropped.resume_after),
+                );
+                return Err(refusal);
+            }
+        };
+        if !page.changes.is_empty() || after.is_none() {
+            break page;
+        }
+        match tokio::time::timeout_at(deadline, committed.changed()).await {
+            Ok(Ok(())) => continue,
+            // The wait is over (or the storage is closing): answer with no changes.
+            Ok(Err(_)) | Err(_) => break page,
+        }
+    };
+    let mut body = Vec::new();
+    for change in &page.changes {
+        changes::put(
+            &mut body,
+            &changes::Change {
+                position: change.position,
+                key: &change.key,
+                value: change.value.as_deref(),
+            },
+        )
+        .map_err(internal)?;
+    }
+    let mut response = frames_reply(body);
+    response
+        .headers_mut()
+        .insert(changes::HEADER_POSITION, HeaderValue::from(page.position));
+    Ok(response)
 }

@@ -26,6 +26,10 @@ type Name = (&'static str, &'static str);
 type EntryValue = (u64, &'static [u8]);
 /// (version of the entry it describes, expiry deadline in ms, metadata)
 type ExtraValue = (u64, Option<u64>, &'static [u8]);
+/// (bucket, position)
+type ChangeAt = (&'static str, u64);
+/// (key, the value written or none for a delete)
+type ChangeValue = (&'static str, Option<&'static [u8]>);
 
 const ENTRIES: TableDefinition<Name, EntryValue> = TableDefinition::new("entries");
 /// Metadata and expiry of entries written through the entries endpoints. A row counts only
@@ -37,6 +41,16 @@ const EXTRA: TableDefinition<Name, ExtraValue> = TableDefinition::new("extra");
 const EXPIRY: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("expiry");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LAST_VERSION: &str = "last-version";
+/// The change feed: (bucket, position) → (key, the value written, or none for a delete).
+/// A position is the version the write took, so positions follow the order of commits.
+const CHANGES: TableDefinition<ChangeAt, ChangeValue> = TableDefinition::new("changes");
+/// position → bucket, for every change held: the feed in global order, so that retention
+/// drops the oldest first whatever its bucket.
+const FEED: TableDefinition<u64, &str> = TableDefinition::new("feed");
+/// The newest position retention has dropped (0: none yet).
+const FEED_DROPPED: &str = "feed-dropped";
+/// Bytes of keys and values the feed holds.
+const FEED_BYTES: &str = "feed-bytes";
 
 /// A storage failure; the service answers it with a 500.
 #[derive(Debug)]
@@ -191,6 +205,60 @@ pub struct Storage {
     db: Database,
     durable: bool,
     clock: Clock,
+    /// Most the feed keeps.
+    retention: Retention,
+    /// Bumped after every commit, so that a long poll on the feed wakes up.
+    committed: tokio::sync::watch::Sender<u64>,
+}
+
+/// How many changes the feed keeps by default.
+pub const DEFAULT_FEED_RETENTION: u64 = 100_000;
+/// How many bytes of keys and values the feed keeps by default: the values written are in
+/// the feed, so without this bound a few large writes would hold gigabytes.
+pub const DEFAULT_FEED_RETENTION_BYTES: u64 = 256 << 20;
+
+/// How much of the change feed is kept: the newest changes within both bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Most changes.
+    pub changes: u64,
+    /// Most bytes of keys and values (the newest change is kept whatever its size).
+    pub bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            changes: DEFAULT_FEED_RETENTION,
+            bytes: DEFAULT_FEED_RETENTION_BYTES,
+        }
+    }
+}
+
+/// One change of a bucket's feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Where it sits in the feed: greater than every earlier change's.
+    pub position: u64,
+    pub key: String,
+    /// The value written; `None` for a delete (including an expired entry swept away).
+    pub value: Option<Vec<u8>>,
+}
+
+/// A page of a bucket's feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub changes: Vec<Change>,
+    /// Where the next read continues after: every change of the bucket up to it has been
+    /// returned (the last change's position, or the feed's head when the page is not full).
+    pub position: u64,
+}
+
+/// A read of the feed from a position that retention has dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    /// The oldest position a reader may resume after.
+    pub resume_after: u64,
 }
 
 struct Tables<'t> {
@@ -198,15 +266,22 @@ struct Tables<'t> {
     extra: Table<'t, Name, ExtraValue>,
     expiry: Table<'t, (u64, &'static str, &'static str), ()>,
     meta: Table<'t, &'static str, u64>,
+    changes: Table<'t, ChangeAt, ChangeValue>,
+    feed: Table<'t, u64, &'static str>,
+    /// How much the feed holds at most.
+    retention: Retention,
 }
 
 impl<'t> Tables<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Self, StorageError> {
+    fn open(txn: &'t WriteTransaction, retention: Retention) -> Result<Self, StorageError> {
         Ok(Tables {
             entries: txn.open_table(ENTRIES).map_err(storage_err)?,
             extra: txn.open_table(EXTRA).map_err(storage_err)?,
             expiry: txn.open_table(EXPIRY).map_err(storage_err)?,
             meta: txn.open_table(META).map_err(storage_err)?,
+            changes: txn.open_table(CHANGES).map_err(storage_err)?,
+            feed: txn.open_table(FEED).map_err(storage_err)?,
+            retention,
         })
     }
 }
@@ -215,11 +290,93 @@ impl Storage {
     /// Opens (or creates) the database file at `path`. With `durable`, every commit is
     /// on disk before it returns. `clock` judges expiry.
     pub fn open(path: &Path, durable: bool, clock: Clock) -> Result<Self, StorageError> {
+        Self::open_with_retention(path, durable, clock, Retention::default())
+    }
+
+    /// [`Storage::open`], keeping at most `retention` of the change feed (at least the
+    /// newest change).
+    pub fn open_with_retention(
+        path: &Path,
+        durable: bool,
+        clock: Clock,
+        retention: Retention,
+    ) -> Result<Self, StorageError> {
+        let retention = Retention {
+            changes: retention.changes.max(1),
+            bytes: retention.bytes,
+        };
         let db = Database::create(path).map_err(storage_err)?;
         let txn = db.begin_write().map_err(storage_err)?;
-        Tables::open(&txn)?;
+        Tables::open(&txn, retention)?;
         txn.commit().map_err(storage_err)?;
-        Ok(Storage { db, durable, clock })
+        let (committed, _) = tokio::sync::watch::channel(0);
+        Ok(Storage {
+            db,
+            durable,
+            clock,
+            retention,
+            committed,
+        })
+    }
+
+    /// Changes whenever a write commits: a long poll waits on it.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    /// Up to `limit` changes of `bucket` after `after`, in order, or where a reader must
+    /// resume if retention has dropped changes after `after`. `after: None` reads nothing
+    /// and returns the head: "from now on".
+    pub fn changes(
+        &self,
+        bucket: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Result<Changes, Dropped>, StorageError> {
+        let txn = self.db.begin_read().map_err(storage_err)?;
+        let meta = txn.open_table(META).map_err(storage_err)?;
+        let read = |name| -> Result<u64, StorageError> {
+            Ok(meta
+                .get(name)
+                .map_err(storage_err)?
+                .map_or(0, |v| v.value()))
+        };
+        let head = read(LAST_VERSION)?;
+        let dropped = read(FEED_DROPPED)?;
+        let Some(after) = after else {
+            return Ok(Ok(Changes {
+                changes: Vec::new(),
+                position: head,
+            }));
+        };
+        if after < dropped {
+            return Ok(Err(Dropped {
+                resume_after: dropped,
+            }));
+        }
+        let table = txn.open_table(CHANGES).map_err(storage_err)?;
+        let mut changes = Vec::new();
+        let start = (bucket, after.saturating_add(1));
+        for item in table
+            .range::<(&str, u64)>(start..=(bucket, u64::MAX))
+            .map_err(storage_err)?
+        {
+            if changes.len() == limit {
+                break;
+            }
+            let (at, row) = item.map_err(storage_err)?;
+            let (key, value) = row.value();
+            changes.push(Change {
+                position: at.value().1,
+                key: key.to_owned(),
+                value: value.map(<[u8]>::to_vec),
+            });
+        }
+        let position = match changes.last() {
+            Some(last) if changes.len() == limit => last.position,
+            _ => head.max(after),
+        };
+        Ok(Ok(Changes { changes, position }))
     }
 
     /// The live entry at `key`, if any.
@@ -475,6 +632,10 @@ impl Storage {
                     .map(|row| row.value().0);
                 if current == Some(version) {
                     t.entries.remove((bucket, key)).map_err(storage_err)?;
+                    // Watchers learn of an expiry when the space is returned (within about a
+                    // second of the deadline), as a delete.
+                    let position = next_version(t)?;
+                    record(t, bucket, key, None, position)?;
                 }
             }
             Ok(due.len())
@@ -504,12 +665,13 @@ impl Storage {
                 .map_err(storage_err)?;
         }
         let result = {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = Tables::open(&txn, self.retention)?;
             // Read once the write lock is held, so no writer judges expiry by an older "now".
             let now = self.clock.now_ms();
             body(&mut tables, now)?
         };
         txn.commit().map_err(storage_err)?;
+        self.committed.send_modify(|n| *n = n.wrapping_add(1));
         Ok(result)
     }
 }
@@ -568,12 +730,8 @@ fn expired(
     Ok(described == version && entries::is_expired(expires_ms, now))
 }
 
-fn store_entry(
-    t: &mut Tables<'_>,
-    bucket: &str,
-    key: &str,
-    value: &[u8],
-) -> Result<u64, StorageError> {
+/// The next version from the database-wide counter: an entry's version, a feed position.
+fn next_version(t: &mut Tables<'_>) -> Result<u64, StorageError> {
     let last = t
         .meta
         .get(LAST_VERSION)
@@ -583,10 +741,64 @@ fn store_entry(
         .checked_add(1)
         .ok_or_else(|| StorageError("versions exhausted".to_owned()))?;
     t.meta.insert(LAST_VERSION, version).map_err(storage_err)?;
+    Ok(version)
+}
+
+fn store_entry(
+    t: &mut Tables<'_>,
+    bucket: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<u64, StorageError> {
+    let version = next_version(t)?;
     t.entries
         .insert((bucket, key), (version, value))
         .map_err(storage_err)?;
+    record(t, bucket, key, Some(value), version)?;
     Ok(version)
+}
+
+/// Appends a change at `position` to the feed, dropping the oldest beyond retention.
+fn record(
+    t: &mut Tables<'_>,
+    bucket: &str,
+    key: &str,
+    value: Option<&[u8]>,
+    position: u64,
+) -> Result<(), StorageError> {
+    t.changes
+        .insert((bucket, position), (key, value))
+        .map_err(storage_err)?;
+    t.feed.insert(position, bucket).map_err(storage_err)?;
+    let size = |key: &str, value: Option<&[u8]>| (key.len() + value.map_or(0, <[u8]>::len)) as u64;
+    let mut bytes = t
+        .meta
+        .get(FEED_BYTES)
+        .map_err(storage_err)?
+        .map_or(0, |v| v.value())
+        .saturating_add(size(key, value));
+    loop {
+        let count = t.feed.len().map_err(storage_err)?;
+        let over = count > t.retention.changes || (bytes > t.retention.bytes && count > 1);
+        if !over {
+            break;
+        }
+        let Some((oldest, owner)) = t.feed.pop_first().map_err(storage_err)? else {
+            break;
+        };
+        let (oldest, owner) = (oldest.value(), owner.value().to_owned());
+        if let Some(row) = t
+            .changes
+            .remove((owner.as_str(), oldest))
+            .map_err(storage_err)?
+        {
+            let (key, value) = row.value();
+            bytes = bytes.saturating_sub(size(key, value));
+        }
+        t.meta.insert(FEED_DROPPED, oldest).map_err(storage_err)?;
+    }
+    t.meta.insert(FEED_BYTES, bytes).map_err(storage_err)?;
+    Ok(())
 }
 
 /// Makes `key`'s EXTRA row describe `version` with this expiry and metadata (none of either:
@@ -624,9 +836,18 @@ fn set_extra(
     Ok(())
 }
 
-/// Removes the entry at `key` and every row about it.
+/// Removes the entry at `key` and every row about it; the feed records the delete if there
+/// was an entry.
 fn remove_all(t: &mut Tables<'_>, bucket: &str, key: &str) -> Result<(), StorageError> {
-    t.entries.remove((bucket, key)).map_err(storage_err)?;
+    let removed = t
+        .entries
+        .remove((bucket, key))
+        .map_err(storage_err)?
+        .is_some();
+    if removed {
+        let position = next_version(t)?;
+        record(t, bucket, key, None, position)?;
+    }
     let old = t.extra.remove((bucket, key)).map_err(storage_err)?;
     if let Some(deadline) = old.and_then(|row| row.value().1) {
         t.expiry
