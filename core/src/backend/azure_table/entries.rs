@@ -23,6 +23,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt::Write as _;
 
 use kvplug_protocol::entries::{Live, Plan, is_expired, plan};
 
@@ -505,7 +506,7 @@ impl Entries for TableBackend {
         percent_encode_into(&mut path, &prefix_filter(&self.inner.partition, prefix));
         path.push_str("&$select=RowKey,");
         path.push_str(super::odata::DEADLINE);
-        path.push_str(&format!("&$top={}", limit.clamp(1, MAX_PAGE)));
+        let _ = write!(path, "&$top={}", limit.clamp(1, MAX_PAGE));
         if let Some(cursor) = cursor {
             if !valid_cursor(cursor) {
                 return Err(Error::Invalid(String::from(
