@@ -61,7 +61,7 @@ pub const BACKENDS: &[Backend] = &[
         feature: "azure-table",
         artifact: "kvplug-azure-table.wasm",
         services: &["azurite"],
-        entries: false,
+        entries: true,
     },
 ];
 

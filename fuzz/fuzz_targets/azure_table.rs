@@ -1,9 +1,10 @@
 //! The Azure Table backend's answer readers (`kvplug_core::backend::azure_table`). Input: one
 //! selector byte `s`, then the answer body. `s % 5` picks the reader:
 //!
-//! 0. `odata::read_entity` (a `GET` of one entity),
-//! 1. `odata::read_query` (a page of a query), then each entity's `row_key` and `value`, and
-//!    `keys::decode_key` of each row key,
+//! 0. `odata::read_entity`, `odata::read_entry` (a `GET` of one entity, with its metadata and
+//!    deadline) and `odata::read_deadline` (one fetched with `$select=x`),
+//! 1. `odata::read_query` (a page of a query), then each entity's `row_key`, `value`,
+//!    `metadata` and `expires_ms`, and `keys::decode_key` of each row key,
 //! 2. `errors::service_error` (any failed request's body) and its `reason`,
 //! 3. `batch::batch_outcome` (an entity group transaction's multipart answer) for `s / 5`
 //!    operations,
@@ -38,13 +39,18 @@ fuzz_target!(init: kvplug_fuzz::init(), |data: &[u8]| {
     match selector % 5 {
         0 => {
             let _ = BUDGET.run(n, || odata::read_entity(body));
+            let _ = BUDGET.run(n, || odata::read_entry(body));
+            let _ = BUDGET.run(n, || odata::read_deadline(body));
         }
         1 => {
             let rows = BUDGET.run(n, || {
                 odata::read_query(body).map(|entities| {
                     entities
                         .iter()
-                        .map(|entity| (entity.row_key().map(String::from), entity.value()))
+                        .map(|entity| {
+                            let _ = (entity.metadata(), entity.expires_ms());
+                            (entity.row_key().map(String::from), entity.value())
+                        })
                         .collect::<Vec<_>>()
                 })
             });

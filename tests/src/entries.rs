@@ -157,7 +157,11 @@ pub struct Expected {
     pub overwrite: u64,
     pub overwrite_ttl: u64,
     pub add: u64,
+    /// `add` over a live key.
+    pub add_refused: u64,
     pub with_generation: u64,
+    /// An insert whose generation no longer names the live entry.
+    pub with_generation_lost: u64,
     pub append_absent: u64,
     pub append_present: u64,
     pub delete: u64,
@@ -172,10 +176,31 @@ pub fn expected_requests(backend: &str) -> Option<Expected> {
             overwrite: 1,
             overwrite_ttl: 1,
             add: 1,
+            add_refused: 1,
             with_generation: 1,
+            with_generation_lost: 1,
             append_absent: 1,
             append_present: 1,
             delete: 1,
+            list_page: 1,
+        }),
+        // Azure conditions writes on the ETag only, so whatever depends on the entry's
+        // liveness reads first (docs/extension-design.md §2.5).
+        "azure-table" => Some(Expected {
+            lookup: 1,
+            overwrite: 1,
+            overwrite_ttl: 1,
+            // An insert; on `409` a read tells a live entry from an expired one.
+            add: 1,
+            add_refused: 2,
+            // A read, then `If-Match` its ETag; a stale generation is seen by the read.
+            with_generation: 2,
+            with_generation_lost: 1,
+            // A read, then an insert or `If-Match`.
+            append_absent: 2,
+            append_present: 2,
+            // A read (`$select=x`), then `DELETE If-Match`: true only for a live entity.
+            delete: 2,
             list_page: 1,
         }),
         _ => None,

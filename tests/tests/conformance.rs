@@ -175,6 +175,9 @@ fn expiry_slack_ms(backend: &str) -> Option<u64> {
     match backend {
         // The server judges deadlines to the millisecond on every read.
         "http" => Some(100),
+        // The adapter judges deadlines (`x`, epoch ms) by its own wall clock on every read,
+        // the clock it writes them by: exact, bar scheduling.
+        "azure-table" => Some(100),
         _ => None,
     }
 }

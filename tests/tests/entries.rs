@@ -107,7 +107,7 @@ async fn every_extension_call_takes_the_stated_requests(service: &dyn Service) {
                 .await
                 .unwrap_err()
         ),
-        want.add,
+        want.add_refused,
     ));
     let generation = kv.lookup(b, "k").await.unwrap().unwrap().generation;
     let conditional = InsertOptions {
@@ -125,7 +125,7 @@ async fn every_extension_call_takes_the_stated_requests(service: &dyn Service) {
             proxy,
             kv.insert(b, "k", b"x", &conditional).await.unwrap_err()
         ),
-        want.with_generation,
+        want.with_generation_lost,
     ));
     rows.push((
         "append (absent key)",

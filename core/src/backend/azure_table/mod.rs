@@ -16,8 +16,12 @@
 //! the row exists). The service cannot add, so `increment` reads and then writes
 //! conditionally, in a bounded loop. Batch writes are entity group transactions (`$batch`,
 //! one changeset per request, all rows in one partition), atomic per request.
+//!
+//! Entities may also carry the extension's metadata and deadline (`entries`): an expired
+//! entity stays in the table until rewritten, and every read path here treats it as absent.
 
 pub mod batch;
+pub mod entries;
 pub mod errors;
 pub mod keys;
 pub mod odata;
@@ -34,15 +38,17 @@ use kvplug_settings::layout;
 use kvplug_settings::url::Scheme;
 
 use self::batch::{MAX_BATCH_BYTES, MAX_BATCH_OPS, Part};
+use self::entries::{Condition, Seen, Written, now_ms};
 use self::errors::busy;
 use self::keys::{
     check_field, check_key, check_value, decode_key, encode_bucket, escape_field, key_field,
 };
-use self::odata::{Entity, EntityAnswer, entity_json, read_entity, read_query};
+use self::odata::{Entity, EntityAnswer, entity_json, read_query};
 use self::paths::{next_cursor, valid_cursor};
 use super::retry::{Attempt, Policy, Repeat};
 use super::{
-    Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, chunks, distinct, last_wins,
+    Backend, MAX_INCREMENT_ATTEMPTS, Page, Swap, Version, Versioned, check_batch, check_pairs,
+    chunks, counter_error, distinct, last_wins,
 };
 use crate::client::{Client, Response, SMALL_ANSWER_BYTES, Verb};
 use crate::clock::Utc;
@@ -199,95 +205,59 @@ impl TableBackend {
         })
     }
 
+    /// The body of a plain write: the value alone, so no metadata or deadline survives it.
     fn entity_json(&self, row: &str, value: &[u8]) -> Result<String, Error> {
         entity_json(&Entity {
             partition: &self.inner.partition,
             row,
             value,
+            metadata: &[],
+            expires_ms: None,
         })
     }
 
-    /// Reads one entity: its value and ETag, or `None` if the row is absent.
-    fn read(&self, row: &str) -> Result<Option<(Vec<u8>, String)>, Error> {
-        let path = self.entity_path(row);
-        let response = self.send_capped(
-            Verb::Get,
-            &path,
-            &[],
-            None,
-            &[],
-            Repeat::Always,
-            ENTITY_ANSWER_BYTES,
-        )?;
-        if response.status == 200 {
-            let value = read_entity(&response.body)
-                .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
-            let etag = response.header("etag").map(String::from).ok_or_else(|| {
-                self.client()
-                    .malformed(Verb::Get, &path, "an entity without an ETag")
-            })?;
-            return Ok(Some((value, etag)));
-        }
-        if self.row_missing(Verb::Get, &path, &response)? {
-            return Ok(None);
-        }
-        Err(self.failure(Verb::Get, &path, &response))
-    }
-
-    /// A conditional write: `false` if `expected` no longer holds.
+    /// A compare-and-swap's write, of a whole new entry (no metadata, no deadline): `false`
+    /// if `expected` no longer holds. A handle on a live entity whose deadline has passed
+    /// fails without a request; one on an expired entity writes over it on condition of its
+    /// ETag, so a writer that came first is never overwritten.
     fn try_write(&self, row: &str, expected: &Version, value: &[u8]) -> Result<bool, Error> {
-        let body = self.entity_json(row, value)?;
-        match expected {
-            Version::Tag(etag) => {
-                let path = self.entity_path(row);
-                let response = self.send(
-                    Verb::Put,
-                    &path,
-                    &[("if-match", etag)],
-                    Some(JSON),
-                    body.as_bytes(),
-                    Repeat::IfRefused,
-                )?;
-                match response.status {
-                    204 => Ok(true),
-                    412 => Ok(false),
-                    // Deleted since it was read.
-                    404 if self.row_missing(Verb::Put, &path, &response)? => Ok(false),
-                    _ => Err(self.failure(Verb::Put, &path, &response)),
+        let condition = match expected {
+            Version::Absent => Condition::Absent,
+            Version::Tag(tag) => match Seen::read(tag) {
+                Seen::Live { expires_ms, .. }
+                    if kvplug_protocol::entries::is_expired(expires_ms, now_ms()) =>
+                {
+                    return Ok(false);
                 }
-            }
-            Version::Absent => {
-                let path = format!("/{}", self.inner.table);
-                let response = self.send(
-                    Verb::Post,
-                    &path,
-                    &[("prefer", "return-no-content")],
-                    Some(JSON),
-                    body.as_bytes(),
-                    Repeat::IfRefused,
-                )?;
-                let exists = response.status == 409
-                    && self
-                        .service_error(Verb::Post, &path, &response.body)?
-                        .code
-                        .as_deref()
-                        == Some("EntityAlreadyExists");
-                match response.status {
-                    204 => Ok(true),
-                    _ if exists => Ok(false),
-                    _ => Err(self.failure(Verb::Post, &path, &response)),
-                }
-            }
-        }
+                Seen::Live { etag, .. } | Seen::Expired { etag } => Condition::Match(etag),
+            },
+        };
+        let written = self.write_entity(row, condition, value, &[], None)?;
+        Ok(matches!(written, Written::Done(_)))
     }
 
+    /// What a compare-and-swap starts from: an expired entity reads as absent, but its
+    /// version is its ETag, so that a write over it is conditional.
     fn versioned(&self, row: &str) -> Result<Versioned, Error> {
-        Ok(match self.read(row)? {
-            None => Versioned::absent(),
-            Some((value, etag)) => Versioned {
-                value: Some(value),
-                version: Version::Tag(etag),
-            },
+        let Some(stored) = self.read(row)? else {
+            return Ok(Versioned::absent());
+        };
+        Ok(if stored.live_at(now_ms()) {
+            Versioned {
+                version: Version::Tag(
+                    Seen::Live {
+                        expires_ms: stored.body.expires_ms,
+                        etag: &stored.etag,
+                    }
+                    .tag(),
+                ),
+                value: Some(stored.body.value),
+            }
+        } else {
+            Versioned {
+                value: None,
+                version: Version::Tag(Seen::Expired { etag: &stored.etag }.tag()),
+            }
         })
     }
 
@@ -382,7 +352,11 @@ impl Backend for TableBackend {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         let row = key_field(key, "key")?;
-        Ok(self.read(&row)?.map(|(value, _)| value))
+        let now = now_ms();
+        Ok(self
+            .read(&row)?
+            .filter(|stored| stored.live_at(now))
+            .map(|stored| stored.body.value))
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
@@ -426,27 +400,16 @@ impl Backend for TableBackend {
 
     fn exists(&self, key: &str) -> Result<bool, Error> {
         let row = key_field(key, "key")?;
-        let path = format!("{}?$select=PartitionKey", self.entity_path(&row));
-        let response = self.send_capped(
-            Verb::Get,
-            &path,
-            &[],
-            None,
-            &[],
-            Repeat::Always,
-            SMALL_ANSWER_BYTES,
-        )?;
-        if response.status == 200 {
-            Ok(true)
-        } else if self.row_missing(Verb::Get, &path, &response)? {
-            Ok(false)
-        } else {
-            Err(self.failure(Verb::Get, &path, &response))
-        }
+        // The deadline alone: one small request, as before the extension.
+        Ok(self
+            .read_deadline(&row)?
+            .is_some_and(|(deadline, _)| !kvplug_protocol::entries::is_expired(deadline, now_ms())))
     }
 
     fn list(&self, cursor: Option<&str>) -> Result<Page, Error> {
-        let mut path = self.query_path(&[], Some("RowKey"), Some(self.inner.page_size));
+        // Each key with its deadline: expired keys are dropped, so a page may be short.
+        let select = format!("RowKey,{}", odata::DEADLINE);
+        let mut path = self.query_path(&[], Some(&select), Some(self.inner.page_size));
         if let Some(cursor) = cursor {
             if !valid_cursor(cursor) {
                 return Err(Error::Invalid(String::from(
@@ -460,12 +423,16 @@ impl Backend for TableBackend {
         if response.status != 200 {
             return Err(self.failure(Verb::Get, &path, &response));
         }
+        let now = now_ms();
         let rows =
             read_query(&response.body).map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
         let mut keys = Vec::with_capacity(rows.len());
         for entity in rows {
             let row = entity
                 .row_key()
+                .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
+            let live = entity
+                .live_at(now)
                 .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
             let key = decode_key(row).ok_or_else(|| {
                 self.client().malformed(
@@ -474,12 +441,47 @@ impl Backend for TableBackend {
                     format!("RowKey `{row}` in the bucket's partition was not written by kvplug"),
                 )
             })?;
-            keys.push(key);
+            if live {
+                keys.push(key);
+            }
         }
         Ok(Page {
             keys,
             cursor: next_cursor(&response),
         })
+    }
+
+    /// A read, then a write of the sum on condition of the ETag read (an insert when the
+    /// row is absent), again from a fresh read when it loses. A live counter keeps its
+    /// metadata and deadline; an expired one counts from 0 and loses both.
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        let row = key_field(key, "key")?;
+        for _ in 0..MAX_INCREMENT_ATTEMPTS {
+            let stored = self.read(&row)?;
+            let now = now_ms();
+            let live = stored.as_ref().filter(|stored| stored.live_at(now));
+            let sum = kvplug_protocol::counter::add(
+                live.map(|stored| stored.body.value.as_slice()),
+                delta,
+            )
+            .map_err(|e| counter_error(key, e))?;
+            let (metadata, expires_ms) = live.map_or((&[][..], None), |stored| {
+                (stored.body.metadata.as_slice(), stored.body.expires_ms)
+            });
+            let condition = match &stored {
+                None => Condition::Absent,
+                Some(stored) => Condition::Match(&stored.etag),
+            };
+            let text = format!("{sum}");
+            let written =
+                self.write_entity(&row, condition, text.as_bytes(), metadata, expires_ms)?;
+            if let Written::Done(_) = written {
+                return Ok(sum);
+            }
+        }
+        Err(Error::GaveUp(format!(
+            "increment of `{key}`: gave up after {MAX_INCREMENT_ATTEMPTS} attempts, each lost to a concurrent write"
+        )))
     }
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
@@ -505,10 +507,13 @@ impl Backend for TableBackend {
             .collect::<Result<Vec<String>, Error>>()?;
         let unique: Vec<&str> = distinct(&rows).into_iter().map(String::as_str).collect();
         let mut found: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let now = now_ms();
         for chunk in unique.chunks(MAX_FILTER_ROWS) {
             let path = self.query_path(chunk, None, None);
             self.query_all(&path, |entity| {
-                found.insert(String::from(entity.row_key()?), entity.value()?);
+                if entity.live_at(now)? {
+                    found.insert(String::from(entity.row_key()?), entity.value()?);
+                }
                 Ok(())
             })?;
         }
@@ -548,6 +553,7 @@ impl Backend for TableBackend {
 #[cfg(test)]
 mod tests {
     use self::keys::{MAX_KEY_UNITS, MAX_VALUE};
+    use self::odata::{EntityBody, read_entity, read_entry};
     use super::*;
 
     pub(super) fn backend(bucket: &str) -> TableBackend {
@@ -598,6 +604,23 @@ mod tests {
         let body = b.entity_json(&row, &value).unwrap();
         assert!(body.len() <= 1 << 20, "{} bytes", body.len());
         assert_eq!(read_entity(body.as_bytes()).unwrap(), value);
+        // With the most metadata and the latest deadline beside it, the entry still fits.
+        let metadata = vec![0xff; 2000];
+        let entry = EntityBody {
+            value,
+            metadata,
+            expires_ms: Some(i64::MAX as u64),
+        };
+        let body = entity_json(&Entity {
+            partition: &b.inner.partition,
+            row: &row,
+            value: &entry.value,
+            metadata: &entry.metadata,
+            expires_ms: entry.expires_ms,
+        })
+        .unwrap();
+        assert!(body.len() <= 1 << 20, "{} bytes", body.len());
+        assert_eq!(read_entry(body.as_bytes()).unwrap(), entry);
         assert_eq!(
             b.entity_json("~", b"").unwrap(),
             format!(
