@@ -175,6 +175,10 @@ fn expiry_slack_ms(backend: &str) -> Option<u64> {
     match backend {
         // The server judges deadlines to the millisecond on every read.
         "http" => Some(100),
+        // etcd raises a lease to its minimum TTL (2 s by default), so a 1 s time-to-live
+        // lives about 2 s, and its lessor revokes expired leases in a loop every 0.5 s: the
+        // suite's `1000 + slack` wait must cover 1 s of rounding plus that lateness.
+        "etcd" => Some(2000),
         _ => None,
     }
 }
