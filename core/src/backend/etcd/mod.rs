@@ -176,6 +176,27 @@ struct LeaseRevoke {
     id: Decimal,
 }
 
+/// The most a transaction of these operations may answer: values only if one of them reads
+/// values; otherwise headers, counts and at most a key (keys-only reads), an acknowledgement.
+fn answer_cap(branches: &[&[RequestOp<'_>]]) -> u64 {
+    let reads_values = branches.iter().any(|ops| {
+        ops.iter().any(|op| {
+            matches!(
+                op,
+                RequestOp::Range {
+                    keys_only: false,
+                    ..
+                }
+            )
+        })
+    });
+    if reads_values {
+        MAX_RESPONSE_BYTES
+    } else {
+        SMALL_ANSWER_BYTES
+    }
+}
+
 fn is_false(flag: &bool) -> bool {
     !*flag
 }
@@ -216,12 +237,17 @@ impl EtcdBackend {
 
     /// Sends `body` to `path` and returns the JSON answer's bytes, or the error etcd gave.
     fn call(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
-        // A put or a delete answers a header and a count; a range or a transaction may carry
-        // values, which etcd does not limit below its request size.
+        // A put or a lease answers a header and a number; a range may carry values, which
+        // etcd does not limit below its request size.
         let cap = match path {
             PUT | LEASE_GRANT | LEASE_REVOKE => SMALL_ANSWER_BYTES,
             _ => MAX_RESPONSE_BYTES,
         };
+        self.call_capped(path, body, cap)
+    }
+
+    /// [`EtcdBackend::call`], reading at most `cap` bytes of the answer.
+    fn call_capped(&self, path: &str, body: &[u8], cap: u64) -> Result<Vec<u8>, Error> {
         let response = self.client.send_capped(
             Verb::Post,
             path,
@@ -291,7 +317,16 @@ impl EtcdBackend {
         read: impl FnOnce(&Answer<'_>) -> Result<T, &'static str>,
     ) -> Result<T, Error> {
         let body = self.call(path, body)?;
-        let answer = read_answer(&body).map_err(|why| self.unreadable(path, why))?;
+        self.read_body(path, &body, read)
+    }
+
+    fn read_body<T>(
+        &self,
+        path: &str,
+        body: &[u8],
+        read: impl FnOnce(&Answer<'_>) -> Result<T, &'static str>,
+    ) -> Result<T, Error> {
+        let answer = read_answer(body).map_err(|why| self.unreadable(path, why))?;
         read(&answer).map_err(|detail| self.client.malformed(Verb::Post, path, detail))
     }
 
@@ -302,7 +337,14 @@ impl EtcdBackend {
         success: &[RequestOp<'_>],
         read: impl FnOnce(&Answer<'_>) -> Result<T, &'static str>,
     ) -> Result<T, Error> {
-        self.exchange_body(TXN, &self.txn_json(guard, success)?, read)
+        // A guarded transaction reads the key when refused.
+        let cap = if guard.is_some() {
+            MAX_RESPONSE_BYTES
+        } else {
+            answer_cap(&[success])
+        };
+        let body = self.call_capped(TXN, &self.txn_json(guard, success)?, cap)?;
+        self.read_body(TXN, &body, read)
     }
 
     /// A transaction body: `success` ops unconditionally, or guarded by `compare` with a
@@ -341,7 +383,8 @@ impl EtcdBackend {
             failure,
             success,
         })?;
-        self.exchange_body(TXN, &body, read)
+        let body = self.call_capped(TXN, &body, answer_cap(&[success, failure]))?;
+        self.read_body(TXN, &body, read)
     }
 
     /// A conditional put; on a lost race, what the key holds now.
@@ -604,6 +647,21 @@ mod tests {
             text(put),
             format!(r#"{{"key":"a2V5","value":"{}"}}"#, base64::encode(&value))
         );
+    }
+
+    #[test]
+    fn only_transactions_that_read_values_may_answer_more_than_an_acknowledgement() {
+        let b = backend();
+        let deletes = b.entry_deletes("k");
+        assert_eq!(answer_cap(&[&deletes]), SMALL_ANSWER_BYTES);
+        let keys_only = [RequestOp::Range {
+            key: b.key("k"),
+            keys_only: true,
+        }];
+        let puts = [RequestOp::put(b.key("k"), b"v")];
+        assert_eq!(answer_cap(&[&keys_only, &puts]), SMALL_ANSWER_BYTES);
+        let read = [RequestOp::range(b.key("k"))];
+        assert_eq!(answer_cap(&[&puts, &read]), MAX_RESPONSE_BYTES);
     }
 
     #[test]
