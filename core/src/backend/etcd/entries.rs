@@ -55,7 +55,7 @@ impl EtcdBackend {
         ]
     }
 
-    /// A key's two reads, main then companion, as [`Answer::entry`] takes them.
+    /// A key's two reads, main then companion, as [`super::Answer::entry`] takes them.
     fn entry_reads(&self, key: &str) -> [RequestOp<'static>; 2] {
         [
             RequestOp::range(self.key(key)),
