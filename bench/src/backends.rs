@@ -53,6 +53,7 @@ pub async fn count(service: &dyn Service) -> Result<Vec<Count>> {
     let (open, increment, increment_new) = (fewest.open, fewest.increment, fewest.increment_new);
     let reads = 2500usize.div_ceil(fewest.batch_read) as u64;
     let writes = 2500usize.div_ceil(fewest.batch_write) as u64;
+    let deletes = 2500usize.div_ceil(fewest.batch_delete) as u64;
     let mut rows = Vec::new();
     macro_rules! row {
         ($name:expr, $limit:expr, $call:expr) => {{
@@ -96,7 +97,7 @@ pub async fn count(service: &dyn Service) -> Result<Vec<Count>> {
     row!("list-keys (one page)", 1, kv.list_keys(b, None).await);
     row!(
         "delete-many (2500 keys)",
-        writes,
+        deletes,
         kv.delete_many(b, &refs).await
     );
     if let Some(fewest) = entries::expected_requests(service.backend()) {

@@ -40,7 +40,7 @@ pub const BACKENDS: &[Backend] = &[
         feature: "etcd",
         artifact: "kvplug-etcd.wasm",
         services: &["etcd"],
-        entries: false,
+        entries: true,
     },
     Backend {
         name: "redis",

@@ -2,9 +2,10 @@
 //! Input: one selector byte `s`, then the answer body. `s % 2` picks the reader:
 //!
 //! 0. `read_answer` (`range`, `put`, `deleterange`, `txn`), then everything the backend asks
-//!    of an answer: `first_value`, `versioned`, `counted`, `more`, `succeeded`, each of a
-//!    transaction's `reads` likewise, and `keys` under the bucket space `""` or `kv!b/`
-//!    (`s / 2 % 2`);
+//!    of an answer: `first_value`, `versioned`, `counted`, `more`, `succeeded`, `keys` under
+//!    the bucket space `""` or `kv!b/` (`s / 2 % 2`), and the entries extension's `entry`
+//!    (a two-range transaction), `revision`, `lease_id`, `first_lease`, `first_deleted`;
+//!    each of a transaction's `reads` likewise;
 //! 1. `error_message` (any failed request's body).
 //!
 //! Budget (n = body length): one allocation ≤ 128·n + 16 KiB, held at once ≤ 256·n + 64 KiB.
@@ -25,6 +26,13 @@ fn ask(answer: &Answer<'_>, space: &str, n: usize) {
     let _ = BUDGET.run(n, || answer.versioned());
     let _ = (answer.counted(), answer.more(), answer.succeeded());
     let _ = BUDGET.run(n, || answer.keys(space));
+    let _ = BUDGET.run(n, || answer.entry());
+    let _ = (
+        answer.revision(),
+        answer.lease_id(),
+        answer.first_lease(),
+        answer.first_deleted(),
+    );
 }
 
 fuzz_target!(init: kvplug_fuzz::init(), |data: &[u8]| {

@@ -184,6 +184,22 @@ pub fn expected_requests(backend: &str) -> Option<Expected> {
             delete: 1,
             list_page: 1,
         }),
+        // etcd: a time-to-live is a lease, granted before the write; append and prepend
+        // are a compare-and-swap whose first transaction assumes the key absent (its
+        // failure branch reads the entry), so an absent key costs 1 and a present one 2.
+        "etcd" => Some(Expected {
+            lookup: 1,
+            overwrite: 1,
+            overwrite_ttl: 2,
+            add: 1,
+            add_refused: 1,
+            with_generation: 1,
+            with_generation_lost: 1,
+            append_absent: 1,
+            append_present: 2,
+            delete: 1,
+            list_page: 1,
+        }),
         // Azure conditions writes on the ETag only, so whatever depends on the entry's
         // liveness reads first (docs/extension-design.md §2.5).
         "azure-table" => Some(Expected {

@@ -178,6 +178,12 @@ fn expiry_slack_ms(backend: &str) -> Option<u64> {
         // The adapter judges deadlines (`x`, epoch ms) by its own wall clock on every read,
         // the clock it writes them by: exact, bar scheduling.
         "azure-table" => Some(100),
+        // etcd raises a lease to its minimum TTL (2 s by default), so a 1 s time-to-live
+        // lives about 2 s, and its lessor revokes expired leases in a loop every 0.5 s: the
+        // suite's `1000 + slack` wait must cover 1 s of rounding plus that lateness.
+        // Measured on etcd 3.4.23: a 1 s lease's key gone after 2.09–2.52 s, a 2 s one's
+        // after 2.49–2.51 s; 2,000 ms leaves about 0.5 s for a loaded machine.
+        "etcd" => Some(2000),
         _ => None,
     }
 }

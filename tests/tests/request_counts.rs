@@ -139,6 +139,7 @@ async fn large_batches_take_one_request_per_batch_limit(service: &dyn Service) {
 
     let reads = 2500usize.div_ceil(fewest.batch_read) as u64;
     let writes = 2500usize.div_ceil(fewest.batch_write) as u64;
+    let deletes = 2500usize.div_ceil(fewest.batch_delete) as u64;
     assert_eq!(count!(proxy, kv.set_many(b, &pairs).await.unwrap()), writes);
     let values = kv.get_many(b, &refs).await.unwrap();
     assert_eq!(values.len(), 2500);
@@ -149,7 +150,7 @@ async fn large_batches_take_one_request_per_batch_limit(service: &dyn Service) {
     assert_eq!(count!(proxy, kv.get_many(b, &refs).await.unwrap()), reads);
     assert_eq!(
         count!(proxy, kv.delete_many(b, &refs).await.unwrap()),
-        writes
+        deletes
     );
     assert_eq!(kv.all_keys(b).await.unwrap().0, Vec::<String>::new());
 }

@@ -15,6 +15,7 @@ pub mod azure_table;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod entries;
+pub mod entry_swap;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 #[cfg(feature = "http")]

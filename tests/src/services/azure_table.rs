@@ -40,6 +40,7 @@ impl BackendTests for Backend {
         increment_new: 2,
         batch_read: 14,
         batch_write: 100,
+        batch_delete: 100,
     };
     const MARK: Option<&'static str> = Some("x-ms-request-id: fault-server");
     const SIGNS: bool = true;

@@ -40,6 +40,7 @@ impl BackendTests for Backend {
         increment_new: 1,
         batch_read: 100,
         batch_write: 25,
+        batch_delete: 25,
     };
     const MARK: Option<&'static str> = Some(MARK);
     const SIGNS: bool = true;

@@ -378,8 +378,11 @@ pub struct Fewest {
     pub increment_new: u64,
     /// Keys one batch read (`get-many`) can carry.
     pub batch_read: usize,
-    /// Entries one batch write (`set-many`, `delete-many`) can carry.
+    /// Entries one batch write (`set-many`) can carry.
     pub batch_write: usize,
+    /// Keys one `delete-many` request can carry (fewer than `batch_write` where each key
+    /// has a companion to delete with it: etcd).
+    pub batch_delete: usize,
 }
 
 /// What the adapter for `backend` must meet (asserted by the tests, reported by the

@@ -25,6 +25,7 @@ impl BackendTests for Backend {
         increment_new: 1,
         batch_read: 1000,
         batch_write: 1000,
+        batch_delete: 1000,
     };
     const MARK: Option<&'static str> = None;
     const SIGNS: bool = false;

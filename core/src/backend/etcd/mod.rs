@@ -1,4 +1,5 @@
-//! The `etcd` backend: etcd v3's JSON gateway (`POST /v3/kv/{range,put,deleterange,txn}`).
+//! The `etcd` backend: etcd v3's JSON gateway (`POST /v3/kv/{range,put,txn}`, and
+//! `/v3/lease/{grant,revoke}` for the entries extension's time-to-live).
 //!
 //! A bucket is the key range `<prefix>!<encoded bucket>/` (`kvplug_settings::layout`): the
 //! bucket name is encoded (`kvplug_protocol::names`) so it never contains `/` or `!`, which
@@ -6,6 +7,10 @@
 //! Compare-and-swap is a transaction on `mod_revision` (or `create_revision == 0` for an
 //! absent key) whose failure branch reads the key, so a lost race costs no extra request.
 //! etcd has no arithmetic, so `increment` is that same transaction in a bounded loop.
+//!
+//! `kvplug:keyvalue/entries` is in [`entries`]: metadata in a companion key beside the
+//! bucket's range, which `delete` and `delete-many` remove with the key and `increment`
+//! keeps, with the key's lease.
 //!
 //! The answers are read in [`answer`] (fuzzed).
 
@@ -29,6 +34,7 @@ use crate::error::Error;
 use crate::settings::Settings;
 
 mod answer;
+mod entries;
 pub use answer::{Answer, Unreadable, error_message, read_answer};
 
 /// etcd's default `--max-txn-ops`: operations one transaction may hold.
@@ -43,8 +49,9 @@ const MAX_KEY_BYTES: usize = 64 * 1024;
 
 const RANGE: &str = "/v3/kv/range";
 const PUT: &str = "/v3/kv/put";
-const DELETE_RANGE: &str = "/v3/kv/deleterange";
 const TXN: &str = "/v3/kv/txn";
+const LEASE_GRANT: &str = "/v3/lease/grant";
+const LEASE_REVOKE: &str = "/v3/lease/revoke";
 
 /// A bucket on an etcd cluster.
 #[derive(Debug, Clone)]
@@ -55,8 +62,7 @@ pub struct EtcdBackend {
     page_size: u32,
 }
 
-// The gateway's request bodies (`deleterange` takes a `RangeRequest` too). Keys are the
-// base64 of the full etcd key.
+// The gateway's request bodies. Keys are the base64 of the full etcd key.
 
 #[derive(Default, Serialize)]
 struct RangeRequest<'a> {
@@ -80,33 +86,115 @@ struct PutRequest<'a> {
 
 #[derive(Serialize)]
 struct TxnRequest<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    compare: Option<[Compare<'a>; 1]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failure: Option<[RequestOp<'a>; 1]>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    compare: &'a [Compare],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    failure: &'a [RequestOp<'a>],
     success: &'a [RequestOp<'a>],
 }
 
+/// A transaction's condition on one key (its base64 already).
 #[derive(Serialize)]
-struct Compare<'a> {
-    key: &'a str,
+struct Compare {
+    key: String,
     target: &'static str,
     result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     create_revision: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    mod_revision: Option<&'a str>,
+    mod_revision: Option<String>,
+}
+
+impl Compare {
+    /// True while `key` (base64) is at `expected`: absent, or last written at a revision.
+    fn at(key: String, expected: &Version) -> Self {
+        let (target, create_revision, mod_revision) = match expected {
+            Version::Absent => ("CREATE", Some("0"), None),
+            Version::Tag(revision) => ("MOD", None, Some(revision.clone())),
+        };
+        Compare {
+            key,
+            target,
+            result: "EQUAL",
+            create_revision,
+            mod_revision,
+        }
+    }
 }
 
 /// One operation inside a transaction; `key` is already the gateway's base64.
 #[derive(Serialize)]
 enum RequestOp<'a> {
     #[serde(rename = "request_range")]
-    Range { key: String },
+    Range {
+        key: String,
+        #[serde(skip_serializing_if = "is_false")]
+        keys_only: bool,
+    },
     #[serde(rename = "request_put")]
-    Put { key: String, value: Base64<'a> },
+    Put {
+        key: String,
+        value: Base64<'a>,
+        /// The lease the key is attached to; none (detached) when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lease: Option<Decimal>,
+    },
     #[serde(rename = "request_delete_range")]
     Delete { key: String },
+}
+
+impl<'a> RequestOp<'a> {
+    /// A read of one key, value included.
+    fn range(key: String) -> Self {
+        RequestOp::Range {
+            key,
+            keys_only: false,
+        }
+    }
+
+    /// A put without a lease (detaching the key from any it had).
+    fn put(key: String, value: &'a [u8]) -> Self {
+        RequestOp::Put {
+            key,
+            value: Base64(value),
+            lease: None,
+        }
+    }
+}
+
+/// `lease/grant`'s request.
+#[derive(Serialize)]
+struct LeaseGrant {
+    #[serde(rename = "TTL")]
+    ttl: Decimal,
+}
+
+/// `lease/revoke`'s request.
+#[derive(Serialize)]
+struct LeaseRevoke {
+    #[serde(rename = "ID")]
+    id: Decimal,
+}
+
+/// The most a transaction of these operations may answer: values only if one of them reads
+/// values; otherwise headers, counts and at most a key (keys-only reads), an acknowledgement.
+fn answer_cap(branches: &[&[RequestOp<'_>]]) -> u64 {
+    let reads_values = branches.iter().any(|ops| {
+        ops.iter().any(|op| {
+            matches!(
+                op,
+                RequestOp::Range {
+                    keys_only: false,
+                    ..
+                }
+            )
+        })
+    });
+    if reads_values {
+        MAX_RESPONSE_BYTES
+    } else {
+        SMALL_ANSWER_BYTES
+    }
 }
 
 fn is_false(flag: &bool) -> bool {
@@ -114,6 +202,7 @@ fn is_false(flag: &bool) -> bool {
 }
 
 /// A number written as a JSON string, as the gateway reads int64 fields.
+#[derive(Clone)]
 struct Decimal(u64);
 
 impl Serialize for Decimal {
@@ -148,12 +237,17 @@ impl EtcdBackend {
 
     /// Sends `body` to `path` and returns the JSON answer's bytes, or the error etcd gave.
     fn call(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
-        // A put or a delete answers a header and a count; a range or a transaction may carry
-        // values, which etcd does not limit below its request size.
+        // A put or a lease answers a header and a number; a range may carry values, which
+        // etcd does not limit below its request size.
         let cap = match path {
-            PUT | DELETE_RANGE => SMALL_ANSWER_BYTES,
+            PUT | LEASE_GRANT | LEASE_REVOKE => SMALL_ANSWER_BYTES,
             _ => MAX_RESPONSE_BYTES,
         };
+        self.call_capped(path, body, cap)
+    }
+
+    /// [`EtcdBackend::call`], reading at most `cap` bytes of the answer.
+    fn call_capped(&self, path: &str, body: &[u8], cap: u64) -> Result<Vec<u8>, Error> {
         let response = self.client.send_capped(
             Verb::Post,
             path,
@@ -223,7 +317,16 @@ impl EtcdBackend {
         read: impl FnOnce(&Answer<'_>) -> Result<T, &'static str>,
     ) -> Result<T, Error> {
         let body = self.call(path, body)?;
-        let answer = read_answer(&body).map_err(|why| self.unreadable(path, why))?;
+        self.read_body(path, &body, read)
+    }
+
+    fn read_body<T>(
+        &self,
+        path: &str,
+        body: &[u8],
+        read: impl FnOnce(&Answer<'_>) -> Result<T, &'static str>,
+    ) -> Result<T, Error> {
+        let answer = read_answer(body).map_err(|why| self.unreadable(path, why))?;
         read(&answer).map_err(|detail| self.client.malformed(Verb::Post, path, detail))
     }
 
@@ -234,7 +337,14 @@ impl EtcdBackend {
         success: &[RequestOp<'_>],
         read: impl FnOnce(&Answer<'_>) -> Result<T, &'static str>,
     ) -> Result<T, Error> {
-        self.exchange_body(TXN, &self.txn_json(guard, success)?, read)
+        // A guarded transaction reads the key when refused.
+        let cap = if guard.is_some() {
+            MAX_RESPONSE_BYTES
+        } else {
+            answer_cap(&[success])
+        };
+        let body = self.call_capped(TXN, &self.txn_json(guard, success)?, cap)?;
+        self.read_body(TXN, &body, read)
     }
 
     /// A transaction body: `success` ops unconditionally, or guarded by `compare` with a
@@ -244,34 +354,42 @@ impl EtcdBackend {
         guard: Option<(&str, &Version)>,
         success: &[RequestOp<'_>],
     ) -> Result<Vec<u8>, Error> {
-        let guard_key = guard.map(|(key, _)| self.key(key));
-        let compare = guard.zip(guard_key.as_deref()).map(|((_, expected), key)| {
-            let (target, create_revision, mod_revision) = match expected {
-                Version::Absent => ("CREATE", Some("0"), None),
-                Version::Tag(revision) => ("MOD", None, Some(revision.as_str())),
-            };
-            [Compare {
-                key,
-                target,
-                result: "EQUAL",
-                create_revision,
-                mod_revision,
-            }]
-        });
-        let failure = guard.map(|(key, _)| [RequestOp::Range { key: self.key(key) }]);
+        let compare: Vec<Compare> = guard
+            .map(|(key, expected)| Compare::at(self.key(key), expected))
+            .into_iter()
+            .collect();
+        let failure: Vec<RequestOp<'_>> = guard
+            .map(|(key, _)| RequestOp::range(self.key(key)))
+            .into_iter()
+            .collect();
         to_json(&TxnRequest {
-            compare,
-            failure,
+            compare: &compare,
+            failure: &failure,
             success,
         })
     }
 
+    /// A transaction of `success` if every `compare` holds, else of `failure`; `read` sees
+    /// the answer.
+    fn txn_if<T>(
+        &self,
+        compare: &[Compare],
+        success: &[RequestOp<'_>],
+        failure: &[RequestOp<'_>],
+        read: impl FnOnce(&Answer<'_>) -> Result<T, &'static str>,
+    ) -> Result<T, Error> {
+        let body = to_json(&TxnRequest {
+            compare,
+            failure,
+            success,
+        })?;
+        let body = self.call_capped(TXN, &body, answer_cap(&[success, failure]))?;
+        self.read_body(TXN, &body, read)
+    }
+
     /// A conditional put; on a lost race, what the key holds now.
     fn put_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
-        let put = RequestOp::Put {
-            key: self.key(key),
-            value: Base64(value),
-        };
+        let put = RequestOp::put(self.key(key), value);
         self.txn(Some((key, expected)), &[put], |answer| {
             if answer.succeeded() {
                 return Ok(Swap::Done);
@@ -285,18 +403,19 @@ impl EtcdBackend {
         })
     }
 
-    /// Runs `ops` as transactions within etcd's limits; `read` sees each chunk's answer.
-    fn txn_chunks<T>(
+    /// Runs the `PER` operations `ops` gives each item as transactions within etcd's
+    /// limits; `read` sees each chunk's answer.
+    fn txn_chunks<T, const PER: usize>(
         &self,
         items: &[T],
         size: impl Fn(&T) -> usize,
-        op: impl Fn(&T) -> RequestOp<'_>,
+        ops: impl Fn(&T) -> [RequestOp<'_>; PER],
         mut read: impl FnMut(&Answer<'_>) -> Result<(), &'static str>,
     ) -> Result<(), Error> {
-        for chunk in chunks(items, MAX_TXN_OPS, MAX_TXN_BYTES, size) {
-            let ops: Vec<RequestOp<'_>> = chunk.iter().map(&op).collect();
+        for chunk in chunks(items, MAX_TXN_OPS / PER.max(1), MAX_TXN_BYTES, size) {
+            let ops: Vec<RequestOp<'_>> = chunk.iter().flat_map(&ops).collect();
             self.txn(None, &ops, |answer| {
-                if answer.reads().len() == chunk.len() {
+                if answer.reads().len() == ops.len() {
                     read(answer)
                 } else {
                     Err("a transaction answered a different number of operations")
@@ -344,8 +463,8 @@ impl Backend for EtcdBackend {
 
     fn delete(&self, key: &str) -> Result<(), Error> {
         check_key(key)?;
-        let key = self.key(key);
-        self.exchange(DELETE_RANGE, &RangeRequest::of(&key), |_| Ok(()))
+        // The companion (metadata) goes with the key, in the same transaction.
+        self.txn(None, &self.entry_deletes(key), |_| Ok(()))
     }
 
     fn exists(&self, key: &str) -> Result<bool, Error> {
@@ -394,6 +513,14 @@ impl Backend for EtcdBackend {
     // absent costs nothing when it is not and saves the read when it is.
     const INCREMENT_ASSUMES_ABSENT: bool = true;
 
+    /// The default loop's two transactions, but each also reads the companion and rewrites
+    /// a valid one (metadata kept), and both keys keep the lease the key had (expiry kept):
+    /// a counter with a time-to-live keeps counting inside its window.
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        check_key(key)?;
+        self.increment_entry(key, delta)
+    }
+
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
         check_key(key)?;
         let key = self.key(key);
@@ -411,7 +538,7 @@ impl Backend for EtcdBackend {
         self.txn_chunks(
             keys,
             String::len,
-            |key| RequestOp::Range { key: self.key(key) },
+            |key| [RequestOp::range(self.key(key))],
             |answer| {
                 for read in answer.reads() {
                     let range = read.ok_or("a read without `response_range`")?;
@@ -430,10 +557,7 @@ impl Backend for EtcdBackend {
         self.txn_chunks(
             &large_first(last_wins(pairs), MAX_TXN_BYTES),
             |(key, value)| key.len() + value.len(),
-            |(key, value)| RequestOp::Put {
-                key: self.key(key),
-                value: Base64(value),
-            },
+            |(key, value)| [RequestOp::put(self.key(key), value)],
             |_| Ok(()),
         )
     }
@@ -443,7 +567,7 @@ impl Backend for EtcdBackend {
         self.txn_chunks(
             &distinct(keys),
             |key| key.len(),
-            |key| RequestOp::Delete { key: self.key(key) },
+            |key| self.entry_deletes(key),
             |_| Ok(()),
         )
     }
@@ -495,10 +619,7 @@ mod tests {
         );
         let swap = b.txn_json(
             Some(("k", &Version::Tag(String::from("7")))),
-            &[RequestOp::Put {
-                key: b.key("k"),
-                value: Base64(b"hi"),
-            }],
+            &[RequestOp::put(b.key("k"), b"hi")],
         );
         assert_eq!(
             text(swap),
@@ -510,7 +631,7 @@ mod tests {
             text(b.txn_json(
                 None,
                 &[
-                    RequestOp::Range { key: b.key("a") },
+                    RequestOp::range(b.key("a")),
                     RequestOp::Delete { key: b.key("b") }
                 ]
             )),
@@ -526,6 +647,21 @@ mod tests {
             text(put),
             format!(r#"{{"key":"a2V5","value":"{}"}}"#, base64::encode(&value))
         );
+    }
+
+    #[test]
+    fn only_transactions_that_read_values_may_answer_more_than_an_acknowledgement() {
+        let b = backend();
+        let deletes = b.entry_deletes("k");
+        assert_eq!(answer_cap(&[&deletes]), SMALL_ANSWER_BYTES);
+        let keys_only = [RequestOp::Range {
+            key: b.key("k"),
+            keys_only: true,
+        }];
+        let puts = [RequestOp::put(b.key("k"), b"v")];
+        assert_eq!(answer_cap(&[&keys_only, &puts]), SMALL_ANSWER_BYTES);
+        let read = [RequestOp::range(b.key("k"))];
+        assert_eq!(answer_cap(&[&puts, &read]), MAX_RESPONSE_BYTES);
     }
 
     #[test]
