@@ -118,10 +118,7 @@ pub type Found = (Option<i64>, Vec<u8>);
 impl DynamoBackend {
     /// Reads `keys` (each once) in `BatchGetItem`s of 100, resending what DynamoDB leaves
     /// unprocessed; the expiry and value of each item found, live or expired, by key.
-    pub(super) fn batch_get(
-        &self,
-        keys: Vec<&String>,
-    ) -> Result<BTreeMap<String, Found>, Error> {
+    pub(super) fn batch_get(&self, keys: Vec<&String>) -> Result<BTreeMap<String, Found>, Error> {
         let mut found = BTreeMap::new();
         let mut pending = keys;
         let mut idle_rounds = 0;

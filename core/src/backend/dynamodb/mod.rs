@@ -89,7 +89,8 @@ const RETRY: Policy = Policy {
 /// The most a successful answer to `operation` can hold. DynamoDB's own limits bound them all:
 /// an item is at most 400 KB (a value as base64 in JSON, 4/3 of that), a query page 1 MB of
 /// keys, a `BatchGetItem` answer 16 MB of items, and `BatchWriteItem` hands back at most its 25
-/// items; escaping and the envelope are the rest.
+/// items; escaping and the envelope are the rest. The extension's `DeleteItem` returns the old
+/// item (`ALL_OLD`): one item, under 1 MiB as JSON.
 fn answer_cap(operation: &str) -> u64 {
     const MB: u64 = 1 << 20;
     match operation {
