@@ -109,6 +109,8 @@ impl DynamoBackend {
         options: &InsertOptions<'_>,
     ) -> Result<u64, Error> {
         let now = now_ms();
+        // The entry as over an absent key (the options' value, metadata and expiry, and the
+        // size check); the precondition is the request's condition.
         let unconditional = InsertOptions {
             mode: Mode::Overwrite,
             if_generation_match: None,
@@ -134,6 +136,7 @@ impl DynamoBackend {
                 }),
                 Refusal::GenerationMismatch,
             ),
+            // A plain overwrite has no condition: never refused.
             (_, None) => (None, Refusal::GenerationMismatch),
         };
         self.put_entry(key, &planned, condition, now)?
