@@ -54,7 +54,7 @@ pub const BACKENDS: &[Backend] = &[
         feature: "dynamodb",
         artifact: "kvplug-dynamodb.wasm",
         services: &["dynalite", "moto"],
-        entries: false,
+        entries: true,
     },
     Backend {
         name: "azure-table",

@@ -54,10 +54,11 @@ pub enum WriteRequest<'a> {
     },
 }
 
-/// What a `BatchGetItem` answered: the items found, by key, and the keys left unprocessed.
+/// What a `BatchGetItem` answered: the items found (key, expiry `e` in epoch seconds, value),
+/// live or expired, and the keys left unprocessed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct BatchGot {
-    pub found: Vec<(String, Vec<u8>)>,
+    pub found: Vec<(String, Option<i64>, Vec<u8>)>,
     pub unprocessed: Vec<String>,
 }
 
@@ -70,7 +71,7 @@ pub fn read_batch_get(body: &[u8]) -> Result<BatchGot, Unreadable> {
         .ok_or("a BatchGetItem answer without its `Responses`")?;
     let mut found = Vec::new();
     for item in tables.iter().flatten() {
-        found.push((item.key()?, item.value()?));
+        found.push((item.key()?, item.expires()?, item.value()?));
     }
     // A key left unprocessed is the entry itself.
     let unprocessed = unprocessed(answer.unprocessed_keys, |entry| Some(entry.k.as_ref()))?;
@@ -111,10 +112,13 @@ fn unprocessed<'e>(
     Ok(keys)
 }
 
+/// An item a batch read found: its expiry `e` (epoch seconds), and its value.
+pub type Found = (Option<i64>, Vec<u8>);
+
 impl DynamoBackend {
     /// Reads `keys` (each once) in `BatchGetItem`s of 100, resending what DynamoDB leaves
-    /// unprocessed; the values found, by key.
-    pub(super) fn batch_get(&self, keys: Vec<&String>) -> Result<BTreeMap<String, Vec<u8>>, Error> {
+    /// unprocessed; the expiry and value of each item found, live or expired, by key.
+    pub(super) fn batch_get(&self, keys: Vec<&String>) -> Result<BTreeMap<String, Found>, Error> {
         let mut found = BTreeMap::new();
         let mut pending = keys;
         let mut idle_rounds = 0;
@@ -136,7 +140,11 @@ impl DynamoBackend {
                 ),
             })?;
             let got = self.exchange("BatchGetItem", &body, read_batch_get)?;
-            found.extend(got.found);
+            found.extend(
+                got.found
+                    .into_iter()
+                    .map(|(key, expires_s, value)| (key, (expires_s, value))),
+            );
             if got.unprocessed.is_empty() {
                 idle_rounds = 0;
                 continue;
@@ -208,16 +216,20 @@ mod tests {
     use super::*;
 
     const ITEM_A: &str = r#"{"b":{"S":"x"},"k":{"S":"/a"},"v":{"B":"YQ=="},"ver":{"S":"t"}}"#;
+    const ITEM_E: &str = r#"{"b":{"S":"x"},"k":{"S":"/e"},"v":{"B":"ZQ=="},"ver":{"S":"1"},"e":{"N":"1700000000"},"m":{"B":"bQ=="}}"#;
 
     #[test]
     fn batch_get_answers_give_items_and_unprocessed_keys() {
         let body = format!(
-            r#"{{"Responses":{{"t":[{ITEM_A}]}},"UnprocessedKeys":{{"t":{{"Keys":[{{"b":{{"S":"x"}},"k":{{"S":"/b"}}}}],"ConsistentRead":true}}}}}}"#
+            r#"{{"Responses":{{"t":[{ITEM_A},{ITEM_E}]}},"UnprocessedKeys":{{"t":{{"Keys":[{{"b":{{"S":"x"}},"k":{{"S":"/b"}}}}],"ConsistentRead":true}}}}}}"#
         );
         assert_eq!(
             read_batch_get(body.as_bytes()),
             Ok(BatchGot {
-                found: alloc::vec![(String::from("a"), b"a".to_vec())],
+                found: alloc::vec![
+                    (String::from("a"), None, b"a".to_vec()),
+                    (String::from("e"), Some(1_700_000_000), b"e".to_vec()),
+                ],
                 unprocessed: alloc::vec![String::from("b")],
             })
         );

@@ -5,14 +5,17 @@
 //! whose sort key `k` is the key (README, "DynamoDB"). An item holds its value as binary `v`,
 //! or, once `increment` has touched it, as the number `n`, so that `UpdateItem ADD` can add
 //! in one request; `get` returns a number as its ASCII decimal, which keeps the two forms
-//! indistinguishable to the application. Every write also stores a fresh version token
-//! `ver`, and compare-and-swap is a `ConditionExpression` on it.
+//! indistinguishable to the application. Every write also stores a fresh version `ver`, and
+//! compare-and-swap is a `ConditionExpression` on it. An entry of `kvplug:keyvalue/entries`
+//! (`entries.rs`) adds its metadata `m` and its expiry `e`; every read treats an expired item
+//! as absent, in the same request (`items.rs`, "Expiry").
 //!
 //! Key attributes may not be empty, so the partition key is `<prefix>!<encoded bucket>`
 //! (`kvplug_settings::layout`; `kvplug_protocol::names`, `~` for the empty name) and the
 //! sort key is `/` + the key.
 
 pub mod batch;
+pub mod entries;
 pub mod errors;
 pub mod items;
 pub mod json;
@@ -28,16 +31,18 @@ use kvplug_settings::layout;
 use self::batch::WriteRequest;
 use self::errors::error_of;
 use self::items::{
-    DeleteItem, GetItem, Item, Key, PutItem, Query, UpdateItem, Values, check_sort_key, condition,
-    read_ack, read_exists, read_item, read_query, read_sum,
+    DeleteItem, GetItem, Item, Key, LIVE, PutItem, Query, Seen, Stored, UpdateItem, Values,
+    check_sort_key, condition, fresh_version, live_at, read_ack, read_exists, read_item,
+    read_query, read_sum,
 };
 use self::json::{Attr, Number, Unreadable, to_json};
 use super::retry::{Attempt, Policy, Repeat};
 use super::{
     Backend, Page, Swap, Version, Versioned, check_batch, check_pairs, distinct, last_wins,
 };
+use crate::bindings::wasi::clocks::wall_clock;
 use crate::client::{Client, MAX_RESPONSE_BYTES, Response, SMALL_ANSWER_BYTES, Verb};
-use crate::clock::{self, Utc};
+use crate::clock::Utc;
 use crate::error::Error;
 use crate::settings::Settings;
 use crate::signing::sigv4;
@@ -84,7 +89,8 @@ const RETRY: Policy = Policy {
 /// The most a successful answer to `operation` can hold. DynamoDB's own limits bound them all:
 /// an item is at most 400 KB (a value as base64 in JSON, 4/3 of that), a query page 1 MB of
 /// keys, a `BatchGetItem` answer 16 MB of items, and `BatchWriteItem` hands back at most its 25
-/// items; escaping and the envelope are the rest.
+/// items; escaping and the envelope are the rest. The extension's `DeleteItem` returns the old
+/// item (`ALL_OLD`): one item, under 1 MiB as JSON.
 fn answer_cap(operation: &str) -> u64 {
     const MB: u64 = 1 << 20;
     match operation {
@@ -95,6 +101,21 @@ fn answer_cap(operation: &str) -> u64 {
         "BatchGetItem" => 24 * MB,
         _ => MAX_RESPONSE_BYTES,
     }
+}
+
+/// Now by the adapter's wall clock, in milliseconds since the Unix epoch: what expiry is
+/// judged by (docs/extension-design.md §4, "Clock skew").
+fn now_ms() -> u64 {
+    let now = wall_clock::now();
+    now.seconds
+        .saturating_mul(1000)
+        .saturating_add(u64::from(now.nanoseconds / 1_000_000))
+}
+
+/// Epoch seconds at `now_ms`, rounded down: an item is live while `e > :now`, which is
+/// `e * 1000 > now_ms` exactly.
+fn seconds(now_ms: u64) -> i64 {
+    i64::try_from(now_ms / 1000).unwrap_or(i64::MAX)
 }
 
 impl DynamoBackend {
@@ -267,25 +288,39 @@ impl DynamoBackend {
         })
     }
 
-    fn read_item(&self, key: &str) -> Result<Versioned, Error> {
+    /// The item at `key`, live or expired.
+    fn read_stored(&self, key: &str) -> Result<Option<Stored>, Error> {
         let body = self.get_item(key, None)?;
         self.exchange("GetItem", &body, read_item)
     }
 
+    /// The value and version at `key`: an expired item has no value, and a version that
+    /// says so (`items::Seen`).
+    fn read_item(&self, key: &str) -> Result<Versioned, Error> {
+        let stored = self.read_stored(key)?;
+        let now_s = seconds(now_ms());
+        Ok(stored.map_or_else(Versioned::absent, |stored| stored.versioned(now_s)))
+    }
+
     /// `increment`'s slow path: `sum` written as a number (replacing stored bytes) only if
-    /// the key is still at `version`.
+    /// the key is still at `version`. A live entry keeps its metadata and expiry; over an
+    /// absent or expired one the counter starts anew, with neither.
     fn write_number(&self, key: &str, version: &Version, sum: i64) -> Result<Swap, Error> {
-        let (condition, old) = condition(version);
+        let condition = condition(version);
+        let update_expression = if Seen::of(version).is_live() {
+            "SET n = :sum, ver = :ver REMOVE v"
+        } else {
+            "SET n = :sum, ver = :ver REMOVE v, m, e"
+        };
         let body = to_json(&UpdateItem {
             table_name: self.table(),
             key: self.key(key)?,
-            update_expression: "SET n = :sum, ver = :ver REMOVE v",
-            condition_expression: condition,
+            update_expression,
+            condition_expression: condition.expression,
             expression_attribute_values: Values {
                 sum: Some(Attr::N(Number(sum))),
-                ver: Some(Attr::Token(clock::unique_token())),
-                old: old.map(Attr::S),
-                ..Values::default()
+                ver: Some(Attr::Token(fresh_version().1)),
+                ..condition.values(seconds(now_ms()))
             },
             return_values: None,
         })?;
@@ -340,21 +375,28 @@ impl Backend for DynamoBackend {
         let body = to_json(&DeleteItem {
             table_name: self.table(),
             key: self.key(key)?,
+            condition_expression: None,
+            expression_attribute_values: Values::default(),
+            return_values: None,
         })?;
         self.exchange("DeleteItem", &body, read_ack)
     }
 
     fn exists(&self, key: &str) -> Result<bool, Error> {
-        let body = self.get_item(key, Some("k"))?;
-        self.exchange("GetItem", &body, read_exists)
+        let body = self.get_item(key, Some("k, e"))?;
+        let found = self.exchange("GetItem", &body, read_exists)?;
+        let now_s = seconds(now_ms());
+        Ok(found.is_some_and(|expires_s| live_at(expires_s, now_s)))
     }
 
     fn list(&self, cursor: Option<&str>) -> Result<Page, Error> {
         let body = to_json(&Query {
             table_name: self.table(),
             key_condition_expression: "b = :b",
+            filter_expression: LIVE,
             expression_attribute_values: Values {
                 b: Some(Attr::S(&self.partition)),
+                now: Some(Attr::N(Number(seconds(now_ms())))),
                 ..Values::default()
             },
             projection_expression: "k",
@@ -366,17 +408,18 @@ impl Backend for DynamoBackend {
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        // One request when the key is absent or already a number: ADD, on condition that no
-        // byte value is stored and that the sum stays within i64 (DynamoDB's numbers are
-        // wider; a sum beyond i64 must not be written).
+        // One request when the key is absent or a live number: ADD, on condition that no
+        // byte value is stored, that the sum stays within i64 (DynamoDB's numbers are
+        // wider; a sum beyond i64 must not be written), and that the item is live (ADD keeps
+        // its metadata and expiry, which only a live entry may pass on).
         let (condition, bound) = if delta >= 0 {
             (
-                "attribute_not_exists(v) AND (attribute_not_exists(n) OR n <= :bound)",
+                "attribute_not_exists(v) AND (attribute_not_exists(n) OR n <= :bound) AND (attribute_not_exists(e) OR e > :now)",
                 i64::MAX - delta,
             )
         } else {
             (
-                "attribute_not_exists(v) AND (attribute_not_exists(n) OR n >= :bound)",
+                "attribute_not_exists(v) AND (attribute_not_exists(n) OR n >= :bound) AND (attribute_not_exists(e) OR e > :now)",
                 i64::MIN - delta,
             )
         };
@@ -385,13 +428,14 @@ impl Backend for DynamoBackend {
             key: self.key(key)?,
             update_expression: "ADD n :d SET ver = :ver",
             condition_expression: condition,
-            expression_attribute_values: Values::add(delta, bound),
+            expression_attribute_values: Values::add(delta, bound, seconds(now_ms())),
             return_values: Some("UPDATED_NEW"),
         })?;
         match self.call("UpdateItem", &body, Repeat::IfRefused)? {
             Answer::Done(bytes) => self.answer("UpdateItem", &bytes, read_sum),
-            // A byte value is stored (or the sum would overflow, which `counter::add`
-            // reports): convert it, or say why not.
+            // A byte value is stored, the item has expired (then the count starts from 0),
+            // or the sum would overflow (which `counter::add` reports): write the sum on the
+            // version read, or say why not.
             Answer::ConditionFailed => {
                 let current = self.read_item(key)?;
                 super::increment_by_swap(key, delta, current, |version, sum| {
@@ -406,15 +450,13 @@ impl Backend for DynamoBackend {
     }
 
     fn write_if(&self, key: &str, expected: &Version, value: &[u8]) -> Result<Swap, Error> {
-        let (condition, old) = condition(expected);
+        // A whole item: a swap clears the entry's metadata and expiry.
+        let condition = condition(expected);
         let body = to_json(&PutItem {
             table_name: self.table(),
             item: Item::new(&self.partition, key, value)?,
-            condition_expression: Some(condition),
-            expression_attribute_values: Values {
-                old: old.map(Attr::S),
-                ..Values::default()
-            },
+            condition_expression: Some(condition.expression),
+            expression_attribute_values: condition.values(seconds(now_ms())),
         })?;
         match self.call("PutItem", &body, Repeat::IfRefused)? {
             Answer::Done(bytes) => self
@@ -429,7 +471,17 @@ impl Backend for DynamoBackend {
         // then answer in the order asked.
         check_batch("get-many", keys, check_sort_key)?;
         let found = self.batch_get(distinct(keys))?;
-        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+        // BatchGetItem has no condition: expired items come back, and are dropped here.
+        let now_s = seconds(now_ms());
+        Ok(keys
+            .iter()
+            .map(|key| {
+                found
+                    .get(key)
+                    .filter(|(expires_s, _)| live_at(*expires_s, now_s))
+                    .map(|(_, value)| value.clone())
+            })
+            .collect())
     }
 
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), Error> {
