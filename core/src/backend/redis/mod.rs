@@ -19,8 +19,8 @@
 //! answering one binary string (`increment` the stored decimal, the others
 //! `kvplug_protocol::frames`). Values never travel in the URL: a request body is webdis's
 //! last argument, binary-safe. Scripts are called by SHA-1 (`EVALSHA`) and sent in full only
-//! when Redis does not have them yet; `set` and `increment` always send theirs in full
-//! (`EVAL`), so they are one request even on a fresh Redis.
+//! when Redis does not have them yet (`set` and `increment` included: their scripts are too
+//! long for an error message that quotes the request's start to still name the key).
 
 mod entries;
 mod scripts;
@@ -360,28 +360,23 @@ impl Backend for RedisBackend {
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         check_key(key)?;
-        // A script (SET and a new companion), sent whole with `EVAL` like `increment`'s, so
-        // a `set` is one request even on a Redis that has not seen it. The value is the body,
-        // webdis's last argument; an empty value is no body, which the script reads as empty.
-        let verb = if value.is_empty() {
-            Verb::Get
-        } else {
-            Verb::Put
-        };
-        let path = command(
-            "EVAL",
+        // A script: SET, and a new companion (so the key's generation changes, even when
+        // the bytes do not). The value is the body, webdis's last argument; an empty value
+        // is no body, which the script reads as empty.
+        let answer = self.eval(
+            &SET,
             &[
-                SET.source.as_bytes(),
-                b"3",
                 &self.key(key),
                 &self.companion(key),
                 self.counter.as_bytes(),
             ],
-        );
-        let reply = self.call(verb, &path, value, SMALL_ANSWER_BYTES)?;
-        match self.bulk(verb, &path, reply)?.as_slice() {
+            &[],
+            value,
+            SMALL_ANSWER_BYTES,
+        )?;
+        match answer.as_slice() {
             b"D" => Ok(()),
-            _ => Err(self.client.malformed(verb, &path, "expected D")),
+            _ => Err(self.client.malformed(Verb::Put, "/EVALSHA", "expected D")),
         }
     }
 
@@ -429,23 +424,17 @@ impl Backend for RedisBackend {
         use kvplug_protocol::counter::{self, CounterError};
         check_key(key)?;
         let delta = delta.to_string();
-        // The script travels whole (`EVAL`, not `EVALSHA`): it is short, and an increment
-        // must stay one request even on a Redis that has not seen the script yet.
-        let path = command(
-            "EVAL",
+        let answer = match self.eval(
+            &INCREMENT,
             &[
-                INCREMENT.source.as_bytes(),
-                b"3",
                 &self.key(key),
                 &self.companion(key),
                 self.counter.as_bytes(),
-                delta.as_bytes(),
             ],
-        );
-        let answer = match self
-            .call(Verb::Get, &path, &[], SMALL_ANSWER_BYTES)
-            .and_then(|reply| self.bulk(Verb::Get, &path, reply))
-        {
+            &[delta.as_bytes()],
+            &[],
+            SMALL_ANSWER_BYTES,
+        ) {
             // Redis's own words (unchanged since 2.x); its grammar is the shared one.
             Err(Error::Refused { reason, .. }) if reason.contains("would overflow") => {
                 return Err(super::counter_error(key, CounterError::Overflow));
@@ -458,7 +447,7 @@ impl Backend for RedisBackend {
         counter::parse(&answer).ok_or_else(|| {
             self.client.malformed(
                 Verb::Get,
-                &path,
+                "/EVALSHA",
                 "the increment was applied, but the answer is not a decimal",
             )
         })
