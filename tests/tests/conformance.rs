@@ -175,6 +175,8 @@ fn expiry_slack_ms(backend: &str) -> Option<u64> {
     match backend {
         // The server judges deadlines to the millisecond on every read.
         "http" => Some(100),
+        // Redis expires keys to the millisecond (`PXAT`), on its own clock.
+        "redis" => Some(100),
         _ => None,
     }
 }
