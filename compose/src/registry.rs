@@ -47,7 +47,7 @@ pub const BACKENDS: &[Backend] = &[
         feature: "redis",
         artifact: "kvplug-redis.wasm",
         services: &["redis"],
-        entries: false,
+        entries: true,
     },
     Backend {
         name: "dynamodb",

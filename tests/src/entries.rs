@@ -200,6 +200,20 @@ pub fn expected_requests(backend: &str) -> Option<Expected> {
             delete: 1,
             list_page: 1,
         }),
+        // Redis: one Lua script per call, atomic on the server.
+        "redis" => Some(Expected {
+            lookup: 1,
+            overwrite: 1,
+            overwrite_ttl: 1,
+            add: 1,
+            add_refused: 1,
+            with_generation: 1,
+            with_generation_lost: 1,
+            append_absent: 1,
+            append_present: 1,
+            delete: 1,
+            list_page: 1,
+        }),
         // DynamoDB conditions every write on the item's `ver` and liveness in the request
         // itself; only append and prepend read first (GetItem, then a conditional PutItem).
         "dynamodb" => Some(Expected {

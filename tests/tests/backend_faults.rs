@@ -114,15 +114,18 @@ async fn redis_stopped_behind_webdis_is_named_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_webdis_disables_is_named() {
-    // An operator who turned scripting off: get, set, delete and exists work; CAS cannot,
-    // nor increment (a script, so that webdis never writes a 64-bit integer reply).
+    // An operator who turned scripting off: get, delete and exists work; set cannot (a
+    // script, which gives the key a new generation), nor CAS, nor increment (a script, so
+    // that webdis never writes a 64-bit integer reply).
     let redis = Redis::start_with(None, &["EVALSHA", "EVAL"]);
     let mut kv = Kv::connect(&redis).await;
     let b = kv.open("b").await.unwrap();
-    kv.set(b, "k", b"v").await.unwrap();
-    assert_eq!(kv.get(b, "k").await, Ok(Some(b"v".to_vec())));
+    let message = other_message(kv.set(b, "k", b"v").await.unwrap_err());
+    assert!(message.contains("refused `EVALSHA`"), "{message}");
+    assert_eq!(kv.get(b, "k").await, Ok(None));
+    assert_eq!(kv.exists(b, "k").await, Ok(false));
     let message = other_message(kv.increment(b, "n", 2).await.unwrap_err());
-    assert!(message.contains("refused `EVAL`"), "{message}");
+    assert!(message.contains("refused `EVALSHA`"), "{message}");
     assert_eq!(kv.get(b, "n").await, Ok(None));
     let message = other_message(kv.cas_new(b, "k").await.unwrap_err());
     assert!(
@@ -255,8 +258,10 @@ async fn garbage_answers_are_malformed_errors_not_traps() {
     );
     let message = other_message(kv.increment(b, "k", 1).await.unwrap_err());
     assert!(
-        message.contains("GET /EVAL/")
-            && message.contains("/1/%21b%3Ak/1.raw: the answer (HTTP 200) is not from webdis"),
+        message.contains("GET /EVALSHA/")
+            && message.contains(
+                "/3/%21b%3Ak/%21b%23k/%21%23generation/1.raw: the answer (HTTP 200) is not from webdis"
+            ),
         "{message}"
     );
 }

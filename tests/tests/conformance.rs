@@ -188,6 +188,8 @@ fn expiry_slack_ms(backend: &str) -> Option<u64> {
         // lasts up to 2 s after the adapter read its clock, which is before the suite starts
         // waiting `ttl * 1000 + slack`. Reads judge it to the millisecond.
         "dynamodb" => Some(1000),
+        // Redis expires keys to the millisecond (`PXAT`), on its own clock.
+        "redis" => Some(100),
         _ => None,
     }
 }

@@ -42,6 +42,7 @@ async fn every_operation_takes_the_fewest_requests_the_service_allows(service: &
     kv.set_many(b, &[("x", b"1"), ("y", b"2")]).await.unwrap();
     // Load each of Redis's scripts once (the first call after Redis starts sends the
     // script itself, one extra request); then count the steady state.
+    kv.set(b, "warm", b"v").await.unwrap();
     let cas = kv.cas_new(b, "warm").await.unwrap();
     kv.swap(cas, b"up").await.unwrap();
     kv.get_many(b, &["x"]).await.unwrap();

@@ -671,8 +671,8 @@ async fn compare_and_swap_is_conditional_on_the_captured_version(service: &dyn S
     kv.swap(fresh, b"won").await.unwrap();
     assert_eq!(kv.get(b, "k").await, Ok(Some(b"won".to_vec())));
 
-    // Writing the same bytes back still moves the version (no ABA), except on Redis, whose
-    // CAS compares the value (documented: a Redis string has no version).
+    // Writing the same bytes back still moves the version (no ABA), on Redis too (the
+    // generation in the companion hash); a backend whose CAS compared values would not.
     let cas = kv.cas_new(b, "k").await.unwrap();
     rival.set(rb, "k", b"won").await.unwrap();
     let swapped = kv.swap(cas, b"x").await;

@@ -1,18 +1,29 @@
 //! The `redis` backend: Redis behind webdis, one HTTP request per operation.
 //!
 //! A bucket is the key prefix `<prefix>!<encoded bucket>:` (`kvplug_settings::layout`; the
-//! encoded name never contains `:` or `!`, so buckets cannot overlap, under any prefix), and each value is a plain Redis string, so other Redis
-//! clients see ordinary keys and `INCRBY` works natively.
+//! encoded name never contains `:` or `!`, so buckets cannot overlap, under any prefix), and
+//! each value is a plain Redis string, so other Redis clients see ordinary keys and `INCRBY`
+//! works natively. Beside each value kvplug writes, a companion hash
+//! `<prefix>!<encoded bucket>#<key>` holds its generation, the SHA-1 of the value it
+//! describes, and its metadata ([`scripts`]; docs/extension-design.md §2.3): every kvplug
+//! write gives the key a new generation, so CAS compares generations, not values, and a
+//! rewrite with identical bytes between `cas.new` and `swap` is detected. A key no kvplug
+//! write touched (another client's, or one written before companions existed) has a
+//! value-derived version, the SHA-1 of its value, as before.
 //!
 //! webdis turns `/<COMMAND>/<arg>/…` into a Redis command. Three of its quirks shape this
 //! module (all measured; see the README): its RESP output (`.raw`) drops nil elements and
 //! nested arrays and miscounts integers beyond 32 bits, and its JSON output is not
 //! binary-safe. So every reply the adapter reads is a single string or a small integer:
-//! plain commands to get, set, delete or test one key, and for everything else a Lua script
+//! plain commands to get, delete or test one key, and for everything else a Lua script
 //! answering one binary string (`increment` the stored decimal, the others
 //! `kvplug_protocol::frames`). Values never travel in the URL: a request body is webdis's
 //! last argument, binary-safe. Scripts are called by SHA-1 (`EVALSHA`) and sent in full only
-//! when Redis does not have them yet.
+//! when Redis does not have them yet (`set` and `increment` included: their scripts are too
+//! long for an error message that quotes the request's start to still name the key).
+
+mod entries;
+mod scripts;
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -32,6 +43,7 @@ use super::{
 use crate::client::{Client, MAX_RESPONSE_BYTES, SMALL_ANSWER_BYTES, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
+use scripts::{DELETE_MANY, GET_MANY, INCREMENT, LIST, LOOKUP, SET, SET_MANY, Script, WRITE_IF};
 
 /// Entries per batch script: bounds how long one script holds Redis (scripts run alone).
 const MAX_BATCH_ENTRIES: usize = 1000;
@@ -69,124 +81,16 @@ fn check_key(key: &str) -> Result<(), Error> {
     )
 }
 
-/// A Lua script and its SHA-1 (checked by a test), the name `EVALSHA` knows it by.
-struct Script {
-    sha1: &'static str,
-    source: &'static str,
-}
-
-/// `KEYS[1]` → `A` if absent, else `P` + SHA-1 of the value (the CAS version) + the value.
-const READ_VERSIONED: Script = Script {
-    sha1: "0cf04ac1553aad55c9ad2056f70285a2b006d6e5",
-    source: "local v = redis.call('GET', KEYS[1])
-if v then return 'P' .. redis.sha1hex(v) .. v end
-return 'A'",
-};
-
-/// Sets `KEYS[1]` to `ARGV[2]` (webdis drops an empty body: absent means empty) only if
-/// its version is still `ARGV[1]`, and answers `D`; otherwise answers like READ_VERSIONED.
-const WRITE_IF: Script = Script {
-    sha1: "caf60ec85259a233986a6618dd6bdd6f32c925e8",
-    source: "local v = redis.call('GET', KEYS[1])
-local version = 'absent'
-if v then version = redis.sha1hex(v) end
-if version == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2] or '')
-  return 'D'
-end
-if v then return 'P' .. version .. v end
-return 'A'",
-};
-
-/// `INCRBY KEYS[1] ARGV[1]`, answered as the stored decimal string. Not INCRBY's own reply:
-/// webdis 0.1.9 writes the RESP length of an integer truncated to 32 bits (`:21` for
-/// 2147483648), and Lua would turn it into a double, exact only up to 2^53. Both calls run
-/// inside one script, so nothing can come between them; an error (not a counter, overflow)
-/// aborts before anything is written.
-const INCREMENT: Script = Script {
-    sha1: "b5222a909aa4ec5b0f535163ff4df699377c2f4c",
-    source: "redis.call('INCRBY', KEYS[1], ARGV[1])
-return redis.call('GET', KEYS[1])",
-};
-
-/// Shared head of the batch scripts: `ARGV[1]` is the bucket's prefix, `ARGV[2]` the
-/// request body, read frame by frame.
-macro_rules! with_frames {
-    ($body:literal) => {
-        concat!(
-            "local space, blob, pos = ARGV[1], ARGV[2] or '', 1
-local function frame()
-  local n = struct.unpack('>I4', blob, pos)
-  local s = string.sub(blob, pos + 4, pos + 3 + n)
-  pos = pos + 4 + n
-  return s
-end
-",
-            $body
-        )
-    };
-}
-
-/// Optional frames of the values of the keys framed in the body.
-const GET_MANY: Script = Script {
-    sha1: "9420d6a2786cfa9b4dd593f1aa4a2a0a3fe10e59",
-    source: with_frames!(
-        "local out = {}
-while pos <= #blob do
-  local v = redis.call('GET', space .. frame())
-  if v then out[#out + 1] = '\\1' .. struct.pack('>I4', #v) .. v else out[#out + 1] = '\\0' end
-end
-return table.concat(out)"
-    ),
-};
-
-/// Sets the key/value frame pairs of the body, atomically (a script runs alone).
-const SET_MANY: Script = Script {
-    sha1: "1ce90b19f95f1b7ba93440394d0d4d771e8ed06e",
-    source: with_frames!(
-        "while pos <= #blob do
-  local k = frame()
-  redis.call('SET', space .. k, frame())
-end
-return 'D'"
-    ),
-};
-
-/// Deletes the keys framed in the body.
-const DELETE_MANY: Script = Script {
-    sha1: "c56197e2cff19d762e53a0d369615ac4010f1b01",
-    source: with_frames!(
-        "while pos <= #blob do
-  redis.call('DEL', space .. frame())
-end
-return 'D'"
-    ),
-};
-
-/// One page of the bucket: `SCAN` from cursor `ARGV[3]` for keys matching `ARGV[2]`, until
-/// `ARGV[4]` keys or 16 rounds (so one call never holds Redis for a whole large keyspace),
-/// answered as the next cursor's frame then each key's frame without the bucket prefix.
-const LIST: Script = Script {
-    sha1: "69e515cb5ab40b93bd6e1c249b6f4c3409a8f2ae",
-    source: "local space, cursor, want, out = ARGV[1], ARGV[3], tonumber(ARGV[4]), {}
-for _ = 1, 16 do
-  local r = redis.call('SCAN', cursor, 'MATCH', ARGV[2], 'COUNT', want)
-  cursor = r[1]
-  for _, k in ipairs(r[2]) do
-    local key = string.sub(k, #space + 1)
-    out[#out + 1] = struct.pack('>I4', #key) .. key
-  end
-  if cursor == '0' or #out >= want then break end
-end
-return struct.pack('>I4', #cursor) .. cursor .. table.concat(out)",
-};
-
 /// A bucket in a Redis database, reached through webdis.
 #[derive(Debug, Clone)]
 pub struct RedisBackend {
     client: Rc<Client>,
     /// `<prefix>!<encoded bucket>:`, the start of every key of the bucket.
     space: Rc<str>,
+    /// `<prefix>!<encoded bucket>#`, the start of every companion hash of the bucket.
+    companions: Rc<str>,
+    /// `<prefix>!#generation`, the counter every generation comes from.
+    counter: Rc<str>,
     page_size: u32,
 }
 
@@ -230,6 +134,14 @@ impl RedisBackend {
     fn key(&self, key: &str) -> Vec<u8> {
         let mut full = Vec::with_capacity(self.space.len() + key.len());
         full.extend_from_slice(self.space.as_bytes());
+        full.extend_from_slice(key.as_bytes());
+        full
+    }
+
+    /// The name of `key`'s companion hash (generation, value hash, metadata).
+    fn companion(&self, key: &str) -> Vec<u8> {
+        let mut full = Vec::with_capacity(self.companions.len() + key.len());
+        full.extend_from_slice(self.companions.as_bytes());
         full.extend_from_slice(key.as_bytes());
         full
     }
@@ -369,23 +281,28 @@ impl RedisBackend {
         }
     }
 
-    /// A READ_VERSIONED-shaped answer.
-    /// The value is kept in the answer's own buffer: a large value is held once.
-    fn versioned(&self, mut answer: Vec<u8>) -> Result<Versioned, Error> {
-        match answer.split_first() {
-            Some((b'A', [])) => Ok(Versioned::absent()),
-            Some((b'P', rest)) if rest.len() >= 40 => {
-                let sha = String::from_utf8_lossy(rest.get(..40).unwrap_or_default()).into_owned();
-                answer.drain(..41);
-                Ok(Versioned {
-                    value: Some(answer),
-                    version: Version::Tag(sha),
-                })
-            }
-            _ => Err(self
-                .client
-                .malformed(Verb::Get, "/EVALSHA", "not a versioned value")),
+    /// A LOOKUP-shaped answer as CAS sees it: the version is the token, so CAS and the
+    /// extension's generation are one notion.
+    fn versioned(&self, answer: Vec<u8>) -> Result<Versioned, Error> {
+        match entries::stored(answer)
+            .map_err(|e| self.client.malformed(Verb::Get, "/EVALSHA", e))?
+        {
+            None => Ok(Versioned::absent()),
+            Some(stored) => Ok(Versioned {
+                value: Some(stored.value),
+                version: Version::Tag(stored.token),
+            }),
         }
+    }
+
+    /// The leading arguments of the batch scripts: value prefix, companion prefix,
+    /// generation counter.
+    fn batch_args(&self) -> [&[u8]; 3] {
+        [
+            self.space.as_bytes(),
+            self.companions.as_bytes(),
+            self.counter.as_bytes(),
+        ]
     }
 
     /// Runs a batch script over `items` in chunks, each item written as frames.
@@ -400,7 +317,7 @@ impl RedisBackend {
     ) -> Result<(), Error> {
         for batch in framed_batches(items, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, size, encode) {
             let (chunk, body) = batch?;
-            let reply = self.eval(script, &[], &[self.space.as_bytes()], &body, cap)?;
+            let reply = self.eval(script, &[], &self.batch_args(), &body, cap)?;
             answer(chunk, reply)?;
         }
         Ok(())
@@ -415,6 +332,7 @@ impl Backend for RedisBackend {
             .token
             .as_ref()
             .map(|credentials| format!("Basic {}", base64::encode(credentials.as_bytes())));
+        let companions = layout::namespace(&settings.prefix, bucket, names::encode, Some('#'))?;
         Ok(RedisBackend {
             client: Rc::new(Client::new(settings, authorization)),
             space: Rc::from(layout::namespace(
@@ -423,6 +341,8 @@ impl Backend for RedisBackend {
                 names::encode,
                 Some(':'),
             )?),
+            companions: Rc::from(companions),
+            counter: Rc::from(format!("{}!#generation", settings.prefix)),
             page_size: settings.page_size,
         })
     }
@@ -440,21 +360,29 @@ impl Backend for RedisBackend {
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         check_key(key)?;
-        // The value is the body, webdis's last argument; an empty one is an empty segment.
-        let (verb, path) = if value.is_empty() {
-            (Verb::Get, command("SET", &[&self.key(key), b""]))
-        } else {
-            (Verb::Put, command("SET", &[&self.key(key)]))
-        };
-        match self.call(verb, &path, value, SMALL_ANSWER_BYTES)? {
-            Reply::Simple(ok) if ok == "OK" => Ok(()),
-            _ => Err(self.client.malformed(verb, &path, "expected OK")),
+        // A script: SET, and a new companion (so the key's generation changes, even when
+        // the bytes do not). The value is the body, webdis's last argument; an empty value
+        // is no body, which the script reads as empty.
+        let answer = self.eval(
+            &SET,
+            &[
+                &self.key(key),
+                &self.companion(key),
+                self.counter.as_bytes(),
+            ],
+            &[],
+            value,
+            SMALL_ANSWER_BYTES,
+        )?;
+        match answer.as_slice() {
+            b"D" => Ok(()),
+            _ => Err(self.client.malformed(Verb::Put, "/EVALSHA", "expected D")),
         }
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {
         check_key(key)?;
-        let path = command("DEL", &[&self.key(key)]);
+        let path = command("DEL", &[&self.key(key), &self.companion(key)]);
         let reply = self.call(Verb::Get, &path, &[], SMALL_ANSWER_BYTES)?;
         self.integer(Verb::Get, &path, reply).map(drop)
     }
@@ -496,21 +424,17 @@ impl Backend for RedisBackend {
         use kvplug_protocol::counter::{self, CounterError};
         check_key(key)?;
         let delta = delta.to_string();
-        // The script travels whole (`EVAL`, not `EVALSHA`): it is short, and an increment
-        // must stay one request even on a Redis that has not seen the script yet.
-        let path = command(
-            "EVAL",
+        let answer = match self.eval(
+            &INCREMENT,
             &[
-                INCREMENT.source.as_bytes(),
-                b"1",
                 &self.key(key),
-                delta.as_bytes(),
+                &self.companion(key),
+                self.counter.as_bytes(),
             ],
-        );
-        let answer = match self
-            .call(Verb::Get, &path, &[], SMALL_ANSWER_BYTES)
-            .and_then(|reply| self.bulk(Verb::Get, &path, reply))
-        {
+            &[delta.as_bytes()],
+            &[],
+            SMALL_ANSWER_BYTES,
+        ) {
             // Redis's own words (unchanged since 2.x); its grammar is the shared one.
             Err(Error::Refused { reason, .. }) if reason.contains("would overflow") => {
                 return Err(super::counter_error(key, CounterError::Overflow));
@@ -523,7 +447,7 @@ impl Backend for RedisBackend {
         counter::parse(&answer).ok_or_else(|| {
             self.client.malformed(
                 Verb::Get,
-                &path,
+                "/EVALSHA",
                 "the increment was applied, but the answer is not a decimal",
             )
         })
@@ -532,8 +456,8 @@ impl Backend for RedisBackend {
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
         check_key(key)?;
         let answer = self.eval(
-            &READ_VERSIONED,
-            &[&self.key(key)],
+            &LOOKUP,
+            &[&self.key(key), &self.companion(key)],
             &[],
             &[],
             MAX_RESPONSE_BYTES,
@@ -545,12 +469,16 @@ impl Backend for RedisBackend {
         check_key(key)?;
         let version = match expected {
             Version::Absent => "absent",
-            Version::Tag(sha) => sha.as_str(),
+            Version::Tag(token) => token.as_str(),
         };
         // An empty value travels as no body at all, which the script reads as empty.
         let answer = self.eval(
             &WRITE_IF,
-            &[&self.key(key)],
+            &[
+                &self.key(key),
+                &self.companion(key),
+                self.counter.as_bytes(),
+            ],
             &[version.as_bytes()],
             value,
             MAX_RESPONSE_BYTES,
@@ -615,24 +543,6 @@ impl Backend for RedisBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha1::Digest as _;
-
-    #[test]
-    fn script_names_are_their_sha1() {
-        for script in [
-            &READ_VERSIONED,
-            &WRITE_IF,
-            &INCREMENT,
-            &GET_MANY,
-            &SET_MANY,
-            &DELETE_MANY,
-            &LIST,
-        ] {
-            let digest = sha1::Sha1::digest(script.source.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            assert_eq!(script.sha1, hex, "script:\n{}", script.source);
-        }
-    }
 
     #[test]
     fn arguments_survive_webdis_path_rules() {
