@@ -86,6 +86,9 @@ pub fn try_http_with(
     exchange(port, method, path, headers, body).map(|(status, _, body)| (status, body))
 }
 
+/// An HTTP answer: the status, each header (name in lower case, value), the body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
 /// One request with `headers`; returns the status, the value of each response header
 /// (names in lower case) and the body.
 pub fn http_with_headers(
@@ -94,7 +97,7 @@ pub fn http_with_headers(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> (u16, Vec<(String, String)>, String) {
+) -> Answer {
     exchange(port, method, path, headers, body)
         .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
 }
@@ -105,7 +108,7 @@ fn exchange(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let extra: String = headers
