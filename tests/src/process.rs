@@ -83,6 +83,32 @@ pub fn try_http_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    exchange(port, method, path, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// An HTTP answer: the status, each header (name in lower case, value), the body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
+/// One request with `headers`; returns the status, the value of each response header
+/// (names in lower case) and the body.
+pub fn http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    exchange(port, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
+}
+
+fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let extra: String = headers
@@ -118,7 +144,13 @@ pub fn try_http_with(
     } else {
         body.to_owned()
     };
-    Ok((status, body))
+    let fields = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Ok((status, fields, body))
 }
 
 /// Runs `command` to completion, failing the test with its output if it cannot start.

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kvplug_compose::{artifacts, plug, seal};
-use kvplug_tests::process::{JsOut, Running, free_port, http, jco, output};
+use kvplug_tests::process::{JsOut, Running, free_port, http, http_with_headers, jco, output};
 use kvplug_tests::reference_server;
 
 /// `app` plugged with `plugs` (in order: the first is plugged into the app, the rest into
@@ -124,6 +124,53 @@ fn use_notes_service(port: u16) {
         (204, String::new())
     );
     assert_eq!(http(port, "GET", "/notes/ideas", b"").0, 404);
+    use_sessions(port);
+}
+
+/// Sessions that expire (kvplug's extension through the app): a session lives for its
+/// time-to-live, is replaced only at the generation last read, and is gone once it expires.
+fn use_sessions(port: u16) {
+    let (status, id) = http(port, "POST", "/sessions?ttl=2", b"ada");
+    assert_eq!(status, 201, "{id}");
+    let path = format!("/sessions/{}", id.trim());
+    let (status, head, body) = http_with_headers(port, "GET", &path, &[], b"");
+    assert_eq!((status, body.as_str()), (200, "ada"));
+    let etag = head
+        .iter()
+        .find(|(name, _)| name == "etag")
+        .map(|(_, value)| value.clone())
+        .unwrap();
+    // Renewed at the generation read: a new ETag, and a second write at the old one loses.
+    let (status, head, _) = http_with_headers(
+        port,
+        "PUT",
+        &format!("{path}?ttl=2"),
+        &[("if-match", &etag)],
+        b"ada, admin",
+    );
+    assert_eq!(status, 204);
+    assert!(
+        head.iter()
+            .any(|(name, value)| name == "etag" && *value != etag),
+        "{head:?}"
+    );
+    let (status, _, _) = http_with_headers(
+        port,
+        "PUT",
+        &format!("{path}?ttl=2"),
+        &[("if-match", &etag)],
+        b"stale",
+    );
+    assert_eq!(status, 412);
+    assert_eq!(http(port, "GET", &path, b""), (200, "ada, admin".into()));
+    assert_eq!(http(port, "POST", "/sessions?ttl=0", b"x").0, 400);
+    // Gone after its lifetime, and so is a session ended early.
+    let (_, other) = http(port, "POST", "/sessions", b"grace");
+    let other = format!("/sessions/{}", other.trim());
+    assert_eq!(http(port, "DELETE", &other, b"").0, 204);
+    assert_eq!(http(port, "DELETE", &other, b"").0, 404);
+    std::thread::sleep(Duration::from_millis(2300));
+    assert_eq!(http(port, "GET", &path, b"").0, 404);
 }
 
 #[test]
