@@ -27,9 +27,9 @@ use core::fmt::Write as _;
 
 use kvplug_protocol::entries::{Live, Plan, is_expired, plan};
 
-use super::keys::{MAX_KEY_UNITS, MAX_VALUE, decode_key, encode_key, escape_field};
-use super::odata::{Entity, EntityBody, entity_json, read_query};
-use super::paths::{next_cursor, percent_encode_into, valid_cursor};
+use super::keys::{MAX_KEY_UNITS, MAX_VALUE, encode_key, escape_field};
+use super::odata::{Entity, EntityBody, entity_json};
+use super::paths::percent_encode_into;
 use super::{JSON, MAX_PAGE, TableBackend};
 use crate::backend::entries::{Entries, Entry, InsertOptions, Limited, Limits, Mode, Refusal};
 use crate::backend::retry::Repeat;
@@ -507,49 +507,14 @@ impl Entries for TableBackend {
         path.push_str("&$select=RowKey,");
         path.push_str(super::odata::DEADLINE);
         let _ = write!(path, "&$top={}", limit.clamp(1, MAX_PAGE));
-        if let Some(cursor) = cursor {
-            if !valid_cursor(cursor) {
-                return Err(Error::Invalid(String::from(
-                    "azure-table list: not a cursor this backend returned (it holds the service's NextPartitionKey and NextRowKey)",
-                )));
-            }
-            path.push('&');
-            path.push_str(cursor);
-        }
-        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
-        if response.status != 200 {
-            return Err(self.failure(Verb::Get, &path, &response));
-        }
-        let now = now_ms();
-        let rows =
-            read_query(&response.body).map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
-        let mut keys = Vec::with_capacity(rows.len());
-        for entity in rows {
-            let malformed = |e| self.client().malformed(Verb::Get, &path, e);
-            let row = entity.row_key().map_err(malformed)?;
-            let key = decode_key(row).ok_or_else(|| {
-                self.client().malformed(
-                    Verb::Get,
-                    &path,
-                    format!("RowKey `{row}` in the bucket's partition was not written by kvplug"),
-                )
-            })?;
-            // The range holds exactly the prefix's keys; the check costs nothing and keeps
-            // a service that orders otherwise from leaking others.
-            if entity.live_at(now).map_err(malformed)? && key.starts_with(prefix) {
-                keys.push(key);
-            }
-        }
-        Ok(Page {
-            keys,
-            cursor: next_cursor(&response),
-        })
+        self.live_keys(path, cursor, "list", prefix)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::azure_table::keys::decode_key;
 
     #[test]
     fn generations_are_63_bits_of_the_etag_hash() {

@@ -106,6 +106,57 @@ const ENTITY_ANSWER_BYTES: u64 = 2 << 20;
 const QUERY_ANSWER_BYTES: u64 = 32 << 20;
 
 impl TableBackend {
+    /// One page of the live keys that start with `prefix`, from a query `path` that selects
+    /// `RowKey` and the deadline, continued after `cursor`: expired keys are dropped (the
+    /// service never deletes them), so a page may be short. `operation` names the call in
+    /// the error for a cursor this backend did not return.
+    fn live_keys(
+        &self,
+        mut path: String,
+        cursor: Option<&str>,
+        operation: &str,
+        prefix: &str,
+    ) -> Result<Page, Error> {
+        if let Some(cursor) = cursor {
+            if !valid_cursor(cursor) {
+                return Err(Error::Invalid(format!(
+                    "azure-table {operation}: not a cursor this backend returned (it holds the service's NextPartitionKey and NextRowKey)"
+                )));
+            }
+            path.push('&');
+            path.push_str(cursor);
+        }
+        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
+        if response.status != 200 {
+            return Err(self.failure(Verb::Get, &path, &response));
+        }
+        let now = now_ms();
+        let rows =
+            read_query(&response.body).map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for entity in rows {
+            let malformed = |e| self.client().malformed(Verb::Get, &path, e);
+            let row = entity.row_key().map_err(malformed)?;
+            let live = entity.live_at(now).map_err(malformed)?;
+            let key = decode_key(row).ok_or_else(|| {
+                self.client().malformed(
+                    Verb::Get,
+                    &path,
+                    format!("RowKey `{row}` in the bucket's partition was not written by kvplug"),
+                )
+            })?;
+            // A prefix's range holds exactly its keys; the check costs nothing and keeps a
+            // service that orders otherwise from leaking others.
+            if live && key.starts_with(prefix) {
+                keys.push(key);
+            }
+        }
+        Ok(Page {
+            keys,
+            cursor: next_cursor(&response),
+        })
+    }
+
     fn client(&self) -> &Client {
         &self.inner.client
     }
@@ -409,46 +460,8 @@ impl Backend for TableBackend {
     fn list(&self, cursor: Option<&str>) -> Result<Page, Error> {
         // Each key with its deadline: expired keys are dropped, so a page may be short.
         let select = format!("RowKey,{}", odata::DEADLINE);
-        let mut path = self.query_path(&[], Some(&select), Some(self.inner.page_size));
-        if let Some(cursor) = cursor {
-            if !valid_cursor(cursor) {
-                return Err(Error::Invalid(String::from(
-                    "azure-table list-keys: not a cursor this backend returned (it holds the service's NextPartitionKey and NextRowKey)",
-                )));
-            }
-            path.push('&');
-            path.push_str(cursor);
-        }
-        let response = self.send(Verb::Get, &path, &[], None, &[], Repeat::Always)?;
-        if response.status != 200 {
-            return Err(self.failure(Verb::Get, &path, &response));
-        }
-        let now = now_ms();
-        let rows =
-            read_query(&response.body).map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
-        let mut keys = Vec::with_capacity(rows.len());
-        for entity in rows {
-            let row = entity
-                .row_key()
-                .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
-            let live = entity
-                .live_at(now)
-                .map_err(|e| self.client().malformed(Verb::Get, &path, e))?;
-            let key = decode_key(row).ok_or_else(|| {
-                self.client().malformed(
-                    Verb::Get,
-                    &path,
-                    format!("RowKey `{row}` in the bucket's partition was not written by kvplug"),
-                )
-            })?;
-            if live {
-                keys.push(key);
-            }
-        }
-        Ok(Page {
-            keys,
-            cursor: next_cursor(&response),
-        })
+        let path = self.query_path(&[], Some(&select), Some(self.inner.page_size));
+        self.live_keys(path, cursor, "list-keys", "")
     }
 
     /// A read, then a write of the sum on condition of the ETag read (an insert when the
