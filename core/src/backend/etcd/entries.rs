@@ -405,16 +405,7 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Backend;
-    use crate::settings::Settings;
-
-    fn backend() -> EtcdBackend {
-        let settings = Settings::from_lookup(|name| {
-            Ok((name == "url").then(|| String::from("http://127.0.0.1:2379")))
-        })
-        .unwrap();
-        EtcdBackend::open(&settings, "b").unwrap()
-    }
+    use crate::backend::etcd::tests::backend;
 
     fn decoded(key: &str) -> String {
         String::from_utf8(base64::decode(key).unwrap()).unwrap()

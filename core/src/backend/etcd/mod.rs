@@ -584,10 +584,11 @@ impl<'a> RangeRequest<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn backend() -> EtcdBackend {
+    /// A backend for building requests; nothing is sent.
+    pub(crate) fn backend() -> EtcdBackend {
         let settings = Settings::from_lookup(|name| {
             Ok((name == "url").then(|| String::from("http://127.0.0.1:2379")))
         })

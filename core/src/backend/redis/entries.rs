@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use kvplug_protocol::frames::{self, FrameError};
 use kvplug_protocol::names;
 
-use super::scripts::{INSERT, LIST_PREFIX, LOOKUP, REMOVE};
+use super::scripts::{INSERT, LIST_PREFIX, REMOVE};
 use super::{MAX_KEY_BYTES, RedisBackend, check_key, glob_escape, list_cap};
 use crate::backend::Page;
 use crate::backend::entries::{Entries, Entry, InsertOptions, Limited, Limits, Mode, Refusal};
@@ -219,14 +219,7 @@ impl Entries for RedisBackend {
     }
 
     fn read_entry(&self, key: &str) -> Result<Option<Entry>, Error> {
-        check_key(key)?;
-        let answer = self.eval(
-            &LOOKUP,
-            &[&self.key(key), &self.companion(key)],
-            &[],
-            &[],
-            MAX_RESPONSE_BYTES,
-        )?;
+        let answer = self.lookup_answer(key)?;
         let stored = stored(answer).map_err(|e| self.client.malformed(Verb::Get, "/EVALSHA", e))?;
         Ok(stored.map(|stored| Entry {
             generation: stored.generation,

@@ -131,6 +131,19 @@ fn glob_escape(text: &str) -> String {
 }
 
 impl RedisBackend {
+    /// The LOOKUP script's answer for `key`: its value, companion and version token, which
+    /// `lookup` and `cas.new` both read, so the generation and CAS never disagree.
+    fn lookup_answer(&self, key: &str) -> Result<Vec<u8>, Error> {
+        check_key(key)?;
+        self.eval(
+            &LOOKUP,
+            &[&self.key(key), &self.companion(key)],
+            &[],
+            &[],
+            MAX_RESPONSE_BYTES,
+        )
+    }
+
     fn key(&self, key: &str) -> Vec<u8> {
         let mut full = Vec::with_capacity(self.space.len() + key.len());
         full.extend_from_slice(self.space.as_bytes());
@@ -454,14 +467,7 @@ impl Backend for RedisBackend {
     }
 
     fn read_versioned(&self, key: &str) -> Result<Versioned, Error> {
-        check_key(key)?;
-        let answer = self.eval(
-            &LOOKUP,
-            &[&self.key(key), &self.companion(key)],
-            &[],
-            &[],
-            MAX_RESPONSE_BYTES,
-        )?;
+        let answer = self.lookup_answer(key)?;
         self.versioned(answer)
     }
 
