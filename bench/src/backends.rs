@@ -66,6 +66,8 @@ pub async fn count(service: &dyn Service) -> Result<Vec<Count>> {
     }
     let b = row!("open", open, kv.open("requests").await);
     // Redis loads each script on its first use after a start: warm them, count the rest.
+    kv.set(b, "warm", b"w").await.map_err(fail)?;
+    kv.increment(b, "warm-counter", 1).await.map_err(fail)?;
     let cas = kv.cas_new(b, "warm").await.map_err(fail)?;
     kv.swap(cas, b"w").await.map_err(fail)?;
     kv.set_many(b, &[("warm", b"w")]).await.map_err(fail)?;
