@@ -21,6 +21,8 @@ pub mod client;
 pub mod clock;
 pub mod deadline;
 pub mod error;
+#[cfg(feature = "feed")]
+pub mod feed;
 pub mod redact;
 pub mod settings;
 #[cfg(any(feature = "dynamodb", feature = "azure-table"))]

@@ -24,6 +24,9 @@ use crate::redact::Redactor;
 use crate::settings::Settings;
 use kvplug_settings::url::{self, Endpoint};
 
+mod stream;
+pub use stream::{Piece, Streamed};
+
 /// Largest response body the adapter buffers for any operation; beyond it the call fails
 /// instead of exhausting the user's memory. An operation that cannot legitimately receive
 /// that much caps its answer lower ([`Client::send_capped`]).
@@ -210,16 +213,36 @@ impl Client {
         if deadline::remaining(deadline) == 0 {
             return Err(self.late(verb, &target, "before the request was sent"));
         }
+        let response = self.exchange(
+            verb,
+            &target,
+            headers,
+            body,
+            deadline,
+            self.options(deadline),
+        )?;
+        self.read_response(verb, &target, &response, deadline, cap)
+    }
+
+    /// Sends one request and waits for the response head, within `deadline`.
+    fn exchange(
+        &self,
+        verb: Verb,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        deadline: u64,
+        options: RequestOptions,
+    ) -> Result<IncomingResponse, Error> {
         let transport = |detail: String| Error::Transport {
             method: verb.name(),
-            path: target.clone(),
+            path: String::from(target),
             detail,
         };
-        let request = self.request(verb, &target, headers, body)?;
+        let request = self.request(verb, target, headers, body)?;
         let outgoing_body = request
             .body()
             .map_err(|()| transport("the host refused a request body".into()))?;
-        let options = self.options(deadline);
         let pending = outgoing_handler::handle(request, Some(options))
             .map_err(|code| transport(describe(&code)))?;
 
@@ -228,7 +251,7 @@ impl Client {
         let write_failure = match write_body(&outgoing_body, body, deadline) {
             Ok(()) => None,
             Err(Write::Late) => {
-                return Err(self.late(verb, &target, "while the request body was being sent"));
+                return Err(self.late(verb, target, "while the request body was being sent"));
             }
             Err(Write::Failed(message)) => Some(message),
         };
@@ -240,9 +263,9 @@ impl Client {
             drop(outgoing_body);
         }
 
-        let response = loop {
+        loop {
             match pending.get() {
-                Some(Ok(Ok(response))) => break response,
+                Some(Ok(Ok(response))) => break Ok(response),
                 Some(Ok(Err(code))) => {
                     return Err(transport(match write_failure {
                         Some(write) => format!("{write}; then {}", describe(&code)),
@@ -252,12 +275,11 @@ impl Client {
                 Some(Err(())) => return Err(transport("response already taken".into())),
                 None => {
                     if !deadline::wait(&pending.subscribe(), deadline) {
-                        return Err(self.late(verb, &target, "waiting for the response"));
+                        return Err(self.late(verb, target, "waiting for the response"));
                     }
                 }
             }
-        };
-        self.read_response(verb, &target, &response, deadline, cap)
+        }
     }
 
     fn request(
@@ -305,17 +327,11 @@ impl Client {
     /// a second line: the adapter watches the deadline itself, since a host may not honour
     /// them.
     fn options(&self, deadline: u64) -> RequestOptions {
-        let options = RequestOptions::new();
         let timeout = self
             .idle_timeout_ns
             .min(deadline::remaining(deadline))
             .max(1);
-        // A host that cannot honour a timeout says so with an error; the request still works,
-        // bounded by the adapter's own watch of the deadline.
-        let _ = options.set_connect_timeout(Some(timeout));
-        let _ = options.set_first_byte_timeout(Some(timeout));
-        let _ = options.set_between_bytes_timeout(Some(timeout));
-        options
+        host_timeouts(timeout, timeout)
     }
 
     fn read_response(
@@ -479,6 +495,17 @@ fn too_large_for_operation(cap: u64) -> String {
 fn headroom(bytes: usize) -> bool {
     let mut probe = Vec::<u8>::new();
     probe.try_reserve_exact(bytes).is_ok()
+}
+
+/// Request options with the host's own timeouts: `first_byte_ns` for the connection and the
+/// response head, `between_bytes_ns` between pieces of the body. A host that cannot honour
+/// one says so with an error; the request still works, bounded by the client's own watch.
+fn host_timeouts(first_byte_ns: u64, between_bytes_ns: u64) -> RequestOptions {
+    let options = RequestOptions::new();
+    let _ = options.set_connect_timeout(Some(first_byte_ns));
+    let _ = options.set_first_byte_timeout(Some(first_byte_ns));
+    let _ = options.set_between_bytes_timeout(Some(between_bytes_ns));
+    options
 }
 
 fn too_large_for_memory(bytes: usize) -> String {
