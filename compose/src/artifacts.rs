@@ -28,7 +28,41 @@ pub const FIXTURES: &[&str] = &[
     "kv-bench",
     "http-bench",
     "p3-probe",
+    "watch-app",
+    "watch-app-draft",
 ];
+
+/// The backends with a watch driver (`kvplug-watch-<backend>.wasm`, and
+/// `kvplug-watch-<backend>-draft.wasm` for apps on `wasi:keyvalue@0.2.0-draft`): those whose
+/// service has a change feed the driver reads (docs/watch-design.md).
+pub const WATCH_BACKENDS: &[&str] = &["http", "etcd"];
+
+/// The path of the watch driver for `backend`, for apps on draft2 or (`draft`) the older draft.
+pub fn driver_path(backend: &str, draft: bool) -> PathBuf {
+    out_dir().join(driver_name(backend, draft) + ".wasm")
+}
+
+fn driver_name(backend: &str, draft: bool) -> String {
+    format!(
+        "kvplug-watch-{backend}{}",
+        if draft { "-draft" } else { "" }
+    )
+}
+
+/// Builds both watch drivers of `backend`.
+pub fn build_drivers(backend: &str) -> Result<Vec<PathBuf>> {
+    [false, true]
+        .iter()
+        .map(|&draft| {
+            let features = if draft {
+                format!("{backend},draft")
+            } else {
+                backend.to_owned()
+            };
+            build_component("kvplug-watch", &features, &driver_name(backend, draft))
+        })
+        .collect()
+}
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -249,9 +283,11 @@ pub struct Built {
     pub shapes: Vec<(&'static str, PathBuf)>,
     /// `(name, path)` of each fixture.
     pub fixtures: Vec<(&'static str, PathBuf)>,
+    /// `(name, path)` of each watch driver.
+    pub drivers: Vec<(String, PathBuf)>,
 }
 
-/// Builds every adapter, configuration component and fixture.
+/// Builds every adapter, configuration component, fixture and watch driver.
 pub fn build_all() -> Result<Built> {
     let adapters = BACKENDS
         .iter()
@@ -268,11 +304,21 @@ pub fn build_all() -> Result<Built> {
         .zip(build_shapes()?)
         .collect();
     let fixtures = FIXTURES.iter().copied().zip(build_fixtures()?).collect();
+    let mut drivers = Vec::new();
+    for backend in WATCH_BACKENDS {
+        for path in build_drivers(backend)? {
+            let name = path
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            drivers.push((name, path));
+        }
+    }
     Ok(Built {
         adapters,
         configs,
         shapes,
         fixtures,
+        drivers,
     })
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use kvplug_compose::{artifacts, fit, plug, registry, seal, spin, surface};
+use kvplug_compose::{artifacts, fit, plug, registry, seal, spin, surface, watch};
 
 const USAGE: &str = "\
 usage:
@@ -24,6 +24,10 @@ usage:
                                                name each interface and item that does not; fails
                                                when they do not link
   kvplug check --adapter ARTIFACT.wasm         fail unless the imports keep to the adapter allow-list
+  kvplug watch APP.wasm --adapter ADAPTER.wasm --driver DRIVER.wasm -o OUT.wasm
+                                               compose a watch-service APP, the adapter it uses and a
+                                               watch driver (kvplug-watch-<backend>.wasm) into one
+                                               command: `wasmtime run -S http -S config ... OUT.wasm`
   kvplug backends                              print the registered backends, one name a line
 ";
 
@@ -46,6 +50,13 @@ fn main() -> Result<()> {
             for (name, path) in built.configs.iter().chain(&built.shapes) {
                 println!(
                     "config  {name:<22} {:>9} bytes  {}",
+                    size(path),
+                    path.display()
+                );
+            }
+            for (name, path) in &built.drivers {
+                println!(
+                    "driver  {name:<22} {:>9} bytes  {}",
                     size(path),
                     path.display()
                 );
@@ -176,6 +187,35 @@ fn main() -> Result<()> {
             };
             let bytes = spin::spin_shaped(read(&adapter)?, read(&shape)?)?;
             artifacts::write_atomically(&output, &bytes)?;
+            println!("wrote {} ({} bytes)", output.display(), size(&output));
+            Ok(())
+        }
+        Some("watch") => {
+            let (mut app, mut adapter, mut driver, mut output) = (None, None, None, None);
+            let mut rest = args.iter().skip(1);
+            while let Some(arg) = rest.next() {
+                let mut path = |flag: &str| -> Result<Option<PathBuf>> {
+                    Ok(Some(PathBuf::from(
+                        rest.next()
+                            .with_context(|| format!("`{flag}` needs a file"))?,
+                    )))
+                };
+                match arg.as_str() {
+                    "--adapter" => adapter = path(arg)?,
+                    "--driver" => driver = path(arg)?,
+                    "-o" | "--output" => output = path(arg)?,
+                    other if app.is_none() && !other.starts_with('-') => {
+                        app = Some(PathBuf::from(other))
+                    }
+                    other => bail!("unexpected argument `{other}`\n{USAGE}"),
+                }
+            }
+            let (Some(app), Some(adapter), Some(driver), Some(output)) =
+                (app, adapter, driver, output)
+            else {
+                bail!("`watch` needs APP.wasm, --adapter, --driver and -o OUT.wasm\n{USAGE}");
+            };
+            watch::watch_files(&app, &adapter, &driver, &output)?;
             println!("wrote {} ({} bytes)", output.display(), size(&output));
             Ok(())
         }
