@@ -6,6 +6,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use kvplug_core::bindings::wasi::clocks::monotonic_clock;
+use kvplug_core::error::Error;
 use kvplug_core::feed::{Batch, Change, Feed, Lapse};
 
 use crate::bindings::{describe, store, watcher};
@@ -71,7 +72,7 @@ impl Retry {
     fn run<T>(
         &mut self,
         what: &str,
-        mut step: impl FnMut() -> Result<T, String>,
+        mut step: impl FnMut() -> Result<T, Failure>,
     ) -> Result<T, String> {
         loop {
             match step() {
@@ -79,8 +80,50 @@ impl Retry {
                     self.succeeded();
                     return Ok(value);
                 }
-                Err(error) => self.failed(what, &error)?,
+                Err(Failure { message, lasting }) if lasting => {
+                    return Err(format!("{what}: {message}"));
+                }
+                Err(Failure { message, .. }) => self.failed(what, &message)?,
             }
+        }
+    }
+}
+
+/// Why a step failed, and whether trying again could help.
+pub struct Failure {
+    pub message: String,
+    /// A refusal that retrying cannot change: access denied, no such store, wrong settings.
+    pub lasting: bool,
+}
+
+impl Failure {
+    /// A store error of the adapter, as the app would see it.
+    pub fn store(error: &store::Error, context: impl FnOnce(String) -> String) -> Failure {
+        Failure {
+            message: context(describe(error)),
+            lasting: matches!(
+                error,
+                store::Error::AccessDenied | store::Error::NoSuchStore
+            ),
+        }
+    }
+
+    /// A feed's error.
+    fn feed(error: &Error) -> Failure {
+        let lasting = match error {
+            Error::AccessDenied | Error::NoSuchStore | Error::Settings(_) | Error::Invalid(_) => {
+                true
+            }
+            // A client error other than a timeout or throttling is a request the service
+            // will refuse again (a server without the feed answers 404).
+            Error::Status { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 408 | 429)
+            }
+            _ => false,
+        };
+        Failure {
+            message: error.to_string(),
+            lasting,
         }
     }
 }
@@ -92,6 +135,8 @@ struct Followed<F> {
     position: String,
     /// Starts at `position` without a delivered batch since (see [`Saved::starts`]).
     starts: u32,
+    /// Whether `position` differs from the saved one (after a skipped gap).
+    unsaved: bool,
 }
 
 /// Runs until a limit is reached (`Ok` with a summary) or the driver must stop (`Err` with
@@ -137,7 +182,7 @@ pub fn run<F: Feed>() -> Result<String, String> {
             // The first start begins at the feed's head, saved at once: a driver that dies
             // before its first batch still resumes from there, not from a later head.
             None => (
-                retry.run(&what, || feed.head().map_err(|e| e.to_string()))?,
+                retry.run(&what, || feed.head().map_err(|e| Failure::feed(&e)))?,
                 0,
             ),
         };
@@ -169,6 +214,7 @@ pub fn run<F: Feed>() -> Result<String, String> {
             feed,
             position,
             starts,
+            unsaved: false,
         });
     }
     // A batch that did not return last time is delivered again only after a pause that grows
@@ -195,7 +241,7 @@ pub fn run<F: Feed>() -> Result<String, String> {
                 Ok(batch) => {
                     retry.succeeded();
                     delivered += deliver(&f.bucket, &watch, &batch, &mut retry)?;
-                    if batch.position != f.position || f.starts > 0 {
+                    if batch.position != f.position || f.starts > 0 || f.unsaved {
                         let record = Saved {
                             position: batch.position.clone(),
                             starts: 0,
@@ -204,6 +250,7 @@ pub fn run<F: Feed>() -> Result<String, String> {
                         retry.run(&what, || positions.save(&f.bucket, &record))?;
                         f.position = batch.position;
                         f.starts = 0;
+                        f.unsaved = false;
                     }
                 }
                 Err(Lapse::Gap {
@@ -219,7 +266,7 @@ pub fn run<F: Feed>() -> Result<String, String> {
                         (OnGap::Skip, Some(to)) => to,
                         (OnGap::Skip, None) => {
                             let what = format!("bucket `{}`", f.bucket);
-                            retry.run(&what, || f.feed.head().map_err(|e| e.to_string()))?
+                            retry.run(&what, || f.feed.head().map_err(|e| Failure::feed(&e)))?
                         }
                         (OnGap::Stop, _) => {
                             return Err(format!(
@@ -231,16 +278,18 @@ pub fn run<F: Feed>() -> Result<String, String> {
                         }
                     };
                     log::line(&format!("kvplug-watch: {lost}; skipping to position {to}"));
-                    let record = Saved {
-                        position: to.clone(),
-                        starts: 0,
-                    };
-                    let what = format!("bucket `{}`", f.bucket);
-                    retry.run(&what, || positions.save(&f.bucket, &record))?;
+                    // Saved with the next batch, not now: this write would itself be a change,
+                    // and a feed that keeps little could drop `to` because of it.
                     f.position = to;
+                    f.unsaved = true;
                 }
                 Err(Lapse::Failed(error)) => {
-                    retry.failed(&format!("bucket `{}`", f.bucket), &error.to_string())?;
+                    let what = format!("bucket `{}`", f.bucket);
+                    let failure = Failure::feed(&error);
+                    if failure.lasting {
+                        return Err(format!("{what}: {}", failure.message));
+                    }
+                    retry.failed(&what, &failure.message)?;
                 }
             }
             if watch.max_events.is_some_and(|max| delivered >= max) {
@@ -271,7 +320,9 @@ fn deliver(
         }
         // `on-set` takes the handle: each call gets one of its own.
         let what = format!("bucket `{bucket}`");
-        let handle = retry.run(&what, || store::open(bucket).map_err(|e| describe(&e)))?;
+        let handle = retry.run(&what, || {
+            store::open(bucket).map_err(|e| Failure::store(&e, |m| m))
+        })?;
         match value {
             Some(value) => watcher::on_set(handle, key, value),
             None => watcher::on_delete(handle, key),

@@ -10,7 +10,8 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 
-use crate::bindings::{describe, store};
+use crate::bindings::store;
+use crate::driver::Failure;
 use crate::settings::POSITIONS_BUCKET;
 
 pub struct Positions {
@@ -40,7 +41,7 @@ impl Saved {
 }
 
 impl Positions {
-    pub fn open(id: &str) -> Result<Positions, String> {
+    pub fn open(id: &str) -> Result<Positions, Failure> {
         let bucket = store::open(POSITIONS_BUCKET).map_err(|e| {
             let hint = match e {
                 store::Error::AccessDenied => {
@@ -48,10 +49,12 @@ impl Positions {
                 }
                 _ => "",
             };
-            format!(
-                "cannot open bucket `{POSITIONS_BUCKET}`, where the driver saves its positions: {}{hint}",
-                describe(&e)
-            )
+            Failure::store(&e, |message| {
+                format!(
+                    "cannot open bucket `{POSITIONS_BUCKET}`, where the driver saves its \
+                     positions: {message}{hint}"
+                )
+            })
         })?;
         Ok(Positions {
             bucket,
@@ -63,13 +66,12 @@ impl Positions {
         format!("{}/{bucket}", self.id)
     }
 
-    pub fn load(&self, bucket: &str) -> Result<Option<Saved>, String> {
+    pub fn load(&self, bucket: &str) -> Result<Option<Saved>, Failure> {
         let key = self.key(bucket);
         let Some(bytes) = self.bucket.get(&key).map_err(|e| {
-            format!(
-                "cannot read the saved position `{key}` of bucket `{POSITIONS_BUCKET}`: {}",
-                describe(&e)
-            )
+            Failure::store(&e, |message| {
+                format!("cannot read the saved position `{key}` of bucket `{POSITIONS_BUCKET}`: {message}")
+            })
         })?
         else {
             return Ok(None);
@@ -78,23 +80,25 @@ impl Positions {
             .ok()
             .and_then(Saved::decode)
             .map(Some)
-            .ok_or_else(|| {
-                format!(
+            .ok_or_else(|| Failure {
+                message: format!(
                     "the saved position `{key}` in bucket `{POSITIONS_BUCKET}` is not one a \
                      driver wrote; delete it to start from now"
-                )
+                ),
+                lasting: true,
             })
     }
 
-    pub fn save(&self, bucket: &str, saved: &Saved) -> Result<(), String> {
+    pub fn save(&self, bucket: &str, saved: &Saved) -> Result<(), Failure> {
         let key = self.key(bucket);
         self.bucket
             .set(&key, saved.encode().as_bytes())
             .map_err(|e| {
-                format!(
-                    "cannot save the position `{key}` in bucket `{POSITIONS_BUCKET}`: {}",
-                    describe(&e)
-                )
+                Failure::store(&e, |message| {
+                    format!(
+                        "cannot save the position `{key}` in bucket `{POSITIONS_BUCKET}`: {message}"
+                    )
+                })
             })
     }
 }

@@ -21,7 +21,8 @@ pub enum OnGap {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchSettings {
-    /// `watch-buckets`: the buckets to follow, in the order each round reads them.
+    /// `watch-buckets`: the buckets to follow, in the order each round reads them; separated
+    /// by commas or spaces (wasmtime's `-S config-var=` cannot carry a comma).
     pub buckets: Vec<String>,
     /// `watch-prefix`: only keys starting with it are delivered.
     pub prefix: String,
@@ -77,7 +78,7 @@ impl WatchSettings {
     ) -> Result<WatchSettings, String> {
         let list = lookup("watch-buckets")?.unwrap_or_default();
         let mut buckets: Vec<String> = Vec::new();
-        for bucket in list.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        for bucket in list.split([',', ' ']).filter(|b| !b.is_empty()) {
             printable("watch-buckets", bucket)?;
             if bucket == POSITIONS_BUCKET {
                 return Err(format!(
@@ -171,8 +172,8 @@ mod tests {
 
     #[test]
     fn defaults_and_lists() {
-        let s = parse(&[("watch-buckets", " a, b ,a,, c")]).unwrap();
-        assert_eq!(s.buckets, ["a", "b", "c"]);
+        let s = parse(&[("watch-buckets", " a, b ,a,, c d")]).unwrap();
+        assert_eq!(s.buckets, ["a", "b", "c", "d"]);
         assert_eq!((s.id.as_str(), s.prefix.as_str()), ("default", ""));
         assert_eq!(
             (s.wait_ms, s.idle_ms, s.on_gap),

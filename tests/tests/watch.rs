@@ -1,0 +1,588 @@
+//! The watch drivers (issue #15): an app in the `watch-service` world, its adapter and
+//! `kvplug-watch-<backend>.wasm` composed into one command and run by the wasmtime CLI against
+//! the real service, while another adapter instance writes. The app (fixtures/watch-app)
+//! mirrors every change into bucket `mirror`, so what it was told is read back from the store.
+//!
+//! Each backend with a driver runs every scenario: all writes and deletes delivered, the
+//! driver killed and restarted mid-stream, the service restarted under the driver, a watcher
+//! that traps (once, and always), a resume position the feed no longer holds, a key prefix,
+//! and settings that are wrong.
+
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test, which is how a test reports it"
+)]
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use kvplug_compose::{artifacts, watch};
+use kvplug_runner::Settings;
+use kvplug_tests::services::Etcd;
+use kvplug_tests::{Kv, adapter, settings};
+
+/// A service a driver follows, which the tests can restart and make forget history.
+trait Followed {
+    const BACKEND: &'static str;
+    fn start() -> Self;
+    fn url(&self) -> String;
+    /// Stops the service and starts it again on the same port with the same data.
+    fn restart(&mut self);
+    /// Makes the feed drop what it holds before now (retention, compaction).
+    fn forget_history(&mut self);
+}
+
+/// The reference server, restartable on its port and data.
+struct Server {
+    data: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    server: Option<kvplug_server::Server>,
+    /// Changes its feed keeps (the default until a test makes it forget).
+    retention: Option<u64>,
+}
+
+impl Server {
+    fn config(&self) -> kvplug_server::Config {
+        let mut config = kvplug_server::Config::new(self.data.path());
+        config.listen = self.addr;
+        if let Some(changes) = self.retention {
+            config.feed_retention.changes = changes;
+        }
+        config
+    }
+}
+
+impl Followed for Server {
+    const BACKEND: &'static str = "http";
+
+    fn start() -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let server = kvplug_server::Server::start(kvplug_server::Config::new(data.path())).unwrap();
+        Server {
+            data,
+            addr: server.addr(),
+            server: Some(server),
+            retention: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        self.server = Some(kvplug_server::Server::start(self.config()).unwrap());
+    }
+
+    fn forget_history(&mut self) {
+        // Back with a feed of 10 changes, which the next write trims to.
+        self.retention = Some(10);
+        self.restart();
+        let (status, body) =
+            kvplug_tests::process::http(self.addr.port(), "PUT", "/v1/buckets/other/keys/x", b"1");
+        assert_eq!(status, 204, "{body}");
+    }
+}
+
+impl Followed for Etcd {
+    const BACKEND: &'static str = "etcd";
+
+    fn start() -> Etcd {
+        Etcd::start(&[])
+    }
+
+    fn url(&self) -> String {
+        Etcd::url(self)
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        std::thread::sleep(Duration::from_millis(500));
+        self.resume();
+    }
+
+    fn forget_history(&mut self) {
+        let port: u16 = self.url().rsplit(':').next().unwrap().parse().unwrap();
+        let (status, body) = kvplug_tests::process::http(
+            port,
+            "POST",
+            "/v3/kv/range",
+            b"{\"key\":\"AA==\",\"count_only\":true}",
+        );
+        assert_eq!(status, 200, "{body}");
+        let revision = body
+            .split("\"revision\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a revision in etcd's answer")
+            .to_owned();
+        let (status, body) = kvplug_tests::process::http(
+            port,
+            "POST",
+            "/v3/kv/compaction",
+            format!("{{\"revision\":\"{revision}\",\"physical\":true}}").as_bytes(),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// The composed command of `watch-app` (or its draft twin), the backend's adapter and driver.
+fn composed(backend: &str, draft: bool, dir: &Path) -> PathBuf {
+    kvplug_tests::artifacts();
+    let app = artifacts::fixture_path(if draft {
+        "watch-app-draft"
+    } else {
+        "watch-app"
+    });
+    let out = dir.join(format!("watching-{backend}-{draft}.wasm"));
+    watch::watch_files(
+        &app,
+        &artifacts::adapter_path(backend),
+        &artifacts::driver_path(backend, draft),
+        &out,
+    )
+    .expect("kvplug watch composes the three");
+    out
+}
+
+/// A driver run by `wasmtime run`, killed with its process group on drop.
+struct Driver {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Driver {
+    fn start(component: &Path, settings: &[(String, String)], log: &Path) -> Driver {
+        let mut command = Command::new("wasmtime");
+        command.args(["run", "-S", "http", "-S", "config"]);
+        for (name, value) in settings {
+            command.arg("-S").arg(format!("config-var={name}={value}"));
+        }
+        command
+            .arg(component)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .process_group(0);
+        let child = command
+            .spawn()
+            .expect("the wasmtime CLI must be installed (scripts/setup.sh)");
+        Driver {
+            child,
+            log: log.to_owned(),
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the driver says it follows its buckets (its positions are then saved).
+    fn ready(&mut self) {
+        let started = Instant::now();
+        while !self.stderr().contains("following bucket") {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "the driver exited ({status}) before following: {}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the driver did not start: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the driver to exit, at most `limit`.
+    fn exit(&mut self, limit: Duration) -> (ExitStatus, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.stderr());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the driver did not exit within {limit:?}: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The settings of a driver watching bucket `watched` on `url`.
+fn driver_settings(url: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut all = settings(url);
+    all.push(("watch-buckets".into(), "watched".into()));
+    // Short reads, so a test's driver notices a restart quickly.
+    all.push(("watch-wait-ms".into(), "1000".into()));
+    all.push(("watch-idle-ms".into(), "5000".into()));
+    for (name, value) in extra {
+        all.retain(|(n, _)| n != name);
+        all.push(((*name).into(), (*value).into()));
+    }
+    all
+}
+
+/// Writes to bucket `watched` through an adapter instance of its own, and remembers what each
+/// key should hold.
+struct Writer {
+    kv: Kv,
+    expected: BTreeMap<String, Option<Vec<u8>>>,
+    writes: u32,
+}
+
+impl Writer {
+    async fn new(backend: &str, url: &str) -> Writer {
+        Writer {
+            kv: Kv::with_adapter(adapter(backend), settings(url)).await,
+            expected: BTreeMap::new(),
+            writes: 0,
+        }
+    }
+
+    async fn set(&mut self, key: &str, value: &[u8]) {
+        let bucket = self.kv.open("watched").await.unwrap();
+        self.kv.set(bucket, key, value).await.unwrap();
+        self.expected.insert(key.to_owned(), Some(value.to_vec()));
+        self.writes += 1;
+    }
+
+    async fn delete(&mut self, key: &str) {
+        let bucket = self.kv.open("watched").await.unwrap();
+        self.kv.delete(bucket, key).await.unwrap();
+        self.expected.insert(key.to_owned(), None);
+        self.writes += 1;
+    }
+
+    /// `count` writes over 10 keys, every 7th a delete; values carry the write's number, so
+    /// a key mirrored out of order ends with an older value than it should.
+    async fn burst(&mut self, tag: &str, count: u32) {
+        for i in 0..count {
+            let key = format!("k{}", (self.writes + i) % 10);
+            if i % 7 == 6 {
+                self.delete(&key).await;
+            } else {
+                self.set(&key, format!("{tag}-{i}").as_bytes()).await;
+            }
+        }
+    }
+
+    /// Waits until bucket `mirror` holds what every written key should, or fails naming the
+    /// first key that differs.
+    async fn mirrored(&mut self, driver: &Driver) {
+        let started = Instant::now();
+        loop {
+            let mirror = self.kv.open("mirror").await.unwrap();
+            let mut differs = None;
+            for (key, value) in &self.expected {
+                let got = self.kv.get(mirror, key).await.unwrap();
+                if &got != value {
+                    differs = Some((key.clone(), value.clone(), got));
+                    break;
+                }
+            }
+            let Some((key, want, got)) = differs else {
+                return;
+            };
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "mirror[{key}] is {:?}, not {:?}; driver: {}",
+                got.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                want.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                driver.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn mirror(&mut self, key: &str) -> Option<Vec<u8>> {
+        let mirror = self.kv.open("mirror").await.unwrap();
+        self.kv.get(mirror, key).await.unwrap()
+    }
+}
+
+/// Every write and delete delivered while the driver runs, across a kill of the driver (the
+/// writes made while it is down are delivered on its restart) and a restart of the service
+/// under it; the bucket handle the app gets is one of its own store.
+async fn delivers_everything<S: Followed>(draft: bool) {
+    let mut service = S::start();
+    let dir = tempfile::tempdir().unwrap();
+    let component = composed(S::BACKEND, draft, dir.path());
+    let url = service.url();
+    let config = driver_settings(&url, &[]);
+    let mut writer = Writer::new(S::BACKEND, &url).await;
+
+    let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+    driver.ready();
+    writer.burst("a", 100).await;
+    writer.set("probe", b"through the handle").await;
+    writer.mirrored(&driver).await;
+    assert_eq!(
+        writer.mirror("probe-read").await.as_deref(),
+        Some(&b"through the handle"[..])
+    );
+
+    // Killed mid-stream: what is written while it is away comes on its next start.
+    writer.burst("b", 30).await;
+    driver.kill();
+    writer.burst("c", 50).await;
+    let mut driver = Driver::start(&component, &config, &dir.path().join("2.log"));
+    driver.ready();
+    writer.burst("d", 30).await;
+    writer.mirrored(&driver).await;
+
+    // The service restarts under the driver: it retries, then carries on.
+    service.restart();
+    writer.burst("e", 50).await;
+    writer.mirrored(&driver).await;
+    assert!(
+        driver.child.try_wait().unwrap().is_none(),
+        "the driver stopped: {}",
+        driver.stderr()
+    );
+}
+
+/// A watcher that traps does not lose the change: the run ends, the next run delivers it. One
+/// that always traps makes the driver stop, with a message, after `watch-max-attempts` starts.
+async fn a_trapping_watcher_loses_nothing<S: Followed>() {
+    let service = S::start();
+    let dir = tempfile::tempdir().unwrap();
+    let component = composed(S::BACKEND, false, dir.path());
+    let url = service.url();
+    let config = driver_settings(&url, &[("watch-max-attempts", "2")]);
+    let mut writer = Writer::new(S::BACKEND, &url).await;
+
+    let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+    driver.ready();
+    writer.set("before", b"1").await;
+    writer.set("trap-once", b"2").await;
+    writer.set("after", b"3").await;
+    let (status, stderr) = driver.exit(Duration::from_secs(30));
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("watch-app: trap-once"), "{stderr}");
+
+    let mut driver = Driver::start(&component, &config, &dir.path().join("2.log"));
+    driver.ready();
+    writer.mirrored(&driver).await;
+    drop(driver);
+
+    writer.set("trap-always", b"4").await;
+    for run in 3..=4 {
+        let mut driver = Driver::start(&component, &config, &dir.path().join(format!("{run}.log")));
+        let (status, stderr) = driver.exit(Duration::from_secs(60));
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains("watch-app: trap-always"),
+            "run {run}: {stderr}"
+        );
+    }
+    let mut driver = Driver::start(&component, &config, &dir.path().join("5.log"));
+    let (status, stderr) = driver.exit(Duration::from_secs(60));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("started 3 times") && stderr.contains("not delivering them again"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("watch-app: trap-always"), "{stderr}");
+}
+
+/// A saved position the feed no longer holds: the driver stops and says what was lost, or,
+/// with `watch-on-gap=skip`, says so and carries on from where the feed starts.
+async fn a_lost_position_is_named<S: Followed>() {
+    let mut service = S::start();
+    let dir = tempfile::tempdir().unwrap();
+    let component = composed(S::BACKEND, false, dir.path());
+    let url = service.url();
+    let config = driver_settings(&url, &[]);
+    let mut writer = Writer::new(S::BACKEND, &url).await;
+
+    let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+    driver.ready();
+    writer.set("seen", b"1").await;
+    writer.mirrored(&driver).await;
+    drop(driver);
+    writer.burst("away", 40).await;
+    service.forget_history();
+
+    let mut driver = Driver::start(&component, &config, &dir.path().join("2.log"));
+    let (status, stderr) = driver.exit(Duration::from_secs(30));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("are lost to this driver") && stderr.contains("watch-on-gap=skip"),
+        "{stderr}"
+    );
+
+    let skip = driver_settings(&url, &[("watch-on-gap", "skip")]);
+    let mut driver = Driver::start(&component, &skip, &dir.path().join("3.log"));
+    driver.ready();
+    let started = Instant::now();
+    while !driver.stderr().contains("skipping to position") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            driver.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writer.expected.clear();
+    writer.set("later", b"2").await;
+    writer.mirrored(&driver).await;
+}
+
+/// Only keys under `watch-prefix` are delivered; the prefix is matched literally, reserved
+/// characters of the backend's key layout included.
+async fn only_the_prefix_is_delivered<S: Followed>() {
+    let service = S::start();
+    let dir = tempfile::tempdir().unwrap();
+    let component = composed(S::BACKEND, false, dir.path());
+    let url = service.url();
+    let config = driver_settings(&url, &[("watch-prefix", "a/!#")]);
+    let mut writer = Writer::new(S::BACKEND, &url).await;
+
+    let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+    driver.ready();
+    writer.set("b", b"outside").await;
+    writer.set("a/!", b"outside too").await;
+    writer.set("a/!#1", b"inside").await;
+    writer.expected.clear();
+    writer
+        .expected
+        .insert("a/!#1".into(), Some(b"inside".to_vec()));
+    writer.mirrored(&driver).await;
+    assert_eq!(writer.mirror("b").await, None);
+    assert_eq!(writer.mirror("a/!").await, None);
+}
+
+/// Wrong settings stop the driver at once with a message that names the setting or bucket.
+async fn wrong_settings_are_named<S: Followed>() {
+    let service = S::start();
+    let dir = tempfile::tempdir().unwrap();
+    let component = composed(S::BACKEND, false, dir.path());
+    let url = service.url();
+    // wasmtime's `-S` cannot carry a comma, so the adapter's allow-list holds one bucket.
+    let allow = ("buckets", "kvplug-watch");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("watch-buckets", "")], "`watch-buckets` is not set"),
+        (
+            &[allow, ("watch-buckets", "secret")],
+            "cannot open bucket `secret` through the adapter: access denied",
+        ),
+        (
+            &[("buckets", "watched"), ("watch-buckets", "watched")],
+            "add it there",
+        ),
+        (&[("watch-prefix", "a\u{1}")], "U+0001"),
+        (&[("watch-buckets", "kvplug-watch")], "saves its own"),
+        (&[("watch-wait-ms", "99999")], "`watch-wait-ms`"),
+    ];
+    for (i, (extra, expected)) in cases.iter().enumerate() {
+        let config = driver_settings(&url, extra);
+        let mut driver = Driver::start(&component, &config, &dir.path().join(format!("{i}.log")));
+        let (status, stderr) = driver.exit(Duration::from_secs(30));
+        assert!(!status.success(), "{extra:?}: {stderr}");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
+    }
+}
+
+/// A service that accepts connections and never answers: the driver gives up after
+/// `watch-retry-ms` with a message naming the request, not a hang or a trap.
+async fn a_silent_service_is_an_error<S: Followed>() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64) {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let component = composed(S::BACKEND, false, dir.path());
+    let config = driver_settings(&url, &[("timeout-ms", "500"), ("watch-retry-ms", "1500")]);
+    let started = Instant::now();
+    let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+    let (status, stderr) = driver.exit(Duration::from_secs(60));
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+    assert!(stderr.contains("kvplug-watch: stopped"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
+    drop(keep);
+}
+
+macro_rules! watch_tests {
+    ($($module:ident: $service:ty, draft $draft:literal;)*) => {$(
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn delivers_every_write_across_driver_and_service_restarts() {
+                delivers_everything::<$service>($draft).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_trapping_watcher_loses_nothing() {
+                super::a_trapping_watcher_loses_nothing::<$service>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_lost_position_is_named() {
+                super::a_lost_position_is_named::<$service>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn only_the_prefix_is_delivered() {
+                super::only_the_prefix_is_delivered::<$service>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn wrong_settings_are_named() {
+                super::wrong_settings_are_named::<$service>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_silent_service_is_an_error() {
+                super::a_silent_service_is_an_error::<$service>().await;
+            }
+        }
+    )*};
+}
+
+// The etcd row runs the older draft's app and driver, the http row draft2's.
+watch_tests! {
+    http: Server, draft false;
+    etcd: Etcd, draft true;
+}
+
+/// Every backend with a driver has its row above.
+#[test]
+fn every_driver_is_tested() {
+    assert_eq!(
+        artifacts::WATCH_BACKENDS,
+        [<Server as Followed>::BACKEND, <Etcd as Followed>::BACKEND]
+    );
+}
