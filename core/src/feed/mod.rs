@@ -13,6 +13,8 @@ use alloc::vec::Vec;
 use crate::error::Error;
 use crate::settings::Settings;
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 #[cfg(feature = "http")]

@@ -52,6 +52,11 @@ use kvplug_settings::backend::DynamoDbSettings;
 /// from those of whatever else a wrong `url` reaches.
 const REQUEST_ID: &str = "x-amzn-requestid";
 
+/// The JSON 1.0 API of the tables, and that of their streams (the watch driver's feed): the
+/// first part of `x-amz-target`.
+pub(crate) const TABLES_API: &str = "DynamoDB_20120810";
+pub(crate) const STREAMS_API: &str = "DynamoDBStreams_20120810";
+
 /// The table, the credentials and the connection, shared by every bucket of one `open`.
 #[derive(Debug)]
 struct Account {
@@ -99,6 +104,9 @@ fn answer_cap(operation: &str) -> u64 {
         "Query" => 8 * MB,
         "BatchWriteItem" => 16 * MB,
         "BatchGetItem" => 24 * MB,
+        // A page of stream records: 1 MB of records as DynamoDB counts them, each with its
+        // keys and new image as JSON (binary as base64).
+        "GetRecords" => 8 * MB,
         _ => MAX_RESPONSE_BYTES,
     }
 }
@@ -119,8 +127,17 @@ fn seconds(now_ms: u64) -> i64 {
 }
 
 impl DynamoBackend {
-    fn table(&self) -> &str {
+    pub(crate) fn table(&self) -> &str {
         &self.account.table
+    }
+
+    /// The partition key value of this bucket.
+    pub(crate) fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.account.client
     }
 
     fn key<'a>(&'a self, key: &'a str) -> Result<Key<'a>, Error> {
@@ -189,9 +206,29 @@ impl DynamoBackend {
     /// Sends one operation once, signed with SigV4; an answer without DynamoDB's request id
     /// is not DynamoDB's.
     fn send_signed(&self, operation: &'static str, body: &[u8]) -> Result<Response, Error> {
+        let response = self.send_unchecked(TABLES_API, operation, body)?;
+        if response.header(REQUEST_ID).is_none() {
+            return Err(self.foreign(operation, response.status, "no `x-amzn-requestid` header"));
+        }
+        Ok(response)
+    }
+
+    /// Whether `response` carries DynamoDB's request id, as every answer of its own does.
+    pub(crate) fn is_dynamodbs(response: &Response) -> bool {
+        response.header(REQUEST_ID).is_some()
+    }
+
+    /// Sends one operation of `api` once, signed with SigV4, whatever answers: the stream
+    /// feed must see moto's `500` pages, which carry no request id.
+    pub(crate) fn send_unchecked(
+        &self,
+        api: &str,
+        operation: &str,
+        body: &[u8],
+    ) -> Result<Response, Error> {
         let account = &*self.account;
         let path = account.client.target("/");
-        let target = format!("DynamoDB_20120810.{operation}");
+        let target = format!("{api}.{operation}");
         let time = Utc::now();
         let date = time.basic_date_time();
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(6);
@@ -221,17 +258,12 @@ impl DynamoBackend {
         // The host sets `host` from the `url`; it is signed above, never sent twice.
         headers.retain(|(name, _)| *name != "host");
         headers.push(("authorization", &authorization));
-        let response =
-            account
-                .client
-                .send_capped(Verb::Post, "/", &headers, body, answer_cap(operation))?;
-        if response.header(REQUEST_ID).is_none() {
-            return Err(self.foreign(operation, response.status, "no `x-amzn-requestid` header"));
-        }
-        Ok(response)
+        account
+            .client
+            .send_capped(Verb::Post, "/", &headers, body, answer_cap(operation))
     }
 
-    fn foreign(&self, operation: &str, status: u16, why: &str) -> Error {
+    pub(crate) fn foreign(&self, operation: &str, status: u16, why: &str) -> Error {
         super::foreign(
             Verb::Post,
             format!("{} ({operation})", self.account.client.target("/")),
@@ -241,7 +273,7 @@ impl DynamoBackend {
         )
     }
 
-    fn malformed(&self, operation: &str, detail: impl ToString) -> Error {
+    pub(crate) fn malformed(&self, operation: &str, detail: impl ToString) -> Error {
         let path = format!("/ ({operation})");
         self.account.client.malformed(Verb::Post, &path, detail)
     }
@@ -255,7 +287,7 @@ impl DynamoBackend {
     }
 
     /// Reads a successful answer of `operation`.
-    fn answer<T>(
+    pub(crate) fn answer<T>(
         &self,
         operation: &str,
         bytes: &[u8],
@@ -265,7 +297,7 @@ impl DynamoBackend {
     }
 
     /// `call` for an operation that has no condition, then `read` the answer.
-    fn exchange<T>(
+    pub(crate) fn exchange<T>(
         &self,
         operation: &'static str,
         body: &[u8],
