@@ -31,8 +31,13 @@ type ActiveFeed = kvplug_core::feed::http::RestFeed;
 /// The change feed of this build's backend.
 #[cfg(feature = "etcd")]
 type ActiveFeed = kvplug_core::feed::etcd::EtcdFeed;
+/// The change feed of this build's backend.
+#[cfg(feature = "dynamodb")]
+type ActiveFeed = kvplug_core::feed::dynamodb::DynamoFeed;
 
-const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize + cfg!(feature = "etcd") as usize;
+const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize
+    + cfg!(feature = "etcd") as usize
+    + cfg!(feature = "dynamodb") as usize;
 const _: () = assert!(
     BACKENDS_ENABLED == 1,
     "enable exactly one backend feature, e.g. `--no-default-features --features etcd`"
