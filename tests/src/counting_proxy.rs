@@ -43,11 +43,27 @@ impl CountingProxy {
     /// The proxy runs on a thread and runtime of its own, so it works the same from
     /// synchronous code and from inside a test's runtime.
     pub fn start(upstream: &str) -> CountingProxy {
+        CountingProxy::start_at(upstream, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Like [`CountingProxy::start`], listening on `addr`: a proxy stopped a moment ago can
+    /// come back on its port (the tests' service restart where the service itself cannot
+    /// restart without losing its data). The port may take a moment to be free again.
+    pub fn start_at(upstream: &str, addr: SocketAddr) -> CountingProxy {
         let (origin, _) = split_url(upstream);
         let upstream: SocketAddr = origin
             .parse()
             .unwrap_or_else(|e| panic!("upstream `{upstream}` is not http://ip:port: {e}"));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let started = std::time::Instant::now();
+        let listener = loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(listener) => break listener,
+                Err(_) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::default());

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use kvplug_compose::{artifacts, watch};
 use kvplug_runner::Settings;
-use kvplug_tests::services::Etcd;
+use kvplug_tests::counting_proxy::CountingProxy;
+use kvplug_tests::services::{Etcd, Moto, Service as _};
 use kvplug_tests::{Kv, adapter, settings};
 
 /// A service a driver follows, which the tests can restart and make forget history.
@@ -31,6 +32,16 @@ trait Followed {
     const BACKEND: &'static str;
     fn start() -> Self;
     fn url(&self) -> String;
+    /// The adapter's settings for this service: its `url`, and credentials where it takes
+    /// them.
+    fn adapter_settings(&self) -> Settings {
+        settings(&self.url())
+    }
+    /// The settings of this backend for a service at `url` that is not this one (a silent
+    /// listener): what `open` requires besides `url`.
+    fn settings_at(url: &str) -> Settings {
+        settings(url)
+    }
     /// Stops the service and starts it again on the same port with the same data.
     fn restart(&mut self);
     /// Makes the feed drop what it holds before now (retention, compaction).
@@ -135,6 +146,82 @@ impl Followed for Etcd {
     }
 }
 
+/// moto with a stream on its table (`NEW_IMAGE`), reached through a proxy.
+struct MotoStream {
+    moto: Moto,
+    addr: std::net::SocketAddr,
+    proxy: Option<CountingProxy>,
+}
+
+impl MotoStream {
+    fn moto_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.moto.port())
+    }
+}
+
+impl Followed for MotoStream {
+    const BACKEND: &'static str = "dynamodb";
+
+    fn start() -> MotoStream {
+        let moto = Moto::start_with_stream();
+        let proxy = CountingProxy::start(&format!("http://127.0.0.1:{}", moto.port()));
+        let addr = proxy.url().trim_start_matches("http://").parse().unwrap();
+        MotoStream {
+            moto,
+            addr,
+            proxy: Some(proxy),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn adapter_settings(&self) -> Settings {
+        let mut all = self.moto.settings();
+        for (name, value) in &mut all {
+            if name == "url" {
+                *value = self.url();
+            }
+        }
+        all
+    }
+
+    fn settings_at(url: &str) -> Settings {
+        let mut all = settings(url);
+        for (name, value) in [
+            ("region", "us-east-1"),
+            ("access-key-id", "AKIDEXAMPLE"),
+            (
+                "secret-access-key",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            ),
+        ] {
+            all.push((name.into(), value.into()));
+        }
+        all
+    }
+
+    /// moto keeps everything in memory: stopping its process would lose the table, which no
+    /// real service restart does. So the outage is made in front of it: the proxy stops (its
+    /// connections cut, new ones refused) and comes back on the same port after 500 ms, which
+    /// is what the driver sees of a restarting service; moto's data, streams and iterators
+    /// stay as they were.
+    fn restart(&mut self) {
+        drop(self.proxy.take());
+        std::thread::sleep(Duration::from_millis(500));
+        self.proxy = Some(CountingProxy::start_at(&self.moto_url(), self.addr));
+    }
+
+    /// moto does not emulate a stream's 24-hour trim. What loses history for real there is a
+    /// new stream: the table restored (deleted, created again with its items, the driver's
+    /// saved positions among them), so the saved position names the old stream, whose
+    /// records and the writes between are in no stream the table has.
+    fn forget_history(&mut self) {
+        self.moto.recreate_table_keeping_items();
+    }
+}
+
 /// The composed command of `watch-app` (or its draft twin), the backend's adapter and driver.
 fn composed(backend: &str, draft: bool, dir: &Path) -> PathBuf {
     kvplug_tests::artifacts();
@@ -234,9 +321,9 @@ impl Drop for Driver {
     }
 }
 
-/// The settings of a driver watching bucket `watched` on `url`.
-fn driver_settings(url: &str, extra: &[(&str, &str)]) -> Settings {
-    let mut all = settings(url);
+/// The settings of a driver watching bucket `watched`, on top of the adapter's `base`.
+fn driver_settings(base: Settings, extra: &[(&str, &str)]) -> Settings {
+    let mut all = base;
     all.push(("watch-buckets".into(), "watched".into()));
     // Short reads, so a test's driver notices a restart quickly.
     all.push(("watch-wait-ms".into(), "1000".into()));
@@ -257,9 +344,9 @@ struct Writer {
 }
 
 impl Writer {
-    async fn new(backend: &str, url: &str) -> Writer {
+    async fn new(backend: &str, settings: Settings) -> Writer {
         Writer {
-            kv: Kv::with_adapter(adapter(backend), settings(url)).await,
+            kv: Kv::with_adapter(adapter(backend), settings).await,
             expected: BTreeMap::new(),
             writes: 0,
         }
@@ -333,9 +420,8 @@ async fn delivers_everything<S: Followed>(draft: bool) {
     let mut service = S::start();
     let dir = tempfile::tempdir().unwrap();
     let component = composed(S::BACKEND, draft, dir.path());
-    let url = service.url();
-    let config = driver_settings(&url, &[]);
-    let mut writer = Writer::new(S::BACKEND, &url).await;
+    let config = driver_settings(service.adapter_settings(), &[]);
+    let mut writer = Writer::new(S::BACKEND, service.adapter_settings()).await;
 
     let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
     driver.ready();
@@ -373,9 +459,8 @@ async fn a_trapping_watcher_loses_nothing<S: Followed>() {
     let service = S::start();
     let dir = tempfile::tempdir().unwrap();
     let component = composed(S::BACKEND, false, dir.path());
-    let url = service.url();
-    let config = driver_settings(&url, &[("watch-max-attempts", "2")]);
-    let mut writer = Writer::new(S::BACKEND, &url).await;
+    let config = driver_settings(service.adapter_settings(), &[("watch-max-attempts", "2")]);
+    let mut writer = Writer::new(S::BACKEND, service.adapter_settings()).await;
 
     let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
     driver.ready();
@@ -417,9 +502,8 @@ async fn a_lost_position_is_named<S: Followed>() {
     let mut service = S::start();
     let dir = tempfile::tempdir().unwrap();
     let component = composed(S::BACKEND, false, dir.path());
-    let url = service.url();
-    let config = driver_settings(&url, &[]);
-    let mut writer = Writer::new(S::BACKEND, &url).await;
+    let config = driver_settings(service.adapter_settings(), &[]);
+    let mut writer = Writer::new(S::BACKEND, service.adapter_settings()).await;
 
     let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
     driver.ready();
@@ -437,7 +521,7 @@ async fn a_lost_position_is_named<S: Followed>() {
         "{stderr}"
     );
 
-    let skip = driver_settings(&url, &[("watch-on-gap", "skip")]);
+    let skip = driver_settings(service.adapter_settings(), &[("watch-on-gap", "skip")]);
     let mut driver = Driver::start(&component, &skip, &dir.path().join("3.log"));
     driver.ready();
     let started = Instant::now();
@@ -460,9 +544,8 @@ async fn only_the_prefix_is_delivered<S: Followed>() {
     let service = S::start();
     let dir = tempfile::tempdir().unwrap();
     let component = composed(S::BACKEND, false, dir.path());
-    let url = service.url();
-    let config = driver_settings(&url, &[("watch-prefix", "a/!#")]);
-    let mut writer = Writer::new(S::BACKEND, &url).await;
+    let config = driver_settings(service.adapter_settings(), &[("watch-prefix", "a/!#")]);
+    let mut writer = Writer::new(S::BACKEND, service.adapter_settings()).await;
 
     let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
     driver.ready();
@@ -483,7 +566,6 @@ async fn wrong_settings_are_named<S: Followed>() {
     let service = S::start();
     let dir = tempfile::tempdir().unwrap();
     let component = composed(S::BACKEND, false, dir.path());
-    let url = service.url();
     // wasmtime's `-S` cannot carry a comma, so the adapter's allow-list holds one bucket.
     let allow = ("buckets", "kvplug-watch");
     let cases: &[(&[(&str, &str)], &str)] = &[
@@ -501,7 +583,7 @@ async fn wrong_settings_are_named<S: Followed>() {
         (&[("watch-wait-ms", "99999")], "`watch-wait-ms`"),
     ];
     for (i, (extra, expected)) in cases.iter().enumerate() {
-        let config = driver_settings(&url, extra);
+        let config = driver_settings(service.adapter_settings(), extra);
         let mut driver = Driver::start(&component, &config, &dir.path().join(format!("{i}.log")));
         let (status, stderr) = driver.exit(Duration::from_secs(30));
         assert!(!status.success(), "{extra:?}: {stderr}");
@@ -523,7 +605,10 @@ async fn a_silent_service_is_an_error<S: Followed>() {
     });
     let dir = tempfile::tempdir().unwrap();
     let component = composed(S::BACKEND, false, dir.path());
-    let config = driver_settings(&url, &[("timeout-ms", "500"), ("watch-retry-ms", "1500")]);
+    let config = driver_settings(
+        S::settings_at(&url),
+        &[("timeout-ms", "500"), ("watch-retry-ms", "1500")],
+    );
     let started = Instant::now();
     let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
     let (status, stderr) = driver.exit(Duration::from_secs(60));
@@ -576,6 +661,7 @@ macro_rules! watch_tests {
 watch_tests! {
     http: Server, draft false;
     etcd: Etcd, draft true;
+    dynamodb: MotoStream, draft false;
 }
 
 /// Every backend with a driver has its row above.
@@ -583,6 +669,10 @@ watch_tests! {
 fn every_driver_is_tested() {
     assert_eq!(
         artifacts::WATCH_BACKENDS,
-        [<Server as Followed>::BACKEND, <Etcd as Followed>::BACKEND]
+        [
+            <Server as Followed>::BACKEND,
+            <Etcd as Followed>::BACKEND,
+            <MotoStream as Followed>::BACKEND
+        ]
     );
 }

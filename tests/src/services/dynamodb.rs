@@ -116,6 +116,9 @@ impl BackendTests for Backend {
 /// The `CreateTable` the README shows: partition key `b`, sort key `k`, both strings.
 pub const CREATE_TABLE: &str = r#"{"TableName":"kvplug","AttributeDefinitions":[{"AttributeName":"b","AttributeType":"S"},{"AttributeName":"k","AttributeType":"S"}],"KeySchema":[{"AttributeName":"b","KeyType":"HASH"},{"AttributeName":"k","KeyType":"RANGE"}],"BillingMode":"PAY_PER_REQUEST"}"#;
 
+/// [`CREATE_TABLE`] with a stream of new images, which the watch driver reads.
+pub const CREATE_TABLE_WITH_STREAM: &str = r#"{"TableName":"kvplug","AttributeDefinitions":[{"AttributeName":"b","AttributeType":"S"},{"AttributeName":"k","AttributeType":"S"}],"KeySchema":[{"AttributeName":"b","KeyType":"HASH"},{"AttributeName":"k","KeyType":"RANGE"}],"BillingMode":"PAY_PER_REQUEST","StreamSpecification":{"StreamEnabled":true,"StreamViewType":"NEW_IMAGE"}}"#;
+
 /// One DynamoDB call with a well-formed but unchecked signature; returns status and body.
 pub fn call(port: u16, operation: &str, body: &str) -> (u16, String) {
     let target = format!("DynamoDB_20120810.{operation}");
@@ -142,7 +145,7 @@ struct Emulator {
 }
 
 impl Emulator {
-    fn start(name: &str, command: impl FnOnce(u16) -> Command) -> Emulator {
+    fn start(name: &str, create_table: &str, command: impl FnOnce(u16) -> Command) -> Emulator {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let mut command = command(port);
@@ -151,7 +154,7 @@ impl Emulator {
             .stderr(Stdio::null());
         let mut process = Running::start(command);
         process.wait_for_port(port, Duration::from_secs(30));
-        let (status, body) = call(port, "CreateTable", CREATE_TABLE);
+        let (status, body) = call(port, "CreateTable", create_table);
         assert_eq!(status, 200, "{name}: CreateTable: {body}");
         Emulator {
             _process: process,
@@ -210,12 +213,25 @@ fn xml_text<'a>(xml: &'a str, tag: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
 }
 
+/// Makes moto check signatures after `count` more unsigned actions ("0": from now on).
+fn reset_auth(port: u16, count: &str) {
+    let (status, body) = try_http_with(
+        port,
+        "POST",
+        "/moto-api/reset-auth",
+        &[("content-type", "text/plain")],
+        count.as_bytes(),
+    )
+    .expect("moto reset-auth");
+    assert_eq!(status, 200, "moto reset-auth: {body}");
+}
+
 /// dynalite 4.0.0, in memory.
 pub struct Dynalite(Emulator);
 
 impl Dynalite {
     pub fn start() -> Dynalite {
-        Dynalite(Emulator::start("dynalite", |port| {
+        Dynalite(Emulator::start("dynalite", CREATE_TABLE, |port| {
             let mut command = Command::new(node_tool("dynalite"));
             command.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
             // Tables become ACTIVE at once rather than after the default 500 ms.
@@ -266,17 +282,22 @@ impl Moto {
     /// Starts moto, creates an IAM user allowed `dynamodb:*` with an access key, then turns
     /// authentication on: from here, a request with a wrong signature is refused.
     pub fn start() -> Moto {
-        Moto::start_on("one-thread")
+        Moto::start_on("one-thread", CREATE_TABLE)
+    }
+
+    /// Like [`Moto::start`], with a stream on the table (`NEW_IMAGE`), for the watch driver.
+    pub fn start_with_stream() -> Moto {
+        Moto::start_on("one-thread", CREATE_TABLE_WITH_STREAM)
     }
 
     /// Like [`Moto::start`], but serving each request on a thread of its own, as
     /// `moto_server` does by default: concurrent writes to one item can be lost there.
     pub fn start_threaded() -> Moto {
-        Moto::start_on("threaded")
+        Moto::start_on("threaded", CREATE_TABLE)
     }
 
-    fn start_on(threads: &str) -> Moto {
-        let mut emulator = Emulator::start("moto", |port| {
+    fn start_on(threads: &str, create_table: &str) -> Moto {
+        let mut emulator = Emulator::start("moto", create_table, |port| {
             let mut command = Command::new(venv_tool("python"));
             command.args(["-c", MOTO_SERVER, "127.0.0.1", &port.to_string(), threads]);
             command
@@ -293,16 +314,32 @@ impl Moto {
             "PutUserPolicy",
             &format!("UserName=kvplug&PolicyName=kvplug&PolicyDocument={policy}"),
         );
-        let (status, body) = try_http_with(
-            port,
-            "POST",
-            "/moto-api/reset-auth",
-            &[("content-type", "text/plain")],
-            b"0",
-        )
-        .expect("moto reset-auth");
-        assert_eq!(status, 200, "moto reset-auth: {body}");
+        reset_auth(port, "0");
         Moto(emulator)
+    }
+
+    /// What restoring the table from a backup does to its stream: the table is deleted and
+    /// created again with every item it held, and so with a new stream (a new label, its
+    /// records only the restored items). Authentication is off meanwhile, so the calls need no
+    /// signature; nothing else may call moto then.
+    pub fn recreate_table_keeping_items(&self) {
+        let port = self.0.port;
+        reset_auth(port, "1e9");
+        let (status, body) = call(port, "Scan", r#"{"TableName":"kvplug"}"#);
+        assert_eq!(status, 200, "Scan: {body}");
+        let scan: serde_json::Value = serde_json::from_str(&body).expect("Scan's JSON");
+        assert!(scan.get("LastEvaluatedKey").is_none(), "more than one page");
+        let items = scan["Items"].as_array().expect("Scan's Items").clone();
+        let (status, body) = call(port, "DeleteTable", r#"{"TableName":"kvplug"}"#);
+        assert_eq!(status, 200, "DeleteTable: {body}");
+        let (status, body) = call(port, "CreateTable", CREATE_TABLE_WITH_STREAM);
+        assert_eq!(status, 200, "CreateTable: {body}");
+        for item in items {
+            let put = serde_json::json!({"TableName": "kvplug", "Item": item}).to_string();
+            let (status, body) = call(port, "PutItem", &put);
+            assert_eq!(status, 200, "PutItem: {body}");
+        }
+        reset_auth(port, "0");
     }
 
     /// The settings with the right access key id and a wrong secret.

@@ -55,6 +55,7 @@ const REQUEST_ID: &str = "x-amzn-requestid";
 /// The JSON 1.0 API of the tables, and that of their streams (the watch driver's feed): the
 /// first part of `x-amz-target`.
 pub(crate) const TABLES_API: &str = "DynamoDB_20120810";
+#[cfg(feature = "feed")]
 pub(crate) const STREAMS_API: &str = "DynamoDBStreams_20120810";
 
 /// The table, the credentials and the connection, shared by every bucket of one `open`.
@@ -132,10 +133,12 @@ impl DynamoBackend {
     }
 
     /// The partition key value of this bucket.
+    #[cfg(feature = "feed")]
     pub(crate) fn partition(&self) -> &str {
         &self.partition
     }
 
+    #[cfg(feature = "feed")]
     pub(crate) fn client(&self) -> &Client {
         &self.account.client
     }
@@ -214,6 +217,7 @@ impl DynamoBackend {
     }
 
     /// Whether `response` carries DynamoDB's request id, as every answer of its own does.
+    #[cfg(feature = "feed")]
     pub(crate) fn is_dynamodbs(response: &Response) -> bool {
         response.header(REQUEST_ID).is_some()
     }
