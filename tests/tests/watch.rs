@@ -664,6 +664,196 @@ watch_tests! {
     dynamodb: MotoStream, draft false;
 }
 
+/// What only the DynamoDB driver has: positions of its own shape, and iterators kept between
+/// reads. On moto, behind the proxy that counts every request.
+mod dynamodb_stream {
+    use super::*;
+
+    /// The driver's requests in `log`, by kind: stream reads, table and stream descriptions,
+    /// and position saves (the driver's writes to bucket `kvplug-watch`).
+    #[derive(Debug, Default)]
+    struct Counts {
+        get_records: u64,
+        get_shard_iterator: u64,
+        describe: u64,
+        positions: u64,
+    }
+
+    fn counts(log: &[kvplug_tests::counting_proxy::Recorded]) -> Counts {
+        let mut counts = Counts::default();
+        for request in log {
+            let target = request
+                .headers
+                .iter()
+                .find(|(name, _)| name == "x-amz-target")
+                .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+                .unwrap_or_default();
+            let body = String::from_utf8_lossy(&request.body);
+            match target.rsplit('.').next().unwrap_or_default() {
+                "GetRecords" => counts.get_records += 1,
+                "GetShardIterator" => counts.get_shard_iterator += 1,
+                "DescribeTable" | "DescribeStream" => counts.describe += 1,
+                _ if body.contains("\"!kvplug-watch\"") => counts.positions += 1,
+                _ => {}
+            }
+        }
+        counts
+    }
+
+    /// Requests per event, counted at the proxy: while idle, for a burst of writes, and for
+    /// writes one at a time (each waited for). A steady reader asks for no new iterator and
+    /// describes nothing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn requests_per_event() {
+        let service = MotoStream::start();
+        let proxy = service.proxy.as_ref().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let component = composed("dynamodb", false, dir.path());
+        let config = driver_settings(service.adapter_settings(), &[]);
+        let mut writer = Writer::new("dynamodb", service.adapter_settings()).await;
+        let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+        driver.ready();
+        writer.set("warm", b"0").await;
+        writer.mirrored(&driver).await;
+
+        proxy.take_log();
+        let idle = Instant::now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let quiet = counts(&proxy.take_log());
+        let idle_s = idle.elapsed().as_secs_f64();
+
+        writer.burst("burst", 100).await;
+        writer.mirrored(&driver).await;
+        let burst = counts(&proxy.take_log());
+
+        for i in 0..20 {
+            writer.set(&format!("one{i}"), b"x").await;
+            writer.mirrored(&driver).await;
+        }
+        let single = counts(&proxy.take_log());
+        eprintln!(
+            "idle: {quiet:?} in {idle_s:.1} s ({:.1} GetRecords/s); burst of 100: {burst:?}; 20 \
+             writes one at a time: {single:?}",
+            quiet.get_records as f64 / idle_s
+        );
+        for counted in [&quiet, &burst, &single] {
+            assert_eq!(
+                (counted.get_shard_iterator, counted.describe),
+                (0, 0),
+                "{counted:?}"
+            );
+        }
+        // Idle: one read per 200 ms at most (AWS allows 5 per second per shard), and no
+        // position saved (a save is itself a record, which would never let the stream rest).
+        assert!(quiet.get_records as f64 / idle_s <= 5.5, "{quiet:?}");
+        assert_eq!(quiet.positions, 0, "{quiet:?}");
+        // Each delivered batch saves its position once; a burst comes in fewer batches than
+        // writes.
+        assert!(burst.positions < 100, "{burst:?}");
+        assert!(single.positions <= 20, "{single:?}");
+    }
+
+    /// The saved record of bucket `watched`, and a hand edit of it.
+    async fn saved(writer: &mut Writer) -> String {
+        let bucket = writer.kv.open("kvplug-watch").await.unwrap();
+        let record = writer.kv.get(bucket, "default/watched").await.unwrap();
+        String::from_utf8(record.expect("a saved position")).unwrap()
+    }
+
+    async fn save(writer: &mut Writer, record: &str) {
+        let bucket = writer.kv.open("kvplug-watch").await.unwrap();
+        writer
+            .kv
+            .set(bucket, "default/watched", record.as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// A saved position naming a shard the stream does not have is a gap that names it; one
+    /// with a sequence number the shard never had (moto answers `500` to reading there, with a
+    /// new iterator too) is an error naming shard and sequence number; one of another shape is
+    /// refused before any read.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn positions_it_cannot_read_are_named() {
+        let service = MotoStream::start();
+        let dir = tempfile::tempdir().unwrap();
+        let component = composed("dynamodb", false, dir.path());
+        let config = driver_settings(service.adapter_settings(), &[("watch-retry-ms", "1000")]);
+        let mut writer = Writer::new("dynamodb", service.adapter_settings()).await;
+        let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+        driver.ready();
+        writer.set("seen", b"1").await;
+        writer.mirrored(&driver).await;
+        drop(driver);
+        let record = saved(&mut writer).await;
+        let (label, rest) = record.split_once(',').expect("label and shard");
+        let shard = rest.split_once('=').expect("shard=sequence").0.to_owned();
+
+        save(&mut writer, &format!("{label},shardId-gone=7 0")).await;
+        let mut driver = Driver::start(&component, &config, &dir.path().join("2.log"));
+        let (status, stderr) = driver.exit(Duration::from_secs(30));
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains("no longer has shard(s) shardId-gone")
+                && stderr.contains("are lost to this driver"),
+            "{stderr}"
+        );
+
+        save(&mut writer, &format!("{label},{shard}=5 0")).await;
+        let mut driver = Driver::start(&component, &config, &dir.path().join("3.log"));
+        let (status, stderr) = driver.exit(Duration::from_secs(30));
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains("HTTP 500")
+                && stderr.contains(&format!("shard `{shard}` after sequence number `5`")),
+            "{stderr}"
+        );
+        let secret = service
+            .adapter_settings()
+            .into_iter()
+            .find(|(name, _)| name == "secret-access-key")
+            .unwrap()
+            .1;
+        assert!(!stderr.contains(&secret), "{stderr}");
+
+        // etcd's or the reference server's position, and this one's separators changed.
+        for (i, bad) in ["42 0".to_owned(), format!("{label};{shard}:5 0")]
+            .iter()
+            .enumerate()
+        {
+            save(&mut writer, bad).await;
+            let log = dir.path().join(format!("bad-{i}.log"));
+            let mut driver = Driver::start(&component, &config, &log);
+            let (status, stderr) = driver.exit(Duration::from_secs(30));
+            assert!(!status.success(), "{bad}: {stderr}");
+            assert!(
+                stderr.contains("is not one this backend's feed makes"),
+                "{bad}: {stderr}"
+            );
+        }
+    }
+
+    /// A table without a stream stops the driver at once, saying how to turn one on.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_table_without_a_stream_is_named() {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        let component = composed("dynamodb", false, dir.path());
+        let config = driver_settings(moto.settings(), &[]);
+        let started = Instant::now();
+        let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+        let (status, stderr) = driver.exit(Duration::from_secs(30));
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains("has no stream (`StreamSpecification`)")
+                && stderr.contains("StreamEnabled=true,StreamViewType=NEW_IMAGE"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("retrying"), "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{stderr}");
+    }
+}
+
 /// Every backend with a driver has its row above.
 #[test]
 fn every_driver_is_tested() {

@@ -59,8 +59,21 @@ pub struct Position {
     shards: BTreeMap<String, String>,
 }
 
-fn label_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '_' | '+')
+/// A stream label: the stream's creation time, ISO 8601 (`2026-12-04T16:05:00.123`; moto
+/// adds microseconds), so that no other backend's position (a number) passes for one.
+fn is_label(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let date = bytes.get(..11).is_some_and(|head| {
+        head.iter().enumerate().all(|(i, &b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            _ => b.is_ascii_digit(),
+        })
+    });
+    date && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '+'))
 }
 
 fn shard_char(c: char) -> bool {
@@ -81,7 +94,7 @@ impl Position {
     pub fn parse(text: &str) -> Option<Position> {
         let mut parts = text.split(',');
         let label = parts.next()?;
-        if label.is_empty() || label.len() > 64 || !label.chars().all(label_char) {
+        if !is_label(label) {
             return None;
         }
         let mut shards = BTreeMap::new();
@@ -394,6 +407,10 @@ pub struct DynamoFeed {
     /// start), and the iterator.
     iterators: BTreeMap<String, (String, String)>,
     reading: Option<Reading>,
+    /// When the last read that found nothing was made (monotonic clock): the next read waits
+    /// until [`POLL_MS`] after it, across polls too, so an idle reader stays within AWS's 5
+    /// reads per second per shard.
+    idle_since: Option<u64>,
 }
 
 impl DynamoFeed {
@@ -528,7 +545,9 @@ impl DynamoFeed {
             for shard in description.shards {
                 let id = shard
                     .shard_id
-                    .filter(|id| Position::parse(&format!("l,{id}=")).is_some())
+                    .filter(|id| {
+                        !id.is_empty() && id.len() <= MAX_SHARD_ID && id.chars().all(shard_char)
+                    })
                     .ok_or_else(|| {
                         self.backend
                             .malformed("DescribeStream", "a shard without a usable `ShardId`")
@@ -593,7 +612,7 @@ impl DynamoFeed {
                         .into()
                 })
             }
-            Err(Refusal::Trimmed(message)) => Err(self.trimmed(shard, after, &message)),
+            Err(Refusal::Trimmed(message)) => Err(Self::trimmed(shard, after, &message)),
             Err(Refusal::Broken) => Err(Lapse::Failed(self.backend.client().status_with(
                 Verb::Post,
                 &Self::path("GetShardIterator"),
@@ -607,22 +626,16 @@ impl DynamoFeed {
         }
     }
 
-    fn trimmed(&self, shard: &str, after: &str, message: &str) -> Lapse {
-        let resume = self.reading_position().map(|mut position| {
-            position.shards.insert(String::from(shard), String::new());
-            position.encode()
-        });
+    /// The gap of a trimmed shard; [`DynamoFeed::round`] says where to resume (the shard's
+    /// start, in the position being read).
+    fn trimmed(shard: &str, after: &str, message: &str) -> Lapse {
         Lapse::Gap {
-            resume_after: resume,
+            resume_after: None,
             detail: format!(
                 "DynamoDB no longer holds the records of shard `{shard}` after sequence number \
                  {after} (a stream keeps 24 hours: {message})"
             ),
         }
-    }
-
-    fn reading_position(&self) -> Option<Position> {
-        self.reading.as_ref().map(|r| r.through.clone())
     }
 
     /// One page of `shard` after `after`: a kept iterator if it continues there, else a new
@@ -658,8 +671,20 @@ impl DynamoFeed {
                     iterator = self.iterator(arn, shard, after)?;
                     fresh = true;
                 }
+                Err(Refusal::Broken) => {
+                    return Err(Lapse::Failed(self.backend.client().status_with(
+                        Verb::Post,
+                        &Self::path("GetRecords"),
+                        500,
+                        &format!(
+                            "reading shard `{shard}` after sequence number `{after}` failed with \
+                             a new iterator too (moto answers so for a sequence number its \
+                             stream does not have)"
+                        ),
+                    )));
+                }
                 Err(Refusal::Trimmed(message)) => {
-                    return Err(self.trimmed(shard, after, &message));
+                    return Err(Self::trimmed(shard, after, &message));
                 }
                 Err(refusal) => return Err(Lapse::Failed(self.refused("GetRecords", refusal))),
             }
@@ -699,7 +724,22 @@ impl DynamoFeed {
         let mut any = false;
         for shard in readable(&listing, position) {
             let after = position.shards.get(&shard).cloned().unwrap_or_default();
-            let page = self.page(arn, &shard, &after)?;
+            let page = self
+                .page(arn, &shard, &after)
+                .map_err(|lapse| match lapse {
+                    Lapse::Gap {
+                        resume_after: None,
+                        detail,
+                    } => {
+                        let mut resume = position.clone();
+                        resume.shards.insert(shard.clone(), String::new());
+                        Lapse::Gap {
+                            resume_after: Some(resume.encode()),
+                            detail,
+                        }
+                    }
+                    other => other,
+                })?;
             any |= page.records > 0;
             let others = page.records.saturating_sub(page.changes.len());
             *skipped = skipped.saturating_add(u32::try_from(others).unwrap_or(u32::MAX));
@@ -724,6 +764,7 @@ impl Feed for DynamoFeed {
             listing: None,
             iterators: BTreeMap::new(),
             reading: None,
+            idle_since: None,
         })
     }
 
@@ -797,8 +838,17 @@ impl Feed for DynamoFeed {
         }
         let until = monotonic_clock::now().saturating_add(wait_ms.saturating_mul(MS));
         loop {
+            if let Some(idle_since) = self.idle_since {
+                let next = idle_since.saturating_add(POLL_MS.saturating_mul(MS));
+                let now = monotonic_clock::now();
+                if now < next {
+                    monotonic_clock::subscribe_duration(next.min(until).saturating_sub(now))
+                        .block();
+                }
+            }
             let (changes, any) = self.round(&arn, &mut position, &mut skipped)?;
             let now = monotonic_clock::now();
+            self.idle_since = (!any).then_some(now);
             let hand_over = !changes.is_empty() || skipped >= SKIPPED_BEFORE_SAVE;
             if hand_over || now >= until {
                 let returned = if hand_over {
@@ -817,10 +867,6 @@ impl Feed for DynamoFeed {
                     position: returned,
                 });
             }
-            if !any {
-                let pause = POLL_MS.saturating_mul(MS).min(until.saturating_sub(now));
-                monotonic_clock::subscribe_duration(pause).block();
-            }
         }
     }
 
@@ -834,8 +880,10 @@ mod tests {
     use super::*;
     use alloc::vec;
 
+    const L: &str = "2026-12-04T16:05:00.123";
+
     fn position(text: &str) -> Position {
-        Position::parse(text).unwrap()
+        Position::parse(&text.replace('L', L)).unwrap()
     }
 
     #[test]
@@ -843,13 +891,13 @@ mod tests {
         for text in [
             "2026-12-04T16:05:00.123456",
             "2026-12-04T16:05:00.123,shardId-00000001541626099285-f35f62ef=1100000000017454423009",
-            "L,a=,b=12",
+            "2026-12-04T16:05:00.123,a=,b=12",
         ] {
-            assert_eq!(position(text).encode(), text);
+            assert_eq!(Position::parse(text).unwrap().encode(), text);
             assert!(DynamoFeed::valid(text), "{text}");
         }
         // Shards are written in byte order whatever order they came in.
-        assert_eq!(position("L,b=2,a=1").encode(), "L,a=1,b=2");
+        assert_eq!(position("L,b=2,a=1").encode(), format!("{L},a=1,b=2"));
         for bad in [
             "",
             ",a=1",
@@ -861,15 +909,17 @@ mod tests {
             "L,a=-1",
             "L a",
             "L,a b=1",
+            "L;a:1",
+            // Another backend's position, and labels that are not a time.
             "7",
+            "label,a=1",
+            "2026-12-04 16:05,a=1",
         ] {
-            let ok = DynamoFeed::valid(bad);
-            // A bare label is a position (a stream with no record yet); "7" is one.
-            assert_eq!(ok, bad == "7", "{bad:?}");
+            let bad = bad.replace('L', L);
+            assert!(!DynamoFeed::valid(&bad), "{bad:?}");
         }
-        let too_long = format!("L,a={}", "1".repeat(41));
-        assert!(!DynamoFeed::valid(&too_long));
-        assert!(!DynamoFeed::valid(&format!("L,{}=1", "s".repeat(66))));
+        assert!(!DynamoFeed::valid(&format!("{L},a={}", "1".repeat(41))));
+        assert!(!DynamoFeed::valid(&format!("{L},{}=1", "s".repeat(66))));
     }
 
     #[test]
