@@ -177,8 +177,9 @@ impl DynamoDbSettings {
     }
 }
 
-/// `dynamodb.<region>.amazonaws.com[.cn]` names its region.
-fn region_of_host(authority: &str) -> Option<String> {
+/// `dynamodb.<region>.amazonaws.com[.cn]` names its region (the watch driver also finds the
+/// region's streams endpoint by it).
+pub fn region_of_host(authority: &str) -> Option<String> {
     let host = authority.split(':').next()?;
     let rest = host.strip_prefix("dynamodb.")?;
     let (region, domain) = rest.split_once('.')?;

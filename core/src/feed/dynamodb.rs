@@ -137,6 +137,19 @@ impl Position {
     }
 }
 
+/// The settings of the stream's connection: AWS serves streams on a host of their own,
+/// `streams.dynamodb.<region>.amazonaws.com` beside `dynamodb.<region>.amazonaws.com`; any
+/// other `url` (moto, a proxy, a VPC endpoint) is taken to serve both.
+fn streams_settings(settings: &Settings) -> Settings {
+    let mut streams = settings.clone();
+    let authority = &settings.endpoint.authority;
+    if let Some(region) = kvplug_settings::backend::region_of_host(authority) {
+        streams.endpoint.authority = format!("streams.{authority}");
+        streams.region.get_or_insert(region);
+    }
+    streams
+}
+
 /// A shard as `DescribeStream` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Shard {
@@ -399,7 +412,9 @@ struct Reading {
 
 /// The feed of one bucket: the table's stream, filtered to the bucket's partition.
 pub struct DynamoFeed {
+    /// The table's connection (`DescribeTable`), and the stream's.
     backend: DynamoBackend,
+    streams: DynamoBackend,
     prefix: String,
     stream: Option<Stream>,
     listing: Option<Vec<Shard>>,
@@ -418,21 +433,33 @@ impl DynamoFeed {
         format!("/ ({operation})")
     }
 
+    /// The connection `operation` goes through: the table's, or its stream's.
+    fn via(&self, operation: &str) -> &DynamoBackend {
+        if operation == "DescribeTable" {
+            &self.backend
+        } else {
+            &self.streams
+        }
+    }
+
     fn read<'a, T: Deserialize<'a>>(&self, operation: &str, body: &'a [u8]) -> Result<T, Error> {
-        let text = object_text(body)
-            .ok_or_else(|| self.backend.foreign(operation, 200, "not a JSON object"))?;
-        serde_json::from_str(text).map_err(|e| self.backend.malformed(operation, describe(&e)))
+        let text = object_text(body).ok_or_else(|| {
+            self.via(operation)
+                .foreign(operation, 200, "not a JSON object")
+        })?;
+        serde_json::from_str(text)
+            .map_err(|e| self.via(operation).malformed(operation, describe(&e)))
     }
 
     /// One stream call, signed; its answer or why not.
     fn stream_call(&self, operation: &str, body: &[u8]) -> Result<Result<Vec<u8>, Refusal>, Error> {
         crate::deadline::begin();
-        let response = self.backend.send_unchecked(STREAMS_API, operation, body)?;
+        let response = self.streams.send_unchecked(STREAMS_API, operation, body)?;
         if response.status == 500 {
             return Ok(Err(Refusal::Broken));
         }
         if !DynamoBackend::is_dynamodbs(&response) {
-            return Err(self.backend.foreign(
+            return Err(self.streams.foreign(
                 operation,
                 response.status,
                 "no `x-amzn-requestid` header",
@@ -441,8 +468,8 @@ impl DynamoFeed {
         if response.status == 200 {
             return Ok(Ok(response.body));
         }
-        let error = error_of(&response.body).map_err(|e| self.backend.malformed(operation, e))?;
-        let client = self.backend.client();
+        let error = error_of(&response.body).map_err(|e| self.streams.malformed(operation, e))?;
+        let client = self.streams.client();
         let message = client.scrub(&error.message);
         Ok(Err(match error.kind.as_str() {
             "TrimmedDataAccessException" => Refusal::Trimmed(message),
@@ -539,7 +566,7 @@ impl DynamoFeed {
             };
             let answer: StreamAnswer = self.read("DescribeStream", &bytes)?;
             let description = answer.stream_description.ok_or_else(|| {
-                self.backend
+                self.streams
                     .malformed("DescribeStream", "an answer without `StreamDescription`")
             })?;
             for shard in description.shards {
@@ -549,7 +576,7 @@ impl DynamoFeed {
                         !id.is_empty() && id.len() <= MAX_SHARD_ID && id.chars().all(shard_char)
                     })
                     .ok_or_else(|| {
-                        self.backend
+                        self.streams
                             .malformed("DescribeStream", "a shard without a usable `ShardId`")
                     })?;
                 shards.push(Shard {
@@ -567,7 +594,7 @@ impl DynamoFeed {
     }
 
     fn refused(&self, operation: &str, refusal: Refusal) -> Error {
-        let client = self.backend.client();
+        let client = self.streams.client();
         let path = Self::path(operation);
         match refusal {
             Refusal::Broken => client.status_with(
@@ -607,13 +634,13 @@ impl DynamoFeed {
             Ok(bytes) => {
                 let answer: IteratorAnswer = self.read("GetShardIterator", &bytes)?;
                 answer.shard_iterator.ok_or_else(|| {
-                    self.backend
+                    self.streams
                         .malformed("GetShardIterator", "an answer without `ShardIterator`")
                         .into()
                 })
             }
             Err(Refusal::Trimmed(message)) => Err(Self::trimmed(shard, after, &message)),
-            Err(Refusal::Broken) => Err(Lapse::Failed(self.backend.client().status_with(
+            Err(Refusal::Broken) => Err(Lapse::Failed(self.streams.client().status_with(
                 Verb::Post,
                 &Self::path("GetShardIterator"),
                 500,
@@ -654,10 +681,10 @@ impl DynamoFeed {
                     let page = read_records(&bytes, self.backend.partition(), &self.prefix, after)
                         .map_err(|why| match why {
                             Unreadable::Foreign => {
-                                self.backend.foreign("GetRecords", 200, "not a JSON object")
+                                self.streams.foreign("GetRecords", 200, "not a JSON object")
                             }
                             Unreadable::Malformed(detail) => {
-                                self.backend.malformed("GetRecords", detail)
+                                self.streams.malformed("GetRecords", detail)
                             }
                         })?;
                     if let Some(next) = &page.next {
@@ -672,7 +699,7 @@ impl DynamoFeed {
                     fresh = true;
                 }
                 Err(Refusal::Broken) => {
-                    return Err(Lapse::Failed(self.backend.client().status_with(
+                    return Err(Lapse::Failed(self.streams.client().status_with(
                         Verb::Post,
                         &Self::path("GetRecords"),
                         500,
@@ -759,6 +786,7 @@ impl Feed for DynamoFeed {
     fn open(settings: &Settings, bucket: &str, prefix: &str) -> Result<Self, Error> {
         Ok(DynamoFeed {
             backend: DynamoBackend::open(settings, bucket)?,
+            streams: DynamoBackend::open(&streams_settings(settings), bucket)?,
             prefix: String::from(prefix),
             stream: None,
             listing: None,
@@ -920,6 +948,29 @@ mod tests {
         }
         assert!(!DynamoFeed::valid(&format!("{L},a={}", "1".repeat(41))));
         assert!(!DynamoFeed::valid(&format!("{L},{}=1", "s".repeat(66))));
+    }
+
+    #[test]
+    fn aws_streams_have_a_host_of_their_own() {
+        let settings = |url: &str| {
+            Settings::from_lookup(|name| {
+                Ok(match name {
+                    "url" => Some(String::from(url)),
+                    "access-key-id" => Some(String::from("AKIDEXAMPLE")),
+                    "secret-access-key" => Some(String::from("secret")),
+                    _ => None,
+                })
+            })
+            .unwrap()
+        };
+        let aws = streams_settings(&settings("https://dynamodb.eu-west-1.amazonaws.com"));
+        assert_eq!(
+            aws.endpoint.authority,
+            "streams.dynamodb.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+        let moto = settings("http://127.0.0.1:4567");
+        assert_eq!(streams_settings(&moto), moto);
     }
 
     #[test]
