@@ -454,7 +454,22 @@ impl DynamoFeed {
     /// One stream call, signed; its answer or why not.
     fn stream_call(&self, operation: &str, body: &[u8]) -> Result<Result<Vec<u8>, Refusal>, Error> {
         crate::deadline::begin();
-        let response = self.streams.send_unchecked(STREAMS_API, operation, body)?;
+        let response = self
+            .streams
+            .send_unchecked(STREAMS_API, operation, body)
+            .map_err(|error| match error {
+                // Every call is a `POST /`: the operation says which one failed.
+                Error::Transport {
+                    method,
+                    path,
+                    detail,
+                } => Error::Transport {
+                    method,
+                    path: format!("{path} ({operation})"),
+                    detail,
+                },
+                other => other,
+            })?;
         if response.status == 500 {
             return Ok(Err(Refusal::Broken));
         }
