@@ -16,10 +16,25 @@
 //! shard with a descendant in the position is finished), which keeps each key's changes in
 //! order across splits.
 //!
-//! **Cost.** One `GetRecords` per shard per poll round, about every 200 ms while nothing comes
-//! (AWS allows 5 per second per shard); the iterator a page hands back is kept and used while
-//! it continues where the position is, so a steady reader makes no `GetShardIterator` calls.
-//! `DescribeTable` and `DescribeStream` once, and again when a shard ends.
+//! A poll that found nothing for the bucket hands back the position it was given, though it
+//! read further (the feed remembers how far, and the next poll goes on from there): the
+//! driver saves a position only when it changes, and each save is a record in the same
+//! stream. After [`SKIPPED_BEFORE_SAVE`] records of other buckets it hands over the position
+//! reached, so a restarted driver does not read a whole day of others' writes again.
+//!
+//! A change's value is the new image's, as `get` reads it (a counter's number as its decimal
+//! text: `items::ItemAnswer::value`); a `REMOVE` is a delete.
+//!
+//! **Cost.** One `GetRecords` per shard per poll round, every 200 ms at most while nothing
+//! comes (AWS allows 5 per second per shard); the iterator a page hands back is kept and used
+//! while it continues where the position is, so a steady reader makes no `GetShardIterator`
+//! calls. `DescribeTable` and `DescribeStream` once, and again when a shard ends.
+//!
+//! **Failures.** moto answers an iterator or shard id it does not know with a `500` page
+//! (docs/watch-design.md §6), and AWS's iterators expire after 15 minutes: either gets one
+//! new iterator from the position's sequence number, then the read fails.
+//! `TrimmedDataAccessException` (past AWS's 24-hour retention) is a [`Lapse::Gap`]. On AWS
+//! the stream calls go to `streams.dynamodb.<region>.amazonaws.com`.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -157,9 +172,10 @@ struct Shard {
     parent: Option<String>,
 }
 
-/// The shards to read now, parents first: those in the position, and listed ones not yet
-/// started whose parent is finished or gone; a listed shard with a descendant in the position
-/// is finished.
+/// The shards to read now: those in the position, and listed ones not yet started whose
+/// parent is finished or no longer listed (a listed shard with a descendant in the position is
+/// finished). A child waits while its parent is being read: a key's earlier writes are in the
+/// parent.
 fn readable(listing: &[Shard], position: &Position) -> Vec<String> {
     let parents: BTreeMap<&str, Option<&str>> = listing
         .iter()
