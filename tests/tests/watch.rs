@@ -753,6 +753,29 @@ mod dynamodb_stream {
         assert!(single.positions <= 20, "{single:?}");
     }
 
+    /// A counter (`increment`: `UpdateItem ADD` on the number attribute) reaches the watcher
+    /// as `get` reads it, its decimal text; a write to another bucket does not.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn counters_arrive_as_get_reads_them() {
+        let service = MotoStream::start();
+        let dir = tempfile::tempdir().unwrap();
+        let component = composed("dynamodb", false, dir.path());
+        let config = driver_settings(service.adapter_settings(), &[]);
+        let mut writer = Writer::new("dynamodb", service.adapter_settings()).await;
+        let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+        driver.ready();
+        let watched = writer.kv.open("watched").await.unwrap();
+        writer.kv.increment(watched, "count", 40).await.unwrap();
+        let watched = writer.kv.open("watched").await.unwrap();
+        assert_eq!(writer.kv.increment(watched, "count", 2).await.unwrap(), 42);
+        let other = writer.kv.open("other").await.unwrap();
+        writer.kv.set(other, "elsewhere", b"no").await.unwrap();
+        writer.expected.insert("count".into(), Some(b"42".to_vec()));
+        writer.set("after", b"1").await;
+        writer.mirrored(&driver).await;
+        assert_eq!(writer.mirror("elsewhere").await, None);
+    }
+
     /// The saved record of bucket `watched`, and a hand edit of it.
     async fn saved(writer: &mut Writer) -> String {
         let bucket = writer.kv.open("kvplug-watch").await.unwrap();

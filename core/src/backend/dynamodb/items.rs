@@ -458,6 +458,12 @@ impl ItemAnswer<'_> {
         Err("an item with neither `v` nor `n` (not written by kvplug)")
     }
 
+    /// Whether the item holds a value kvplug reads (`v` or `n`), well formed or not.
+    #[cfg(feature = "feed")]
+    pub fn has_value(&self) -> bool {
+        self.v.is_some() || self.n.is_some()
+    }
+
     /// The version token; empty for an item written without one.
     pub fn version(&self) -> Result<String, &'static str> {
         match &self.ver {
