@@ -517,6 +517,17 @@ impl DynamoFeed {
             | "IncompleteSignatureException"
             | "AccessDeniedException"
             | "ExpiredTokenException" => Refusal::Other(Error::AccessDenied),
+            // Throttling is a `400` too, but one that passes: the driver must retry it, as it
+            // does what is not a client error, rather than stop (AWS allows 5 reads per second
+            // per shard, shared by every reader of the stream).
+            kind @ ("LimitExceededException"
+            | "ThrottlingException"
+            | "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded") => Refusal::Other(Error::GaveUp(format!(
+                "POST {}: HTTP {}: {operation}: {kind}: {message}",
+                Self::path(operation),
+                response.status
+            ))),
             kind => Refusal::Other(client.status_with(
                 Verb::Post,
                 &Self::path(operation),
