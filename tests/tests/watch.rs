@@ -534,6 +534,54 @@ async fn a_silent_service_is_an_error<S: Followed>() {
     drop(keep);
 }
 
+/// `compose/recipes/watch.wac` composed by the real `wac` CLI, on both drafts: the result runs,
+/// delivers, and stops by itself after `watch-max-events`, then after `watch-max-seconds`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recipe_composes_with_the_wac_cli_on_both_drafts() {
+    kvplug_tests::artifacts();
+    let service = Server::start();
+    let url = service.url();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/recipes/watch.wac");
+    let mut writer = Writer::new("http", &url).await;
+    for draft in [false, true] {
+        let app = artifacts::fixture_path(if draft { "watch-app-draft" } else { "watch-app" });
+        let out = dir.path().join(format!("recipe-{draft}.wasm"));
+        let deps = [
+            ("kvplug:adapter", artifacts::adapter_path("http")),
+            ("kvplug:app", app),
+            ("kvplug:watch", artifacts::driver_path("http", draft)),
+        ];
+        let mut wac = Command::new("wac");
+        wac.arg("compose").arg(&recipe).arg("-o").arg(&out);
+        for (package, path) in &deps {
+            wac.arg("--dep").arg(format!("{package}={}", path.display()));
+        }
+        let output = wac.output().expect("the `wac` CLI must be installed");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+        let config = driver_settings(
+            &url,
+            &[("watch-max-events", "2"), ("watch-id", if draft { "draft" } else { "draft2" })],
+        );
+        let mut driver = Driver::start(&out, &config, &dir.path().join(format!("{draft}.log")));
+        driver.ready();
+        writer.set(&format!("one-{draft}"), b"1").await;
+        writer.set(&format!("two-{draft}"), b"2").await;
+        let (status, stderr) = driver.exit(Duration::from_secs(30));
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("delivered 2 change(s)"), "{stderr}");
+        writer.mirrored(&driver).await;
+
+        let config = driver_settings(&url, &[("watch-max-seconds", "2")]);
+        let started = Instant::now();
+        let mut driver = Driver::start(&out, &config, &dir.path().join(format!("{draft}-s.log")));
+        let (status, stderr) = driver.exit(Duration::from_secs(30));
+        assert!(status.success(), "{stderr}");
+        assert!(started.elapsed() >= Duration::from_secs(2), "{stderr}");
+    }
+}
+
 macro_rules! watch_tests {
     ($($module:ident: $service:ty, draft $draft:literal;)*) => {$(
         mod $module {
