@@ -545,7 +545,11 @@ async fn the_recipe_composes_with_the_wac_cli_on_both_drafts() {
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/recipes/watch.wac");
     let mut writer = Writer::new("http", &url).await;
     for draft in [false, true] {
-        let app = artifacts::fixture_path(if draft { "watch-app-draft" } else { "watch-app" });
+        let app = artifacts::fixture_path(if draft {
+            "watch-app-draft"
+        } else {
+            "watch-app"
+        });
         let out = dir.path().join(format!("recipe-{draft}.wasm"));
         let deps = [
             ("kvplug:adapter", artifacts::adapter_path("http")),
@@ -555,14 +559,22 @@ async fn the_recipe_composes_with_the_wac_cli_on_both_drafts() {
         let mut wac = Command::new("wac");
         wac.arg("compose").arg(&recipe).arg("-o").arg(&out);
         for (package, path) in &deps {
-            wac.arg("--dep").arg(format!("{package}={}", path.display()));
+            wac.arg("--dep")
+                .arg(format!("{package}={}", path.display()));
         }
         let output = wac.output().expect("the `wac` CLI must be installed");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
 
         let config = driver_settings(
             &url,
-            &[("watch-max-events", "2"), ("watch-id", if draft { "draft" } else { "draft2" })],
+            &[
+                ("watch-max-events", "2"),
+                ("watch-id", if draft { "draft" } else { "draft2" }),
+            ],
         );
         let mut driver = Driver::start(&out, &config, &dir.path().join(format!("{draft}.log")));
         driver.ready();
@@ -579,6 +591,144 @@ async fn the_recipe_composes_with_the_wac_cli_on_both_drafts() {
         let (status, stderr) = driver.exit(Duration::from_secs(30));
         assert!(status.success(), "{stderr}");
         assert!(started.elapsed() >= Duration::from_secs(2), "{stderr}");
+    }
+}
+
+/// A feed that answers garbage, a page or stream cut short, or changes out of order: the
+/// driver delivers none of it, retries, then stops with a message naming the request and
+/// what was wrong; it never traps. The fault server stands in for the whole service (the
+/// positions bucket included), since no real service sends these on demand.
+#[test]
+fn a_broken_feed_is_named_and_nothing_of_it_delivered() {
+    use kvplug_tests::fault_server::{Action, FaultServer, Request, chunked_head, response};
+    use std::sync::{Arc, Mutex};
+
+    kvplug_tests::artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    type Responder = Box<dyn Fn(&Request) -> Action + Send + Sync>;
+    let protocol = "kvplug-protocol: 1";
+    let http = |feed: fn() -> Action| -> Responder {
+        Box::new(move |request: &Request| {
+            let path = request.path.as_str();
+            if path.contains("/changes") && path.contains("after=") {
+                return feed();
+            }
+            match (request.method.as_str(), path.contains("/changes")) {
+                ("GET", true) => response(200, &[protocol, "kvplug-position: 5"], b""),
+                ("GET", false) => response(404, &[protocol, "kvplug-error: no-such-key"], b""),
+                _ => response(204, &[protocol], b""),
+            }
+        })
+    };
+    let etcd = |feed: Vec<u8>| -> Responder {
+        Box::new(move |request: &Request| match request.path.as_str() {
+            "/v3/watch" => {
+                let mut raw = chunked_head(200, &["content-type: application/json"]);
+                raw.extend_from_slice(format!("{:x}\r\n", feed.len()).as_bytes());
+                raw.extend_from_slice(&feed);
+                // The last chunk never comes: the connection closes mid-body.
+                Action::Raw(raw)
+            }
+            _ => response(200, &[], br#"{"header":{"revision":"5"}}"#),
+        })
+    };
+    let cases: Vec<(&str, &str, Responder, &str)> = vec![
+        (
+            "http",
+            "garbled page",
+            http(|| {
+                response(
+                    200,
+                    &["kvplug-protocol: 1", "kvplug-position: 9"],
+                    b"\xff\xff\xff",
+                )
+            }),
+            "a change that cannot be read",
+        ),
+        (
+            "http",
+            "page cut short",
+            http(|| {
+                Action::Raw(
+                    b"HTTP/1.1 200 OK\r\nkvplug-protocol: 1\r\nkvplug-position: 9\r\ncontent-length: 100\r\n\r\n1\n"
+                        .to_vec(),
+                )
+            }),
+            "cut short",
+        ),
+        (
+            "http",
+            "changes out of order",
+            http(|| {
+                let mut page = Vec::new();
+                for (position, key) in [(8, "a"), (7, "b")] {
+                    kvplug_protocol::changes::put(
+                        &mut page,
+                        &kvplug_protocol::changes::Change {
+                            position,
+                            key,
+                            value: Some(b"v"),
+                        },
+                    )
+                    .unwrap();
+                }
+                response(200, &["kvplug-protocol: 1", "kvplug-position: 9"], &page)
+            }),
+            "changes out of order",
+        ),
+        (
+            "etcd",
+            "garbled stream",
+            etcd(b"{\"result\":{\"created\":true}}\nthis is not json\n".to_vec()),
+            "a watch message that is not etcd's JSON",
+        ),
+        (
+            "etcd",
+            "stream cut mid-message",
+            etcd(
+                b"{\"result\":{\"created\":true}}\n{\"result\":{\"events\":[{\"kv\":{\"key\":\""
+                    .to_vec(),
+            ),
+            "the stream broke",
+        ),
+        (
+            "etcd",
+            "a key that is not base64",
+            etcd(
+                b"{\"result\":{\"events\":[{\"kv\":{\"key\":\"!!\",\"mod_revision\":\"6\"}}]}}\n"
+                    .to_vec(),
+            ),
+            "not base64",
+        ),
+    ];
+    for (i, (backend, case, responder, expected)) in cases.into_iter().enumerate() {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let server = FaultServer::start_answering_all(move |request| {
+            log.lock()
+                .unwrap()
+                .push(format!("{} {}", request.method, request.path));
+            responder(request)
+        });
+        let component = composed(backend, false, dir.path());
+        let config = driver_settings(&server.url(), &[("watch-retry-ms", "1500")]);
+        let mut driver = Driver::start(&component, &config, &dir.path().join(format!("{i}.log")));
+        let (status, stderr) = driver.exit(Duration::from_secs(60));
+        assert!(!status.success(), "{backend} {case}: {stderr}");
+        assert!(
+            stderr.contains("kvplug-watch: stopped"),
+            "{backend} {case}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{backend} {case}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("wasm trap"),
+            "{backend} {case}: {stderr}"
+        );
+        let seen = seen.lock().unwrap();
+        assert!(
+            !seen.iter().any(|r| r.contains("mirror")),
+            "{backend} {case}: something was delivered: {seen:?}"
+        );
     }
 }
 
