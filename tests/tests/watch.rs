@@ -10,20 +10,18 @@
 
 #![expect(
     clippy::expect_used,
-    clippy::panic,
     clippy::unwrap_used,
     reason = "test code: a failed step fails the test, which is how a test reports it"
 )]
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kvplug_compose::{artifacts, watch};
-use kvplug_runner::Settings;
+use kvplug_compose::artifacts;
 use kvplug_tests::services::Etcd;
+use kvplug_tests::watch::{Driver, composed, driver_settings};
 use kvplug_tests::{Kv, adapter, settings};
 
 /// A service a driver follows, which the tests can restart and make forget history.
@@ -133,119 +131,6 @@ impl Followed for Etcd {
         );
         assert_eq!(status, 200, "{body}");
     }
-}
-
-/// The composed command of `watch-app` (or its draft twin), the backend's adapter and driver.
-fn composed(backend: &str, draft: bool, dir: &Path) -> PathBuf {
-    kvplug_tests::artifacts();
-    let app = artifacts::fixture_path(if draft {
-        "watch-app-draft"
-    } else {
-        "watch-app"
-    });
-    let out = dir.join(format!("watching-{backend}-{draft}.wasm"));
-    watch::watch_files(
-        &app,
-        &artifacts::adapter_path(backend),
-        &artifacts::driver_path(backend, draft),
-        &out,
-    )
-    .expect("kvplug watch composes the three");
-    out
-}
-
-/// A driver run by `wasmtime run`, killed with its process group on drop.
-struct Driver {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Driver {
-    fn start(component: &Path, settings: &[(String, String)], log: &Path) -> Driver {
-        let mut command = Command::new("wasmtime");
-        command.args(["run", "-S", "http", "-S", "config"]);
-        for (name, value) in settings {
-            command.arg("-S").arg(format!("config-var={name}={value}"));
-        }
-        command
-            .arg(component)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .process_group(0);
-        let child = command
-            .spawn()
-            .expect("the wasmtime CLI must be installed (scripts/setup.sh)");
-        Driver {
-            child,
-            log: log.to_owned(),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the driver says it follows its buckets (its positions are then saved).
-    fn ready(&mut self) {
-        let started = Instant::now();
-        while !self.stderr().contains("following bucket") {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the driver exited ({status}) before following: {}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the driver did not start: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for the driver to exit, at most `limit`.
-    fn exit(&mut self, limit: Duration) -> (ExitStatus, String) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.stderr());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the driver did not exit within {limit:?}: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The settings of a driver watching bucket `watched` on `url`.
-fn driver_settings(url: &str, extra: &[(&str, &str)]) -> Settings {
-    let mut all = settings(url);
-    all.push(("watch-buckets".into(), "watched".into()));
-    // Short reads, so a test's driver notices a restart quickly.
-    all.push(("watch-wait-ms".into(), "1000".into()));
-    all.push(("watch-idle-ms".into(), "5000".into()));
-    for (name, value) in extra {
-        all.retain(|(n, _)| n != name);
-        all.push(((*name).into(), (*value).into()));
-    }
-    all
 }
 
 /// Writes to bucket `watched` through an adapter instance of its own, and remembers what each
