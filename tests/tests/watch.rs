@@ -617,6 +617,88 @@ fn a_broken_feed_is_named_and_nothing_of_it_delivered() {
     }
 }
 
+/// A driver sealed like an adapter (`kvplug seal`, the driver's own settings checked by its
+/// parser), composed with a sealed adapter: the result imports no `wasi:config` and runs with
+/// no runtime settings at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sealed_driver_with_a_sealed_adapter_runs_without_runtime_config() {
+    use kvplug_compose::{seal, surface};
+
+    kvplug_tests::artifacts();
+    let service = Server::start();
+    let url = service.url();
+    let dir = tempfile::tempdir().unwrap();
+    let static_config = std::fs::read(artifacts::config_path("kvplug-config-static")).unwrap();
+    let request = |pairs: &[(&str, &str)]| seal::Request {
+        settings: pairs
+            .iter()
+            .map(|(n, v)| ((*n).into(), (*v).into()))
+            .collect(),
+        layered: false,
+    };
+    let driver = std::fs::read(artifacts::driver_path("http", false)).unwrap();
+    let sealed_driver = seal::seal(
+        &driver,
+        &static_config,
+        &request(&[
+            ("url", &url),
+            ("watch-buckets", "watched"),
+            ("watch-max-events", "1"),
+        ]),
+    )
+    .expect("the driver seals");
+    let adapter = std::fs::read(artifacts::adapter_path("http")).unwrap();
+    let sealed_adapter = seal::seal(&adapter, &static_config, &request(&[("url", &url)]))
+        .expect("the adapter seals");
+
+    // Mistakes are refused before anything is written, in the driver's words.
+    for (pairs, expected) in [
+        (vec![("url", url.as_str())], "`watch-buckets` is not set"),
+        (
+            vec![
+                ("url", url.as_str()),
+                ("watch-buckets", "a"),
+                ("watch-wait-ms", "0"),
+            ],
+            "`watch-wait-ms`",
+        ),
+        (
+            vec![
+                ("url", url.as_str()),
+                ("watch-buckets", "a"),
+                ("watch-typo", "1"),
+            ],
+            "watch-typo",
+        ),
+    ] {
+        let error = seal::seal(&driver, &static_config, &request(&pairs)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains(expected),
+            "{pairs:?}: {error:#}"
+        );
+    }
+
+    let app = std::fs::read(artifacts::fixture_path("watch-app")).unwrap();
+    let composed =
+        kvplug_compose::watch::watch_bytes(app, sealed_adapter.adapter, sealed_driver.adapter)
+            .unwrap();
+    let imports = surface::surface(&composed).unwrap().imports;
+    assert!(
+        !imports.iter().any(|i| i.starts_with("wasi:config/")),
+        "{imports:?}"
+    );
+    let path = dir.path().join("sealed.wasm");
+    std::fs::write(&path, composed).unwrap();
+
+    let mut driver = Driver::start(&path, &[], &dir.path().join("sealed.log"));
+    driver.ready();
+    let mut writer = Writer::new("http", &url).await;
+    writer.set("sealed", b"1").await;
+    let (status, stderr) = driver.exit(Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    writer.mirrored(&driver).await;
+}
+
 macro_rules! watch_tests {
     ($($module:ident: $service:ty, draft $draft:literal;)*) => {$(
         mod $module {
@@ -659,6 +741,34 @@ macro_rules! watch_tests {
 watch_tests! {
     http: Server, draft false;
     etcd: Etcd, draft true;
+}
+
+/// Every driver keeps to its allow-list and imports the store and watcher of its own draft
+/// only; an app on either draft finds its driver.
+#[test]
+fn every_driver_imports_only_what_it_needs() {
+    use kvplug_compose::surface;
+    kvplug_tests::artifacts();
+    for backend in artifacts::WATCH_BACKENDS {
+        for (draft, version) in [(false, "0.2.0-draft2"), (true, "0.2.0-draft")] {
+            let bytes = std::fs::read(artifacts::driver_path(backend, draft)).unwrap();
+            let found = surface::surface(&bytes).unwrap();
+            surface::check_driver(&found).unwrap();
+            let keyvalue: Vec<&String> = found
+                .imports
+                .iter()
+                .filter(|i| i.starts_with("wasi:keyvalue/"))
+                .collect();
+            assert_eq!(
+                keyvalue,
+                [
+                    &format!("wasi:keyvalue/store@{version}"),
+                    &format!("wasi:keyvalue/watcher@{version}")
+                ],
+                "{backend} {draft}"
+            );
+        }
+    }
 }
 
 /// Every backend with a driver has its row above.

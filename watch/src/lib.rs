@@ -32,6 +32,24 @@ type ActiveFeed = kvplug_core::feed::http::RestFeed;
 #[cfg(feature = "etcd")]
 type ActiveFeed = kvplug_core::feed::etcd::EtcdFeed;
 
+/// The backend's name in a custom section, as the adapters carry it: `kvplug seal` reads it to
+/// check the driver's settings as this backend's feed will.
+#[cfg(feature = "http")]
+const BACKEND_NAME: &str = "http";
+#[cfg(feature = "etcd")]
+const BACKEND_NAME: &str = "etcd";
+
+#[expect(unsafe_code, reason = "a custom section is placed with `link_section`")]
+#[unsafe(link_section = "kvplug-backend")]
+#[used]
+static BACKEND_SECTION: [u8; BACKEND_NAME.len()] = match BACKEND_NAME
+    .as_bytes()
+    .first_chunk::<{ BACKEND_NAME.len() }>()
+{
+    Some(bytes) => *bytes,
+    None => [0; BACKEND_NAME.len()],
+};
+
 const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize + cfg!(feature = "etcd") as usize;
 const _: () = assert!(
     BACKENDS_ENABLED == 1,
