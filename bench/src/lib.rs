@@ -8,3 +8,4 @@ pub mod memory;
 pub mod reference_client;
 pub mod report;
 pub mod timing;
+pub mod watch;

@@ -1,11 +1,12 @@
-//! `kvplug-bench [--smoke] [--load-only | --timing-only | --counts-only]`: measures everything and writes
+//! `kvplug-bench [--smoke] [--load-only | --timing-only | --counts-only | --watch-only]`: measures everything and writes
 //! `BENCHMARKS.md` at the repository root (`--smoke`: one tiny round, written to
 //! target/kvplug/ instead; `--load-only`: only the load curves, written to
 //! target/kvplug/LOAD.md; `--timing-only`: only the embedded and native clients' time per
 //! operation at 100 B and 64 KiB, printed; `--counts-only`: requests per call on every
-//! backend, printed).
+//! backend, printed; `--watch-only`: the watch drivers' latency, throughput and requests per
+//! event, printed).
 
-use kvplug_bench::{artifacts, backends, load, memory, report, timing};
+use kvplug_bench::{artifacts, backends, load, memory, report, timing, watch};
 use kvplug_compose::artifacts::{out_dir, repo_root};
 
 #[tokio::main]
@@ -42,6 +43,12 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", backends::render_counts(&counts));
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--watch-only") {
+        // The watch drivers: latency to `on-set`, events per second, requests per event.
+        let rows = watch::measure(500, 2000).await?;
+        print!("{}", watch::render(&rows));
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--load-only") {
         let work = tempfile::tempdir()?;
         let points = load::run(&load_plan, work.path()).await?;
@@ -69,6 +76,11 @@ async fn main() -> anyhow::Result<()> {
     let memory = memory::measure(&server.url(), 4 << 20).await?;
     let samples = timing::run(&plan, &server.url(), work.path()).await?;
     let points = load::run(&load_plan, work.path()).await?;
+    let watch_rows = if smoke {
+        watch::measure(5, 20).await?
+    } else {
+        watch::measure(500, 2000).await?
+    };
     let results = report::Results {
         artifacts: measured,
         artifact_runs,
@@ -79,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut text = report::render(&results);
     text.push_str(&load::render(&load_plan, &points));
+    text.push_str(&watch::render(&watch_rows));
     print!("{text}");
     let path = if smoke {
         out_dir().join("BENCHMARKS.smoke.md")

@@ -113,3 +113,22 @@ async fn the_load_benchmark_measures_every_front_on_every_backend() {
     assert!(text.contains("## Throughput under load"), "{text}");
     assert!(text.contains("### The fronts' own cost"), "{text}");
 }
+
+/// The watch drivers' section measures every backend with a driver, with a few writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_watch_section_measures_every_driver() {
+    let rows = kvplug_bench::watch::measure(5, 20).await.unwrap();
+    let backends: Vec<&str> = rows.iter().map(|r| r.backend).collect();
+    assert_eq!(backends, kvplug_compose::artifacts::WATCH_BACKENDS);
+    for row in &rows {
+        assert_eq!(row.latencies_ms.len(), 5, "{row:?}");
+        assert!(row.events_per_second > 0.0, "{row:?}");
+        // The app alone sends its share; the driver adds its reads and saves.
+        assert!(
+            row.requests_per_event > row.app_requests_per_event,
+            "{row:?}"
+        );
+    }
+    let text = kvplug_bench::watch::render(&rows);
+    assert!(text.contains("## Watch drivers"), "{text}");
+}

@@ -14,7 +14,8 @@ usage:
               [--emit-config CONFIG.wasm] -o SEALED.wasm
                                                bake settings into ADAPTER: the result imports only
                                                wasi:http (with --runtime-config, unsealed settings
-                                               still come from the runtime's wasi:config)
+                                               still come from the runtime's wasi:config); a watch
+                                               driver is sealed the same way, with its watch- settings
   kvplug spin ADAPTER.wasm -o OUT.wasm         ADAPTER with Spin's shape of wasi:keyvalue/batch@0.2.0-draft2
                                                (for apps built against Spin's WIT); the rest as is
   kvplug check APP.wasm [--against ADAPTER.wasm]

@@ -109,6 +109,27 @@ fn check_settings(request: &Request, backend: Backend) -> Result<()> {
         .map_err(|message| anyhow::anyhow!("{message} (the adapter is kvplug-{})", backend.name()))
 }
 
+/// Checks a driver's `watch-` settings with the driver's parser. Layered, only the values
+/// given are checked (the runtime may supply `watch-buckets`).
+fn check_watch_settings(request: &Request) -> Result<()> {
+    let given = |name: &str| {
+        request
+            .settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    kvplug_settings::watch::WatchSettings::from_lookup(|name| {
+        Ok(match (name, given(name)) {
+            ("watch-buckets", None) if request.layered => Some(String::from("placeholder")),
+            (_, value) => value,
+        })
+    })
+    .map_err(anyhow::Error::msg)
+    .context("the driver's settings")?;
+    Ok(())
+}
+
 /// Writes the encoded settings into the slot of an unsealed config component.
 fn fill_slot(config: &[u8], settings: &[(String, String)]) -> Result<Vec<u8>> {
     let found = surface::surface(config).context("the config component is not a component")?;
@@ -145,18 +166,43 @@ fn fill_slot(config: &[u8], settings: &[(String, String)]) -> Result<Vec<u8>> {
 }
 
 /// Seals `adapter` with `request`, using the unsealed config component `config`.
+///
+/// A watch driver (`kvplug-watch-<backend>.wasm`) is sealed the same way: its settings are its
+/// backend's and the `watch-` ones, checked by the driver's own parser.
 pub fn seal(adapter: &[u8], config: &[u8], request: &Request) -> Result<Sealed> {
     let found = surface::surface(adapter).context("the input is not a kvplug adapter")?;
-    surface::check_adapter(&found).context("the input is not a kvplug adapter")?;
+    let driver = surface::is_driver(&found);
+    let check = |surface: &surface::Surface| {
+        if driver {
+            surface::check_driver(surface).context("the input is not a kvplug watch driver")
+        } else {
+            surface::check_adapter(surface).context("the input is not a kvplug adapter")
+        }
+    };
+    check(&found)?;
     ensure!(
         found.imports.iter().any(|i| i == CONFIG_IMPORT),
         "the input adapter is sealed already (it does not import `{CONFIG_IMPORT}`)"
     );
-    check_settings(request, backend_of(adapter)?)?;
+    if driver {
+        check_watch_settings(request)?;
+        let rest = Request {
+            settings: request
+                .settings
+                .iter()
+                .filter(|(name, _)| !kvplug_settings::watch::NAMES.contains(&name.as_str()))
+                .cloned()
+                .collect(),
+            layered: request.layered,
+        };
+        check_settings(&rest, backend_of(adapter)?)?;
+    } else {
+        check_settings(request, backend_of(adapter)?)?;
+    }
     let config = fill_slot(config, &request.settings)?;
     let sealed_adapter = plug::plug_bytes(adapter.to_vec(), vec![config.clone()])?;
     let after = surface::surface(&sealed_adapter)?;
-    surface::check_adapter(&after)?;
+    check(&after)?;
     let keeps_config = after.imports.iter().any(|i| i == CONFIG_IMPORT);
     ensure!(
         keeps_config == request.layered,

@@ -100,3 +100,47 @@ pub fn check_adapter(surface: &Surface) -> Result<()> {
     }
     Ok(())
 }
+
+/// What a watch driver (`kvplug-watch-<backend>.wasm`) may import besides [`ADAPTER_IMPORTS`]:
+/// the store it hands buckets of, the app's watcher (one draft), and stderr for its messages.
+pub const DRIVER_IMPORTS: &[&str] = &[
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/watcher@0.2.0-draft",
+    "wasi:cli/stderr@0.2.",
+];
+
+/// What a watch driver exports: it is a command.
+pub const DRIVER_EXPORT: &str = "wasi:cli/run@0.2.0";
+
+/// Whether `surface` is a watch driver's: it imports a `watcher`, which only a driver calls.
+pub fn is_driver(surface: &Surface) -> bool {
+    surface
+        .imports
+        .iter()
+        .any(|name| name.starts_with("wasi:keyvalue/watcher@"))
+}
+
+/// Fails unless `surface` is a watch driver's: every import on the allow-lists, exactly one
+/// export, `wasi:cli/run`.
+pub fn check_driver(surface: &Surface) -> Result<()> {
+    let stray: Vec<&String> = surface
+        .imports
+        .iter()
+        .filter(|name| {
+            !ADAPTER_IMPORTS
+                .iter()
+                .chain(DRIVER_IMPORTS)
+                .any(|allowed| name.starts_with(allowed))
+        })
+        .collect();
+    if !stray.is_empty() {
+        bail!("imports outside the watch driver allow-list: {stray:?}");
+    }
+    if surface.exports != [DRIVER_EXPORT] {
+        bail!(
+            "not a kvplug watch driver: it exports {:?}, not only `{DRIVER_EXPORT}`",
+            surface.exports
+        );
+    }
+    Ok(())
+}

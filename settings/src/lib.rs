@@ -12,6 +12,7 @@ pub mod backend;
 pub mod layout;
 pub mod sealed;
 pub mod url;
+pub mod watch;
 
 use alloc::format;
 use alloc::string::{String, ToString};

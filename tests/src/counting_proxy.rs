@@ -154,7 +154,7 @@ async fn forward(
     shared: Arc<Shared>,
     upstream: SocketAddr,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
+) -> Result<Response<Incoming>, std::io::Error> {
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
@@ -197,15 +197,7 @@ async fn forward(
         .send_request(outgoing)
         .await
         .map_err(std::io::Error::other)?;
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
-    let mut response = Response::from_parts(parts, Full::new(body));
-    // The body was collected whole: drop the upstream framing and let hyper set its own.
-    response.headers_mut().remove("transfer-encoding");
+    // Passed on as it arrives, framing included: a streamed answer (etcd's watch) never ends.
     Ok(response)
 }
 

@@ -15,6 +15,7 @@ pub mod entries;
 pub mod fault_server;
 pub mod process;
 pub mod services;
+pub mod watch;
 
 use std::sync::OnceLock;
 

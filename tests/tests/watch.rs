@@ -10,21 +10,20 @@
 
 #![expect(
     clippy::expect_used,
-    clippy::panic,
     clippy::unwrap_used,
     reason = "test code: a failed step fails the test, which is how a test reports it"
 )]
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kvplug_compose::{artifacts, watch};
+use kvplug_compose::artifacts;
 use kvplug_runner::Settings;
 use kvplug_tests::counting_proxy::CountingProxy;
 use kvplug_tests::services::{Etcd, Moto, Service as _};
+use kvplug_tests::watch::{Driver, composed, driver_settings};
 use kvplug_tests::{Kv, adapter, settings};
 
 /// A service a driver follows, which the tests can restart and make forget history.
@@ -220,119 +219,6 @@ impl Followed for MotoStream {
     fn forget_history(&mut self) {
         self.moto.recreate_table_keeping_items();
     }
-}
-
-/// The composed command of `watch-app` (or its draft twin), the backend's adapter and driver.
-fn composed(backend: &str, draft: bool, dir: &Path) -> PathBuf {
-    kvplug_tests::artifacts();
-    let app = artifacts::fixture_path(if draft {
-        "watch-app-draft"
-    } else {
-        "watch-app"
-    });
-    let out = dir.join(format!("watching-{backend}-{draft}.wasm"));
-    watch::watch_files(
-        &app,
-        &artifacts::adapter_path(backend),
-        &artifacts::driver_path(backend, draft),
-        &out,
-    )
-    .expect("kvplug watch composes the three");
-    out
-}
-
-/// A driver run by `wasmtime run`, killed with its process group on drop.
-struct Driver {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Driver {
-    fn start(component: &Path, settings: &[(String, String)], log: &Path) -> Driver {
-        let mut command = Command::new("wasmtime");
-        command.args(["run", "-S", "http", "-S", "config"]);
-        for (name, value) in settings {
-            command.arg("-S").arg(format!("config-var={name}={value}"));
-        }
-        command
-            .arg(component)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .process_group(0);
-        let child = command
-            .spawn()
-            .expect("the wasmtime CLI must be installed (scripts/setup.sh)");
-        Driver {
-            child,
-            log: log.to_owned(),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the driver says it follows its buckets (its positions are then saved).
-    fn ready(&mut self) {
-        let started = Instant::now();
-        while !self.stderr().contains("following bucket") {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the driver exited ({status}) before following: {}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the driver did not start: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for the driver to exit, at most `limit`.
-    fn exit(&mut self, limit: Duration) -> (ExitStatus, String) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.stderr());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the driver did not exit within {limit:?}: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The settings of a driver watching bucket `watched`, on top of the adapter's `base`.
-fn driver_settings(base: Settings, extra: &[(&str, &str)]) -> Settings {
-    let mut all = base;
-    all.push(("watch-buckets".into(), "watched".into()));
-    // Short reads, so a test's driver notices a restart quickly.
-    all.push(("watch-wait-ms".into(), "1000".into()));
-    all.push(("watch-idle-ms".into(), "5000".into()));
-    for (name, value) in extra {
-        all.retain(|(n, _)| n != name);
-        all.push(((*name).into(), (*value).into()));
-    }
-    all
 }
 
 /// Writes to bucket `watched` through an adapter instance of its own, and remembers what each
@@ -619,6 +505,286 @@ async fn a_silent_service_is_an_error<S: Followed>() {
     drop(keep);
 }
 
+/// `compose/recipes/watch.wac` composed by the real `wac` CLI, on both drafts: the result runs,
+/// delivers, and stops by itself after `watch-max-events`, then after `watch-max-seconds`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recipe_composes_with_the_wac_cli_on_both_drafts() {
+    kvplug_tests::artifacts();
+    let service = Server::start();
+    let url = service.url();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/recipes/watch.wac");
+    let mut writer = Writer::new("http", settings(&url)).await;
+    for draft in [false, true] {
+        let app = artifacts::fixture_path(if draft {
+            "watch-app-draft"
+        } else {
+            "watch-app"
+        });
+        let out = dir.path().join(format!("recipe-{draft}.wasm"));
+        let deps = [
+            ("kvplug:adapter", artifacts::adapter_path("http")),
+            ("kvplug:app", app),
+            ("kvplug:watch", artifacts::driver_path("http", draft)),
+        ];
+        let mut wac = Command::new("wac");
+        wac.arg("compose").arg(&recipe).arg("-o").arg(&out);
+        for (package, path) in &deps {
+            wac.arg("--dep")
+                .arg(format!("{package}={}", path.display()));
+        }
+        let output = wac.output().expect("the `wac` CLI must be installed");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        let config = driver_settings(
+            settings(&url),
+            &[
+                ("watch-max-events", "2"),
+                ("watch-id", if draft { "draft" } else { "draft2" }),
+            ],
+        );
+        let mut driver = Driver::start(&out, &config, &dir.path().join(format!("{draft}.log")));
+        driver.ready();
+        writer.set(&format!("one-{draft}"), b"1").await;
+        writer.set(&format!("two-{draft}"), b"2").await;
+        let (status, stderr) = driver.exit(Duration::from_secs(30));
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("delivered 2 change(s)"), "{stderr}");
+        writer.mirrored(&driver).await;
+
+        let config = driver_settings(settings(&url), &[("watch-max-seconds", "2")]);
+        let started = Instant::now();
+        let mut driver = Driver::start(&out, &config, &dir.path().join(format!("{draft}-s.log")));
+        let (status, stderr) = driver.exit(Duration::from_secs(30));
+        assert!(status.success(), "{stderr}");
+        assert!(started.elapsed() >= Duration::from_secs(2), "{stderr}");
+    }
+}
+
+/// A feed that answers garbage, a page or stream cut short, or changes out of order: the
+/// driver delivers none of it, retries, then stops with a message naming the request and
+/// what was wrong; it never traps. The fault server stands in for the whole service (the
+/// positions bucket included), since no real service sends these on demand.
+#[test]
+fn a_broken_feed_is_named_and_nothing_of_it_delivered() {
+    use kvplug_tests::fault_server::{Action, FaultServer, Request, chunked_head, response};
+    use std::sync::{Arc, Mutex};
+
+    kvplug_tests::artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    type Responder = Box<dyn Fn(&Request) -> Action + Send + Sync>;
+    let protocol = "kvplug-protocol: 1";
+    let http = |feed: fn() -> Action| -> Responder {
+        Box::new(move |request: &Request| {
+            let path = request.path.as_str();
+            if path.contains("/changes") && path.contains("after=") {
+                return feed();
+            }
+            match (request.method.as_str(), path.contains("/changes")) {
+                ("GET", true) => response(200, &[protocol, "kvplug-position: 5"], b""),
+                ("GET", false) => response(404, &[protocol, "kvplug-error: no-such-key"], b""),
+                _ => response(204, &[protocol], b""),
+            }
+        })
+    };
+    let etcd = |feed: Vec<u8>| -> Responder {
+        Box::new(move |request: &Request| match request.path.as_str() {
+            "/v3/watch" => {
+                let mut raw = chunked_head(200, &["content-type: application/json"]);
+                raw.extend_from_slice(format!("{:x}\r\n", feed.len()).as_bytes());
+                raw.extend_from_slice(&feed);
+                // The last chunk never comes: the connection closes mid-body.
+                Action::Raw(raw)
+            }
+            _ => response(200, &[], br#"{"header":{"revision":"5"}}"#),
+        })
+    };
+    let cases: Vec<(&str, &str, Responder, &str)> = vec![
+        (
+            "http",
+            "garbled page",
+            http(|| {
+                response(
+                    200,
+                    &["kvplug-protocol: 1", "kvplug-position: 9"],
+                    b"\xff\xff\xff",
+                )
+            }),
+            "a change that cannot be read",
+        ),
+        (
+            "http",
+            "page cut short",
+            http(|| {
+                Action::Raw(
+                    b"HTTP/1.1 200 OK\r\nkvplug-protocol: 1\r\nkvplug-position: 9\r\ncontent-length: 100\r\n\r\n1\n"
+                        .to_vec(),
+                )
+            }),
+            "cut short",
+        ),
+        (
+            "http",
+            "changes out of order",
+            http(|| {
+                let mut page = Vec::new();
+                for (position, key) in [(8, "a"), (7, "b")] {
+                    kvplug_protocol::changes::put(
+                        &mut page,
+                        &kvplug_protocol::changes::Change {
+                            position,
+                            key,
+                            value: Some(b"v"),
+                        },
+                    )
+                    .unwrap();
+                }
+                response(200, &["kvplug-protocol: 1", "kvplug-position: 9"], &page)
+            }),
+            "changes out of order",
+        ),
+        (
+            "etcd",
+            "garbled stream",
+            etcd(b"{\"result\":{\"created\":true}}\nthis is not json\n".to_vec()),
+            "a watch message that is not etcd's JSON",
+        ),
+        (
+            "etcd",
+            "stream cut mid-message",
+            etcd(
+                b"{\"result\":{\"created\":true}}\n{\"result\":{\"events\":[{\"kv\":{\"key\":\""
+                    .to_vec(),
+            ),
+            "the stream broke",
+        ),
+        (
+            "etcd",
+            "a key that is not base64",
+            etcd(
+                b"{\"result\":{\"events\":[{\"kv\":{\"key\":\"!!\",\"mod_revision\":\"6\"}}]}}\n"
+                    .to_vec(),
+            ),
+            "not base64",
+        ),
+    ];
+    for (i, (backend, case, responder, expected)) in cases.into_iter().enumerate() {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let server = FaultServer::start_answering_all(move |request| {
+            log.lock()
+                .unwrap()
+                .push(format!("{} {}", request.method, request.path));
+            responder(request)
+        });
+        let component = composed(backend, false, dir.path());
+        let config = driver_settings(settings(&server.url()), &[("watch-retry-ms", "1500")]);
+        let mut driver = Driver::start(&component, &config, &dir.path().join(format!("{i}.log")));
+        let (status, stderr) = driver.exit(Duration::from_secs(60));
+        assert!(!status.success(), "{backend} {case}: {stderr}");
+        assert!(
+            stderr.contains("kvplug-watch: stopped"),
+            "{backend} {case}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{backend} {case}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("wasm trap"),
+            "{backend} {case}: {stderr}"
+        );
+        let seen = seen.lock().unwrap();
+        assert!(
+            !seen.iter().any(|r| r.contains("mirror")),
+            "{backend} {case}: something was delivered: {seen:?}"
+        );
+    }
+}
+
+/// A driver sealed like an adapter (`kvplug seal`, the driver's own settings checked by its
+/// parser), composed with a sealed adapter: the result imports no `wasi:config` and runs with
+/// no runtime settings at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sealed_driver_with_a_sealed_adapter_runs_without_runtime_config() {
+    use kvplug_compose::{seal, surface};
+
+    kvplug_tests::artifacts();
+    let service = Server::start();
+    let url = service.url();
+    let dir = tempfile::tempdir().unwrap();
+    let static_config = std::fs::read(artifacts::config_path("kvplug-config-static")).unwrap();
+    let request = |pairs: &[(&str, &str)]| seal::Request {
+        settings: pairs
+            .iter()
+            .map(|(n, v)| ((*n).into(), (*v).into()))
+            .collect(),
+        layered: false,
+    };
+    let driver = std::fs::read(artifacts::driver_path("http", false)).unwrap();
+    let sealed_driver = seal::seal(
+        &driver,
+        &static_config,
+        &request(&[
+            ("url", &url),
+            ("watch-buckets", "watched"),
+            ("watch-max-events", "1"),
+        ]),
+    )
+    .expect("the driver seals");
+    let adapter = std::fs::read(artifacts::adapter_path("http")).unwrap();
+    let sealed_adapter = seal::seal(&adapter, &static_config, &request(&[("url", &url)]))
+        .expect("the adapter seals");
+
+    // Mistakes are refused before anything is written, in the driver's words.
+    for (pairs, expected) in [
+        (vec![("url", url.as_str())], "`watch-buckets` is not set"),
+        (
+            vec![
+                ("url", url.as_str()),
+                ("watch-buckets", "a"),
+                ("watch-wait-ms", "0"),
+            ],
+            "`watch-wait-ms`",
+        ),
+        (
+            vec![
+                ("url", url.as_str()),
+                ("watch-buckets", "a"),
+                ("watch-typo", "1"),
+            ],
+            "watch-typo",
+        ),
+    ] {
+        let error = seal::seal(&driver, &static_config, &request(&pairs)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains(expected),
+            "{pairs:?}: {error:#}"
+        );
+    }
+
+    let app = std::fs::read(artifacts::fixture_path("watch-app")).unwrap();
+    let composed =
+        kvplug_compose::watch::watch_bytes(app, sealed_adapter.adapter, sealed_driver.adapter)
+            .unwrap();
+    let imports = surface::surface(&composed).unwrap().imports;
+    assert!(
+        !imports.iter().any(|i| i.starts_with("wasi:config/")),
+        "{imports:?}"
+    );
+    let path = dir.path().join("sealed.wasm");
+    std::fs::write(&path, composed).unwrap();
+
+    let mut driver = Driver::start(&path, &[], &dir.path().join("sealed.log"));
+    driver.ready();
+    let mut writer = Writer::new("http", settings(&url)).await;
+    writer.set("sealed", b"1").await;
+    let (status, stderr) = driver.exit(Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    writer.mirrored(&driver).await;
+}
+
 macro_rules! watch_tests {
     ($($module:ident: $service:ty, draft $draft:literal;)*) => {$(
         mod $module {
@@ -874,6 +1040,34 @@ mod dynamodb_stream {
         );
         assert!(!stderr.contains("retrying"), "{stderr}");
         assert!(started.elapsed() < Duration::from_secs(20), "{stderr}");
+    }
+}
+
+/// Every driver keeps to its allow-list and imports the store and watcher of its own draft
+/// only; an app on either draft finds its driver.
+#[test]
+fn every_driver_imports_only_what_it_needs() {
+    use kvplug_compose::surface;
+    kvplug_tests::artifacts();
+    for backend in artifacts::WATCH_BACKENDS {
+        for (draft, version) in [(false, "0.2.0-draft2"), (true, "0.2.0-draft")] {
+            let bytes = std::fs::read(artifacts::driver_path(backend, draft)).unwrap();
+            let found = surface::surface(&bytes).unwrap();
+            surface::check_driver(&found).unwrap();
+            let keyvalue: Vec<&String> = found
+                .imports
+                .iter()
+                .filter(|i| i.starts_with("wasi:keyvalue/"))
+                .collect();
+            assert_eq!(
+                keyvalue,
+                [
+                    &format!("wasi:keyvalue/store@{version}"),
+                    &format!("wasi:keyvalue/watcher@{version}")
+                ],
+                "{backend} {draft}"
+            );
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use kvplug_core::feed::{Batch, Change, Feed, Lapse};
 use crate::bindings::{describe, store, watcher};
 use crate::log;
 use crate::positions::{Positions, Saved};
-use crate::settings::{OnGap, POSITIONS_BUCKET, WatchSettings};
+use crate::settings::{self, OnGap, POSITIONS_BUCKET};
 
 const MS: u64 = 1_000_000;
 /// The first pause after a failure; it doubles up to [`MAX_BACKOFF_MS`].
@@ -144,7 +144,7 @@ struct Followed<F> {
 pub fn run<F: Feed>() -> Result<String, String> {
     let started = monotonic_clock::now();
     let mut settings = kvplug_core::settings::load().map_err(|e| e.to_string())?;
-    let watch = WatchSettings::load().map_err(|e| format!("kvplug settings: {e}"))?;
+    let watch = settings::load().map_err(|e| format!("kvplug settings: {e}"))?;
     // A long poll waits `watch-wait-ms` inside one request, and a stream is silent up to
     // `watch-idle-ms`: the adapter's per-call limits must leave room for both.
     settings.timeout_ms = settings
@@ -309,7 +309,7 @@ fn summary(delivered: u64, started: u64) -> String {
 /// Calls the watcher for every change of `batch` under the prefix; returns how many.
 fn deliver(
     bucket: &str,
-    watch: &WatchSettings,
+    watch: &settings::WatchSettings,
     batch: &Batch,
     retry: &mut Retry,
 ) -> Result<u64, String> {

@@ -35,6 +35,26 @@ type ActiveFeed = kvplug_core::feed::etcd::EtcdFeed;
 #[cfg(feature = "dynamodb")]
 type ActiveFeed = kvplug_core::feed::dynamodb::DynamoFeed;
 
+/// The backend's name in a custom section, as the adapters carry it: `kvplug seal` reads it to
+/// check the driver's settings as this backend's feed will.
+#[cfg(feature = "http")]
+const BACKEND_NAME: &str = "http";
+#[cfg(feature = "etcd")]
+const BACKEND_NAME: &str = "etcd";
+#[cfg(feature = "dynamodb")]
+const BACKEND_NAME: &str = "dynamodb";
+
+#[expect(unsafe_code, reason = "a custom section is placed with `link_section`")]
+#[unsafe(link_section = "kvplug-backend")]
+#[used]
+static BACKEND_SECTION: [u8; BACKEND_NAME.len()] = match BACKEND_NAME
+    .as_bytes()
+    .first_chunk::<{ BACKEND_NAME.len() }>()
+{
+    Some(bytes) => *bytes,
+    None => [0; BACKEND_NAME.len()],
+};
+
 const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize
     + cfg!(feature = "etcd") as usize
     + cfg!(feature = "dynamodb") as usize;
