@@ -94,3 +94,34 @@ fn seal_and_check_fail_cleanly_on_bad_input() {
         "{text}"
     );
 }
+
+/// `kvplug watch` composes a watch-service app, its adapter and a driver; a driver of the
+/// other draft is refused with the artifact to use instead, and nothing is written.
+#[test]
+fn watch_composes_and_names_a_draft_mismatch() {
+    let adapter = artifacts::build_adapter("http").unwrap();
+    let drivers = artifacts::build_drivers("http").unwrap();
+    artifacts::build_fixtures().unwrap();
+    let app = artifacts::fixture_path("watch-app");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("watching.wasm");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (app, adapter, out_arg) = (path(&app), path(&adapter), path(&out));
+    let (draft2, draft) = (path(&drivers[0]), path(&drivers[1]));
+
+    let (ok, text) = kvplug(&["watch", &app, "--adapter", &adapter, "--driver", &draft, "-o", &out_arg]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("kvplug-watch-<backend>-draft.wasm"), "{text}");
+    assert!(!out.exists());
+
+    let (ok, text) = kvplug(&["watch", &app, "--adapter", &adapter, "-o", &out_arg]);
+    assert!(!ok && text.contains("--driver"), "{text}");
+
+    let (ok, text) = kvplug(&["watch", &app, "--adapter", &adapter, "--driver", &draft2, "-o", &out_arg]);
+    assert!(ok, "{text}");
+    assert!(text.contains("wrote"), "{text}");
+    let imports = kvplug_compose::surface::surface(&std::fs::read(&out).unwrap())
+        .unwrap()
+        .imports;
+    assert!(!imports.iter().any(|i| i.starts_with("wasi:keyvalue/")), "{imports:?}");
+}
