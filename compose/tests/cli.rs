@@ -109,7 +109,16 @@ fn watch_composes_and_names_a_draft_mismatch() {
     let (app, adapter, out_arg) = (path(&app), path(&adapter), path(&out));
     let (draft2, draft) = (path(&drivers[0]), path(&drivers[1]));
 
-    let (ok, text) = kvplug(&["watch", &app, "--adapter", &adapter, "--driver", &draft, "-o", &out_arg]);
+    let (ok, text) = kvplug(&[
+        "watch",
+        &app,
+        "--adapter",
+        &adapter,
+        "--driver",
+        &draft,
+        "-o",
+        &out_arg,
+    ]);
     assert!(!ok, "{text}");
     assert!(text.contains("kvplug-watch-<backend>-draft.wasm"), "{text}");
     assert!(!out.exists());
@@ -117,11 +126,23 @@ fn watch_composes_and_names_a_draft_mismatch() {
     let (ok, text) = kvplug(&["watch", &app, "--adapter", &adapter, "-o", &out_arg]);
     assert!(!ok && text.contains("--driver"), "{text}");
 
-    let (ok, text) = kvplug(&["watch", &app, "--adapter", &adapter, "--driver", &draft2, "-o", &out_arg]);
+    let (ok, text) = kvplug(&[
+        "watch",
+        &app,
+        "--adapter",
+        &adapter,
+        "--driver",
+        &draft2,
+        "-o",
+        &out_arg,
+    ]);
     assert!(ok, "{text}");
     assert!(text.contains("wrote"), "{text}");
     let imports = kvplug_compose::surface::surface(&std::fs::read(&out).unwrap())
         .unwrap()
         .imports;
-    assert!(!imports.iter().any(|i| i.starts_with("wasi:keyvalue/")), "{imports:?}");
+    assert!(
+        !imports.iter().any(|i| i.starts_with("wasi:keyvalue/")),
+        "{imports:?}"
+    );
 }
