@@ -47,6 +47,7 @@ async fn every_operation_takes_the_fewest_requests_the_service_allows(service: &
     kv.swap(cas, b"up").await.unwrap();
     kv.get_many(b, &["x"]).await.unwrap();
     kv.delete_many(b, &["warm"]).await.unwrap();
+    kv.delete(b, "warm").await.unwrap();
     kv.list_keys(b, None).await.unwrap();
     kv.increment(b, "n", 1).await.unwrap();
 

@@ -19,6 +19,8 @@ pub mod dynamodb;
 pub mod etcd;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// One write as the feed reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

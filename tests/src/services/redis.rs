@@ -78,7 +78,7 @@ impl BackendTests for Backend {
         [
             "PUT /EVALSHA/",
             "GET /GET/",
-            "GET /DEL/",
+            "GET /EVALSHA/",
             "GET /EXISTS/",
             "GET /EVALSHA/",
             "GET /EVALSHA/",

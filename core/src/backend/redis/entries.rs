@@ -242,6 +242,7 @@ impl Entries for RedisBackend {
                 &self.key(key),
                 &self.companion(key),
                 self.counter.as_bytes(),
+                self.changes.as_bytes(),
             ],
             &[
                 mode_arg(options.mode),
@@ -249,6 +250,7 @@ impl Entries for RedisBackend {
                 &tagged(options.metadata),
                 wanted(options.if_generation_match).as_bytes(),
                 MAX_VALUE_BYTES.to_string().as_bytes(),
+                self.space_len.as_bytes(),
             ],
             value,
             SMALL_ANSWER_BYTES,
@@ -262,8 +264,12 @@ impl Entries for RedisBackend {
         check_key(key)?;
         let answer = self.eval(
             &REMOVE,
-            &[&self.key(key), &self.companion(key)],
-            &[wanted(generation).as_bytes()],
+            &[
+                &self.key(key),
+                &self.companion(key),
+                self.changes.as_bytes(),
+            ],
+            &[wanted(generation).as_bytes(), self.space_len.as_bytes()],
             &[],
             SMALL_ANSWER_BYTES,
         )?;

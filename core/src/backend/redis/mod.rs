@@ -43,7 +43,10 @@ use super::{
 use crate::client::{Client, MAX_RESPONSE_BYTES, SMALL_ANSWER_BYTES, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
-use scripts::{DELETE_MANY, GET_MANY, INCREMENT, LIST, LOOKUP, SET, SET_MANY, Script, WRITE_IF};
+use scripts::{
+    DELETE, DELETE_MANY, GET_MANY, INCREMENT, LIST, LOOKUP, READ_CHANGES, SET, SET_MANY, Script,
+    WRITE_IF,
+};
 
 /// Entries per batch script: bounds how long one script holds Redis (scripts run alone).
 const MAX_BATCH_ENTRIES: usize = 1000;
@@ -91,6 +94,11 @@ pub struct RedisBackend {
     companions: Rc<str>,
     /// `<prefix>!#generation`, the counter every generation comes from.
     counter: Rc<str>,
+    /// `<prefix>!<encoded bucket>!changes`, the stream every kvplug write of the bucket
+    /// appends to (the watch driver's feed).
+    changes: Rc<str>,
+    /// `space`'s length in decimal: the scripts find a key's name past it, for the stream.
+    space_len: Rc<str>,
     page_size: u32,
 }
 
@@ -308,6 +316,26 @@ impl RedisBackend {
         }
     }
 
+    /// One read of the bucket's change stream after stream ID `after` (checked by the
+    /// caller), answered as [`READ_CHANGES`] says, up to about `budget` bytes of changes.
+    #[cfg(feature = "feed")]
+    pub(crate) fn read_changes(&self, after: &str, budget: usize) -> Result<Vec<u8>, Error> {
+        let budget = budget.to_string();
+        self.eval(
+            &READ_CHANGES,
+            &[self.changes.as_bytes()],
+            &[after.as_bytes(), budget.as_bytes()],
+            &[],
+            MAX_RESPONSE_BYTES,
+        )
+    }
+
+    /// An answer of Redis's that does not read as it should.
+    #[cfg(feature = "feed")]
+    pub(crate) fn malformed(&self, detail: &str) -> Error {
+        self.client.malformed(Verb::Get, "/EVALSHA", detail)
+    }
+
     /// The leading arguments of the batch scripts: value prefix, companion prefix,
     /// generation counter.
     fn batch_args(&self) -> [&[u8]; 3] {
@@ -319,9 +347,14 @@ impl RedisBackend {
     }
 
     /// Runs a batch script over `items` in chunks, each item written as frames.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call shape for every batch script"
+    )]
     fn batch<'a, T>(
         &self,
         script: &Script,
+        keys: &[&[u8]],
         items: &'a [T],
         size: impl Fn(&T) -> usize,
         encode: impl Fn(&mut Vec<u8>, &'a T) -> Result<(), FrameError>,
@@ -330,7 +363,7 @@ impl RedisBackend {
     ) -> Result<(), Error> {
         for batch in framed_batches(items, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, size, encode) {
             let (chunk, body) = batch?;
-            let reply = self.eval(script, &[], &self.batch_args(), &body, cap)?;
+            let reply = self.eval(script, keys, &self.batch_args(), &body, cap)?;
             answer(chunk, reply)?;
         }
         Ok(())
@@ -346,16 +379,21 @@ impl Backend for RedisBackend {
             .as_ref()
             .map(|credentials| format!("Basic {}", base64::encode(credentials.as_bytes())));
         let companions = layout::namespace(&settings.prefix, bucket, names::encode, Some('#'))?;
+        // `namespace` refuses an encoded name holding `!` (`layout::MARKER`), and
+        // `names::encode` never writes one (it escapes every byte but `A-Za-z0-9_-`, and
+        // writes `~` for the empty name), so the `!` after the name ends it: this key is
+        // never a value (`…:`), a companion (`…#`), the counter (`<prefix>!#…`), nor the
+        // stream of another bucket, under any prefix (a prefix holds no `!`).
+        let mut changes = layout::namespace(&settings.prefix, bucket, names::encode, Some('!'))?;
+        changes.push_str("changes");
+        let space = layout::namespace(&settings.prefix, bucket, names::encode, Some(':'))?;
         Ok(RedisBackend {
             client: Rc::new(Client::new(settings, authorization)),
-            space: Rc::from(layout::namespace(
-                &settings.prefix,
-                bucket,
-                names::encode,
-                Some(':'),
-            )?),
+            space_len: Rc::from(space.len().to_string()),
+            space: Rc::from(space),
             companions: Rc::from(companions),
             counter: Rc::from(format!("{}!#generation", settings.prefix)),
+            changes: Rc::from(changes),
             page_size: settings.page_size,
         })
     }
@@ -382,8 +420,9 @@ impl Backend for RedisBackend {
                 &self.key(key),
                 &self.companion(key),
                 self.counter.as_bytes(),
+                self.changes.as_bytes(),
             ],
-            &[],
+            &[self.space_len.as_bytes()],
             value,
             SMALL_ANSWER_BYTES,
         )?;
@@ -395,9 +434,23 @@ impl Backend for RedisBackend {
 
     fn delete(&self, key: &str) -> Result<(), Error> {
         check_key(key)?;
-        let path = command("DEL", &[&self.key(key), &self.companion(key)]);
-        let reply = self.call(Verb::Get, &path, &[], SMALL_ANSWER_BYTES)?;
-        self.integer(Verb::Get, &path, reply).map(drop)
+        // A script, not `DEL`, so the delete and its change-stream entry are one atomic
+        // request.
+        let answer = self.eval(
+            &DELETE,
+            &[
+                &self.key(key),
+                &self.companion(key),
+                self.changes.as_bytes(),
+            ],
+            &[self.space_len.as_bytes()],
+            &[],
+            SMALL_ANSWER_BYTES,
+        )?;
+        match answer.as_slice() {
+            b"D" => Ok(()),
+            _ => Err(self.client.malformed(Verb::Get, "/EVALSHA", "expected D")),
+        }
     }
 
     fn exists(&self, key: &str) -> Result<bool, Error> {
@@ -443,8 +496,9 @@ impl Backend for RedisBackend {
                 &self.key(key),
                 &self.companion(key),
                 self.counter.as_bytes(),
+                self.changes.as_bytes(),
             ],
-            &[delta.as_bytes()],
+            &[delta.as_bytes(), self.space_len.as_bytes()],
             &[],
             SMALL_ANSWER_BYTES,
         ) {
@@ -484,8 +538,9 @@ impl Backend for RedisBackend {
                 &self.key(key),
                 &self.companion(key),
                 self.counter.as_bytes(),
+                self.changes.as_bytes(),
             ],
-            &[version.as_bytes()],
+            &[version.as_bytes(), self.space_len.as_bytes()],
             value,
             MAX_RESPONSE_BYTES,
         )?;
@@ -501,6 +556,7 @@ impl Backend for RedisBackend {
         let mut values = Vec::with_capacity(keys.len());
         self.batch(
             &GET_MANY,
+            &[],
             keys,
             String::len,
             |body, key| frames::put(body, key.as_bytes()),
@@ -522,6 +578,7 @@ impl Backend for RedisBackend {
         let pairs = large_first(pairs.iter().collect(), MAX_BATCH_BYTES);
         self.batch(
             &SET_MANY,
+            &[self.changes.as_bytes()],
             &pairs,
             |(key, value)| key.len() + value.len(),
             |body, (key, value)| {
@@ -537,6 +594,7 @@ impl Backend for RedisBackend {
         check_batch("delete-many", keys, check_key)?;
         self.batch(
             &DELETE_MANY,
+            &[self.changes.as_bytes()],
             keys,
             String::len,
             |body, key| frames::put(body, key.as_bytes()),

@@ -8,6 +8,11 @@
 //! version a script reports is a token: `g<generation>` with a valid companion, else
 //! `h<SHA-1 hex of the value>` (value-derived, for data no kvplug write touched). CAS and
 //! the extension read the same token, so they can never disagree.
+//!
+//! Every kvplug write also appends one entry per key written to the bucket's change stream
+//! (docs/watch-design.md §4.3), in the same script so the two cannot disagree: `k` the key,
+//! `v` the value as `get` would then read it, no `v` for a delete. The watch driver reads it
+//! with [`READ_CHANGES`]. Writes by other Redis clients and expiry add nothing.
 
 /// A Lua script and its SHA-1, the name `EVALSHA` knows it by.
 pub(super) struct Script {
@@ -72,9 +77,26 @@ end
     };
 }
 
+/// `log(stream, k, v)`: appends the change of key `k` (`v` false for a delete) to the
+/// bucket's change stream, which keeps about the last 100,000 (`~`: Redis trims whole nodes,
+/// cheaply).
+macro_rules! lua_log {
+    () => {
+        "local function log(stream, k, v)
+  if v then
+    redis.call('XADD', stream, 'MAXLEN', '~', '100000', '*', 'k', k, 'v', v)
+  else
+    redis.call('XADD', stream, 'MAXLEN', '~', '100000', '*', 'k', k)
+  end
+end
+"
+    };
+}
+
 /// Shared head of the batch scripts: `ARGV[1]` is the bucket's value prefix (`<space>:`),
 /// `ARGV[2]` its companion prefix (`<space>#`), `ARGV[3]` the generation counter, and the
-/// last argument the request body, read frame by frame.
+/// last argument the request body, read frame by frame. The writing ones take the bucket's
+/// change stream as `KEYS[1]`.
 macro_rules! with_frames {
     ($($body:expr),+) => {
         concat!(
@@ -103,19 +125,23 @@ return 'A'"
     ),
 };
 
-/// Sets `KEYS[1]` to `ARGV[2]` (webdis drops an empty body: absent means empty), with a new
+/// Sets `KEYS[1]` to `ARGV[3]` (webdis drops an empty body: absent means empty), with a new
 /// companion `KEYS[2]` from counter `KEYS[3]` and no expiry, only if its version token is
-/// still `ARGV[1]` (`absent` for none), and answers `D`; otherwise answers like LOOKUP.
+/// still `ARGV[1]` (`absent` for none), logs it to stream `KEYS[4]` (the key is `KEYS[1]`
+/// past the `ARGV[2]` bytes of the bucket's value prefix), and answers `D`; otherwise
+/// answers like LOOKUP.
 pub(super) const WRITE_IF: Script = Script {
-    sha1: "78c00b957aee879bb67607db0c511d02d0c4faac",
+    sha1: "81ff274bf1b66b7309b14e958191bfbb7bd36fd9",
     source: concat!(
         lua_current!(),
         lua_stamp!(),
+        lua_log!(),
         "local v, tok, m = current(KEYS[1], KEYS[2])
 if (v and tok or 'absent') == ARGV[1] then
-  local new = ARGV[2] or ''
+  local new = ARGV[3] or ''
   redis.call('SET', KEYS[1], new)
   stamp(KEYS[1], KEYS[2], KEYS[3], new, false)
+  log(KEYS[4], string.sub(KEYS[1], tonumber(ARGV[2]) + 1), new)
   return 'D'
 end
 if v then return entry(v, tok, m) end
@@ -123,15 +149,18 @@ return 'A'"
     ),
 };
 
-/// `set`: `KEYS[1]` to `ARGV[1]` (absent: empty) with no expiry and a new companion
-/// `KEYS[2]` (generation from `KEYS[3]`, no metadata); answers `D`.
+/// `set`: `KEYS[1]` to `ARGV[2]` (absent: empty) with no expiry and a new companion
+/// `KEYS[2]` (generation from `KEYS[3]`, no metadata), logged to stream `KEYS[4]` (the key
+/// is `KEYS[1]` past the `ARGV[1]` bytes of the value prefix); answers `D`.
 pub(super) const SET: Script = Script {
-    sha1: "d92ccbc6696654cec48bfa6f198e451139a1ed3a",
+    sha1: "387b338eee85bdf1c92dce11ed03c5846bc7c604",
     source: concat!(
         lua_stamp!(),
-        "local v = ARGV[1] or ''
+        lua_log!(),
+        "local v = ARGV[2] or ''
 redis.call('SET', KEYS[1], v)
 stamp(KEYS[1], KEYS[2], KEYS[3], v, false)
+log(KEYS[4], string.sub(KEYS[1], tonumber(ARGV[1]) + 1), v)
 return 'D'"
     ),
 };
@@ -140,12 +169,14 @@ return 'D'"
 /// webdis 0.1.9 writes the RESP length of an integer truncated to 32 bits (`:21` for
 /// 2147483648), and Lua would turn it into a double, exact only up to 2^53. The expiry
 /// stays (INCRBY keeps it); the companion `KEYS[2]` gets a new generation and keeps its
-/// metadata if it was valid. An error (not a counter, overflow) aborts before anything is
-/// written.
+/// metadata if it was valid, and the new decimal is logged to stream `KEYS[4]` (the key is
+/// `KEYS[1]` past the `ARGV[2]` bytes of the value prefix). An error (not a counter,
+/// overflow) aborts before anything is written.
 pub(super) const INCREMENT: Script = Script {
-    sha1: "10f049bd1730644210f319a36e883e4426aef824",
+    sha1: "826819cac68f2768a0a84a7ef4604b67074d0883",
     source: concat!(
         lua_stamp!(),
+        lua_log!(),
         "local old, m = redis.call('GET', KEYS[1]), false
 if old then
   local c = redis.call('HMGET', KEYS[2], 'h', 'm')
@@ -154,7 +185,21 @@ end
 redis.call('INCRBY', KEYS[1], ARGV[1])
 local new = redis.call('GET', KEYS[1])
 stamp(KEYS[1], KEYS[2], KEYS[3], new, m)
+log(KEYS[4], string.sub(KEYS[1], tonumber(ARGV[2]) + 1), new)
 return new"
+    ),
+};
+
+/// `delete`: `KEYS[1]` and its companion `KEYS[2]`, logged to stream `KEYS[3]` if the key
+/// existed (the key is `KEYS[1]` past the `ARGV[1]` bytes of the value prefix); answers `D`.
+pub(super) const DELETE: Script = Script {
+    sha1: "2aac282c68b95a0652edc8622ed5c5c6555fde00",
+    source: concat!(
+        lua_log!(),
+        "local n = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+if n > 0 then log(KEYS[3], string.sub(KEYS[1], tonumber(ARGV[1]) + 1), false) end
+return 'D'"
     ),
 };
 
@@ -174,26 +219,31 @@ return table.concat(out)"
 /// Sets the key/value frame pairs of the body, each with a new companion, atomically (a
 /// script runs alone).
 pub(super) const SET_MANY: Script = Script {
-    sha1: "f182c7c1a5dce2fddbc91fc708fe315668d25870",
+    sha1: "2c1c0da0954b9ccbc5a2028c78e09b44f2f2d571",
     source: with_frames!(
         lua_stamp!(),
+        lua_log!(),
         "while pos <= #blob do
   local k = frame()
   local v = frame()
   redis.call('SET', space .. k, v)
   stamp(space .. k, comps .. k, ctr, v, false)
+  log(KEYS[1], k, v)
 end
 return 'D'"
     ),
 };
 
-/// Deletes the keys framed in the body, with their companions.
+/// Deletes the keys framed in the body, with their companions, logging each key that existed.
 pub(super) const DELETE_MANY: Script = Script {
-    sha1: "2dd150b530dc2f7bbe8f4f417b067040e63c0768",
+    sha1: "c38d9aa7613bd2ae6e07c8673b8d14536306bd72",
     source: with_frames!(
+        lua_log!(),
         "while pos <= #blob do
   local k = frame()
-  redis.call('DEL', space .. k, comps .. k)
+  local n = redis.call('DEL', space .. k)
+  redis.call('DEL', comps .. k)
+  if n > 0 then log(KEYS[1], k, false) end
 end
 return 'D'"
     ),
@@ -217,22 +267,25 @@ end
 return struct.pack('>I4', #cursor) .. cursor .. table.concat(out)",
 };
 
-/// The extension's `insert`. `KEYS`: value, companion, counter. `ARGV`: mode (`o`verwrite,
+/// The extension's `insert`. `KEYS`: value, companion, counter,
+/// change stream. `ARGV`: mode (`o`verwrite,
 /// `a`dd, `s`uffix = append, `p`refix = prepend); time-to-live (`k` none, `s<seconds>`);
 /// metadata (`k` none, `s<bytes>`); generation wanted (`-` none, else as `matches` reads
-/// it); the largest value; the bytes (the body, absent when empty). Mirrors
+/// it); the largest value; the length of the bucket's value prefix (the key is the value's
+/// name past it, for the change stream); the bytes (the body, absent when empty). Mirrors
 /// `kvplug_protocol::entries::plan`: answers `G` (generation mismatch), `E` (`add` over a
 /// live key), `L<size>` (the result over the largest value), or `D<generation>` once
 /// written. The deadline is one `TIME` plus the time-to-live, set with `PXAT` on the value
 /// and copied to the companion: time is not frozen inside a script.
 pub(super) const INSERT: Script = Script {
-    sha1: "6f6600dc9ecc8a6b6db56c9a7fabc31646fdde25",
+    sha1: "fda9f07a65295b00e3b53d667b957e74747162b6",
     source: concat!(
         lua_current!(),
         lua_stamp!(),
+        lua_log!(),
         "local main, comp = KEYS[1], KEYS[2]
 local mode, ttl, meta, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local value = ARGV[6] or ''
+local value = ARGV[7] or ''
 local v, tok, m = current(main, comp)
 if want ~= '-' and not (v and matches(tok, want)) then return 'G' end
 if mode == 'a' and v then return 'E' end
@@ -252,23 +305,30 @@ else
   redis.call('SET', main, new)
 end
 if string.sub(meta, 1, 1) == 's' then m = string.sub(meta, 2) elseif not keep then m = '' end
-return 'D' .. stamp(main, comp, KEYS[3], new, m)"
+local g = stamp(main, comp, KEYS[3], new, m)
+log(KEYS[4], string.sub(main, tonumber(ARGV[6]) + 1), new)
+return 'D' .. g"
     ),
 };
 
-/// The extension's `delete`: `KEYS` value and companion, `ARGV[1]` the generation wanted
-/// (`-` none). Answers `G` (mismatch, nothing deleted), `1` (a live entry deleted) or `0`.
+/// The extension's `delete`: `KEYS` value, companion and change stream, `ARGV[1]` the
+/// generation wanted (`-` none), `ARGV[2]` the length of the value prefix. Answers `G`
+/// (mismatch, nothing deleted), `1` (a live entry deleted, and logged) or `0`.
 pub(super) const REMOVE: Script = Script {
-    sha1: "8b5367ea715843ee17de9ad1903667d48fd4b346",
+    sha1: "a4ba115c8a8ac50c2df5df36bc22f07ae33b5892",
     source: concat!(
         lua_current!(),
+        lua_log!(),
         "if ARGV[1] ~= '-' then
   local v, tok = current(KEYS[1], KEYS[2])
   if not (v and matches(tok, ARGV[1])) then return 'G' end
 end
 local n = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2])
-if n > 0 then return '1' end
+if n > 0 then
+  log(KEYS[3], string.sub(KEYS[1], tonumber(ARGV[2]) + 1), false)
+  return '1'
+end
 return '0'"
     ),
 };
@@ -312,6 +372,42 @@ for _, k in ipairs(extra) do parts[#parts + 1] = struct.pack('>I4', #k) .. k end
 return table.concat(parts)",
 };
 
+/// The watch driver's read of change stream `KEYS[1]` after ID `ARGV[1]` (`XRANGE` and
+/// `XINFO` come back through webdis as `null`s: nested replies are lost, so the script
+/// flattens them). Answers `N` when there is no stream, else `S` then frames: the last ID
+/// ever added, the greatest ID deleted by `XDEL` (`0-0` if none), the first ID still held
+/// (empty when none), `1` or `0` for whether the stream ever lost an entry (`entries-added`
+/// over `length`: trimmed or deleted), then per change its ID, key, and optional value, up
+/// to 1000 changes or until `ARGV[2]` bytes are passed (at least one change; none when
+/// `ARGV[2]` is 0, which reads only the head).
+pub(super) const READ_CHANGES: Script = Script {
+    sha1: "fda0fb1caf5968bc72ad9e20e2df1a46369b2dbf",
+    source: "local s, after, budget = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if redis.call('EXISTS', s) == 0 then return 'N' end
+local info, f = redis.call('XINFO', 'STREAM', s), {}
+for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
+local function put(x) return struct.pack('>I4', #x) .. x end
+local first = ''
+if f['first-entry'] then first = f['first-entry'][1] end
+local lost = '0'
+if f['entries-added'] > f['length'] then lost = '1' end
+local out = {'S', put(f['last-generated-id']), put(f['max-deleted-entry-id']), put(first), put(lost)}
+if budget == 0 then return table.concat(out) end
+local size = 0
+for _, e in ipairs(redis.call('XRANGE', s, '(' .. after, '+', 'COUNT', 1000)) do
+  local k, v = '', false
+  for i = 1, #e[2], 2 do
+    if e[2][i] == 'k' then k = e[2][i + 1] elseif e[2][i] == 'v' then v = e[2][i + 1] end
+  end
+  local one = put(e[1]) .. put(k)
+  if v then one = one .. '\\1' .. put(v) else one = one .. '\\0' end
+  out[#out + 1] = one
+  size = size + #one
+  if size >= budget then break end
+end
+return table.concat(out)",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +430,8 @@ mod tests {
             ("INSERT", &INSERT),
             ("REMOVE", &REMOVE),
             ("LIST_PREFIX", &LIST_PREFIX),
+            ("DELETE", &DELETE),
+            ("READ_CHANGES", &READ_CHANGES),
         ] {
             let digest = sha1::Sha1::digest(script.source.as_bytes());
             let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
