@@ -35,7 +35,7 @@ pub const FIXTURES: &[&str] = &[
 /// The backends with a watch driver (`kvplug-watch-<backend>.wasm`, and
 /// `kvplug-watch-<backend>-draft.wasm` for apps on `wasi:keyvalue@0.2.0-draft`): those whose
 /// service has a change feed the driver reads (docs/watch-design.md).
-pub const WATCH_BACKENDS: &[&str] = &["http", "etcd", "dynamodb"];
+pub const WATCH_BACKENDS: &[&str] = &["http", "etcd", "dynamodb", "redis"];
 
 /// The path of the watch driver for `backend`, for apps on draft2 or (`draft`) the older draft.
 pub fn driver_path(backend: &str, draft: bool) -> PathBuf {

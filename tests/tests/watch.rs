@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use kvplug_compose::artifacts;
 use kvplug_runner::Settings;
 use kvplug_tests::counting_proxy::CountingProxy;
-use kvplug_tests::services::{Etcd, Moto, Service as _};
+use kvplug_tests::services::{Etcd, Moto, Redis, Service as _};
 use kvplug_tests::watch::{Driver, composed, driver_settings};
 use kvplug_tests::{Kv, adapter, settings};
 
@@ -218,6 +218,40 @@ impl Followed for MotoStream {
     /// records and the writes between are in no stream the table has.
     fn forget_history(&mut self) {
         self.moto.recreate_table_keeping_items();
+    }
+}
+
+impl Followed for Redis {
+    const BACKEND: &'static str = "redis";
+
+    fn start() -> Redis {
+        Redis::start()
+    }
+
+    fn url(&self) -> String {
+        Redis::url(self)
+    }
+
+    fn restart(&mut self) {
+        self.restart_keeping_data();
+    }
+
+    /// Empties every change stream (`XTRIM … MAXLEN 0`), as the adapter's own `MAXLEN ~`
+    /// trimming would after 100,000 more writes: the entries after the saved position are gone
+    /// while the stream stays.
+    fn forget_history(&mut self) {
+        let trimmed = self.cli(&[
+            "EVAL",
+            "local c, n = '0', 0
+repeat
+  local r = redis.call('SCAN', c, 'MATCH', '*!changes', 'COUNT', 1000)
+  c = r[1]
+  for _, s in ipairs(r[2]) do n = n + redis.call('XTRIM', s, 'MAXLEN', 0) end
+until c == '0'
+return n",
+            "0",
+        ]);
+        assert!(trimmed.trim().parse::<u64>().unwrap() > 0, "{trimmed}");
     }
 }
 
@@ -828,6 +862,7 @@ watch_tests! {
     http: Server, draft false;
     etcd: Etcd, draft true;
     dynamodb: MotoStream, draft false;
+    redis: Redis, draft false;
 }
 
 /// What only the DynamoDB driver has: positions of its own shape, and iterators kept between
@@ -1079,7 +1114,8 @@ fn every_driver_is_tested() {
         [
             <Server as Followed>::BACKEND,
             <Etcd as Followed>::BACKEND,
-            <MotoStream as Followed>::BACKEND
+            <MotoStream as Followed>::BACKEND,
+            <Redis as Followed>::BACKEND
         ]
     );
 }

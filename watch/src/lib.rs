@@ -34,6 +34,9 @@ type ActiveFeed = kvplug_core::feed::etcd::EtcdFeed;
 /// The change feed of this build's backend.
 #[cfg(feature = "dynamodb")]
 type ActiveFeed = kvplug_core::feed::dynamodb::DynamoFeed;
+/// The change feed of this build's backend.
+#[cfg(feature = "redis")]
+type ActiveFeed = kvplug_core::feed::redis::RedisFeed;
 
 /// The backend's name in a custom section, as the adapters carry it: `kvplug seal` reads it to
 /// check the driver's settings as this backend's feed will.
@@ -43,6 +46,8 @@ const BACKEND_NAME: &str = "http";
 const BACKEND_NAME: &str = "etcd";
 #[cfg(feature = "dynamodb")]
 const BACKEND_NAME: &str = "dynamodb";
+#[cfg(feature = "redis")]
+const BACKEND_NAME: &str = "redis";
 
 #[expect(unsafe_code, reason = "a custom section is placed with `link_section`")]
 #[unsafe(link_section = "kvplug-backend")]
@@ -57,7 +62,8 @@ static BACKEND_SECTION: [u8; BACKEND_NAME.len()] = match BACKEND_NAME
 
 const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize
     + cfg!(feature = "etcd") as usize
-    + cfg!(feature = "dynamodb") as usize;
+    + cfg!(feature = "dynamodb") as usize
+    + cfg!(feature = "redis") as usize;
 const _: () = assert!(
     BACKENDS_ENABLED == 1,
     "enable exactly one backend feature, e.g. `--no-default-features --features etcd`"

@@ -184,6 +184,32 @@ impl Redis {
         self.redis = Some(running);
     }
 
+    /// Runs `args` with `redis-cli` against this Redis, and returns what it printed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(self.redis_port.to_string())
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Stops webdis and Redis and starts them again on the same ports with Redis's data:
+    /// Redis runs without persistence, so its data is saved once (`SAVE`, an RDB file in the
+    /// temporary directory), which the new Redis loads at start. Nothing else writes that file,
+    /// so `resume_redis` alone still starts empty.
+    pub fn restart_keeping_data(&mut self) {
+        assert_eq!(self.cli(&["SAVE"]).trim(), "OK");
+        self.stop_webdis();
+        self.stop_redis();
+        std::thread::sleep(Duration::from_millis(500));
+        self.resume_redis();
+        self.start_webdis();
+        let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+    }
+
     fn start_webdis(&mut self) {
         // Commands an application must never reach through webdis are disabled, as a
         // production deployment would; the adapter needs none of them.

@@ -43,9 +43,10 @@ use super::{
 use crate::client::{Client, MAX_RESPONSE_BYTES, SMALL_ANSWER_BYTES, Verb};
 use crate::error::Error;
 use crate::settings::Settings;
+#[cfg(feature = "feed")]
+use scripts::READ_CHANGES;
 use scripts::{
-    DELETE, DELETE_MANY, GET_MANY, INCREMENT, LIST, LOOKUP, READ_CHANGES, SET, SET_MANY, Script,
-    WRITE_IF,
+    DELETE, DELETE_MANY, GET_MANY, INCREMENT, LIST, LOOKUP, SET, SET_MANY, Script, WRITE_IF,
 };
 
 /// Entries per batch script: bounds how long one script holds Redis (scripts run alone).

@@ -380,6 +380,10 @@ return table.concat(parts)",
 /// over `length`: trimmed or deleted), then per change its ID, key, and optional value, up
 /// to 1000 changes or until `ARGV[2]` bytes are passed (at least one change; none when
 /// `ARGV[2]` is 0, which reads only the head).
+#[cfg_attr(
+    all(not(feature = "feed"), not(test)),
+    expect(dead_code, reason = "only the watch driver reads the stream")
+)]
 pub(super) const READ_CHANGES: Script = Script {
     sha1: "fda0fb1caf5968bc72ad9e20e2df1a46369b2dbf",
     source: "local s, after, budget = KEYS[1], ARGV[1], tonumber(ARGV[2])
