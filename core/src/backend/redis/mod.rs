@@ -15,12 +15,16 @@
 //! module (all measured; see the README): its RESP output (`.raw`) drops nil elements and
 //! nested arrays and miscounts integers beyond 32 bits, and its JSON output is not
 //! binary-safe. So every reply the adapter reads is a single string or a small integer:
-//! plain commands to get, delete or test one key, and for everything else a Lua script
+//! plain commands to get or test one key, and for everything else a Lua script
 //! answering one binary string (`increment` the stored decimal, the others
 //! `kvplug_protocol::frames`). Values never travel in the URL: a request body is webdis's
 //! last argument, binary-safe. Scripts are called by SHA-1 (`EVALSHA`) and sent in full only
 //! when Redis does not have them yet (`set` and `increment` included: their scripts are too
 //! long for an error message that quotes the request's start to still name the key).
+//!
+//! Every write (`delete` included, which is why it is a script and not `DEL`) also appends
+//! its change to the bucket's stream `<prefix>!<encoded bucket>!changes` in the same script,
+//! which the watch driver reads (`crate::feed::redis`; docs/watch-design.md §4.3).
 
 mod entries;
 mod scripts;
@@ -617,5 +621,30 @@ mod tests {
         );
         assert_eq!(command("GET", &[b"k", b""]), "/GET/k/.raw");
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn the_change_stream_sits_beside_the_bucket_and_is_no_key_of_it() {
+        let settings = Settings::from_lookup(|name| {
+            Ok(match name {
+                "url" => Some(String::from("http://127.0.0.1:7379")),
+                "prefix" => Some(String::from("app")),
+                _ => None,
+            })
+        })
+        .unwrap();
+        for (bucket, stream) in [
+            ("b", "app!b!changes"),
+            ("a:b#c!d", "app!a%3Ab%23c%21d!changes"),
+        ] {
+            let backend = RedisBackend::open(&settings, bucket).unwrap();
+            assert_eq!(&*backend.changes, stream);
+            assert!(!backend.changes.starts_with(&*backend.space));
+            assert!(!backend.changes.starts_with(&*backend.companions));
+            assert_eq!(
+                backend.space_len.parse::<usize>().unwrap(),
+                backend.space.len()
+            );
+        }
     }
 }
