@@ -1107,6 +1107,75 @@ fn every_driver_imports_only_what_it_needs() {
 }
 
 /// Every backend with a driver has its row above.
+/// What only the Redis driver has: a stream that kvplug's own writes append to, each in the
+/// write's own script. On Redis behind webdis.
+mod redis_stream {
+    use super::*;
+    use kvplug_tests::entries::{EntriesKv, InsertMode, InsertOptions};
+
+    /// Every kind of kvplug write reaches the watcher as `get` then reads the key (a counter as
+    /// its decimal, an append as the whole value), with one stream entry per key written: a
+    /// delete of a key that is not there appends nothing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_kind_of_write_arrives_as_get_reads_it() {
+        let service = Redis::start();
+        let dir = tempfile::tempdir().unwrap();
+        let component = composed("redis", false, dir.path());
+        let config = driver_settings(service.adapter_settings(), &[]);
+        let mut writer = Writer::new("redis", service.adapter_settings()).await;
+        let mut entries = EntriesKv::with("redis", service.adapter_settings()).await;
+        let mut driver = Driver::start(&component, &config, &dir.path().join("1.log"));
+        driver.ready();
+
+        let kv = &mut writer.kv;
+        let b = kv.open("watched").await.unwrap();
+        kv.increment(b, "count", 40).await.unwrap();
+        let b = kv.open("watched").await.unwrap();
+        assert_eq!(kv.increment(b, "count", 2).await.unwrap(), 42);
+        let b = kv.open("watched").await.unwrap();
+        kv.set(b, "swapped", b"old").await.unwrap();
+        let b = kv.open("watched").await.unwrap();
+        let cas = kv.cas_new(b, "swapped").await.unwrap();
+        kv.swap(cas, b"new").await.unwrap();
+        let b = kv.open("watched").await.unwrap();
+        kv.set_many(b, &[("m1", b"1"), ("m2", b"2")]).await.unwrap();
+        let b = kv.open("watched").await.unwrap();
+        kv.delete_many(b, &["m1", "never"]).await.unwrap();
+        let b = kv.open("watched").await.unwrap();
+        kv.delete(b, "never").await.unwrap();
+        let b = entries.open("watched").await;
+        let plain = InsertOptions::new(InsertMode::Overwrite);
+        entries.insert(b, "e", b"head", &plain).await.unwrap();
+        let b = entries.open("watched").await;
+        let append = InsertOptions::new(InsertMode::Append);
+        entries.insert(b, "e", b"+tail", &append).await.unwrap();
+        let b = entries.open("watched").await;
+        entries.insert(b, "gone", b"x", &plain).await.unwrap();
+        let b = entries.open("watched").await;
+        assert!(entries.delete(b, "gone", None).await.unwrap());
+        let b = entries.open("watched").await;
+        assert!(!entries.delete(b, "never", None).await.unwrap());
+
+        for (key, value) in [
+            ("count", Some(&b"42"[..])),
+            ("swapped", Some(b"new")),
+            ("m1", None),
+            ("m2", Some(b"2")),
+            ("e", Some(b"head+tail")),
+            ("gone", None),
+        ] {
+            writer
+                .expected
+                .insert(key.into(), value.map(<[u8]>::to_vec));
+        }
+        writer.set("after", b"1").await;
+        writer.mirrored(&driver).await;
+        assert_eq!(writer.mirror("never").await, None);
+        // 2 increments, set, swap, 2 set-many, 1 delete-many, 3 inserts, 1 delete, `after`.
+        assert_eq!(service.cli(&["XLEN", "!watched!changes"]).trim(), "12");
+    }
+}
+
 #[test]
 fn every_driver_is_tested() {
     assert_eq!(
