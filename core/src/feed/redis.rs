@@ -156,8 +156,10 @@ fn gap(state: Option<&State>, after: Id) -> Option<(Id, String)> {
     if !state.lost_any {
         return None;
     }
-    // Trimming removes the oldest entries, so everything removed is older than what the
-    // stream still holds. A position just before the first entry held lost nothing; one
+    // Trimming (`MAXLEN`, `XTRIM`) leaves `max-deleted-entry-id` as it was (measured on Redis
+    // 7.0.15: still `0-0` after trimming to nothing), so trimming shows only as
+    // `entries-added` over `length`. It removes the oldest entries, so everything removed is
+    // older than what the stream still holds. A position just before the first entry held lost nothing; one
     // further back may have (trimming does not say which IDs it removed, so a reader exactly
     // at the last trimmed entry is told of a gap it did not have).
     let resume = match state.first {
