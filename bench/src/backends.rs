@@ -73,6 +73,7 @@ pub async fn count(service: &dyn Service) -> Result<Vec<Count>> {
     kv.set_many(b, &[("warm", b"w")]).await.map_err(fail)?;
     kv.get_many(b, &["warm"]).await.map_err(fail)?;
     kv.delete_many(b, &["warm"]).await.map_err(fail)?;
+    kv.delete(b, "warm").await.map_err(fail)?;
     kv.list_keys(b, None).await.map_err(fail)?;
     let keys: Vec<String> = (0..2500).map(|i| format!("k{i}")).collect();
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
