@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use kvplug_runner::Settings;
 use kvplug_tests::counting_proxy::CountingProxy;
-use kvplug_tests::services::{Etcd, Moto, Service as _};
+use kvplug_tests::services::{Etcd, Moto, Redis, Service as _};
 use kvplug_tests::watch::{Driver, composed, driver_settings};
 use kvplug_tests::{Kv, adapter, settings};
 
@@ -179,6 +179,10 @@ pub async fn measure(writes: usize, backlog: usize) -> Result<Vec<Row>> {
     // DynamoDB Streams: moto (dynalite has none), its table created with a stream.
     let moto = Moto::start_with_stream();
     rows.push(measure_one("dynamodb", moto.settings(), writes, backlog).await?);
+    drop(moto);
+    let redis = Redis::start();
+    rows.push(measure_one("redis", redis.settings(), writes, backlog).await?);
+    drop(redis);
     Ok(rows)
 }
 
