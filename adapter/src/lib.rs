@@ -33,38 +33,4 @@ type Active = kvplug_core::backend::dynamodb::DynamoBackend;
 #[cfg(feature = "azure-table")]
 type Active = kvplug_core::backend::azure_table::TableBackend;
 
-/// The backend's name (`kvplug_settings::backend::Backend::name`), in a custom section of the
-/// artifact: `kvplug seal` reads it to check settings as this backend's `open` will.
-#[cfg(feature = "http")]
-const BACKEND_NAME: &str = "http";
-#[cfg(feature = "etcd")]
-const BACKEND_NAME: &str = "etcd";
-#[cfg(feature = "redis")]
-const BACKEND_NAME: &str = "redis";
-#[cfg(feature = "dynamodb")]
-const BACKEND_NAME: &str = "dynamodb";
-#[cfg(feature = "azure-table")]
-const BACKEND_NAME: &str = "azure-table";
-
-#[expect(unsafe_code, reason = "a custom section is placed with `link_section`")]
-#[unsafe(link_section = "kvplug-backend")]
-#[used]
-static BACKEND_SECTION: [u8; BACKEND_NAME.len()] = match BACKEND_NAME
-    .as_bytes()
-    .first_chunk::<{ BACKEND_NAME.len() }>()
-{
-    Some(bytes) => *bytes,
-    None => [0; BACKEND_NAME.len()],
-};
-
-/// How many backend features this build enables: it must be exactly one, since each
-/// artifact speaks to one service.
-const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize
-    + cfg!(feature = "etcd") as usize
-    + cfg!(feature = "redis") as usize
-    + cfg!(feature = "dynamodb") as usize
-    + cfg!(feature = "azure-table") as usize;
-const _: () = assert!(
-    BACKENDS_ENABLED == 1,
-    "enable exactly one backend feature, e.g. `--no-default-features --features etcd`"
-);
+kvplug_core::artifact_backend!("http", "etcd", "redis", "dynamodb", "azure-table");

@@ -38,36 +38,7 @@ type ActiveFeed = kvplug_core::feed::dynamodb::DynamoFeed;
 #[cfg(feature = "redis")]
 type ActiveFeed = kvplug_core::feed::redis::RedisFeed;
 
-/// The backend's name in a custom section, as the adapters carry it: `kvplug seal` reads it to
-/// check the driver's settings as this backend's feed will.
-#[cfg(feature = "http")]
-const BACKEND_NAME: &str = "http";
-#[cfg(feature = "etcd")]
-const BACKEND_NAME: &str = "etcd";
-#[cfg(feature = "dynamodb")]
-const BACKEND_NAME: &str = "dynamodb";
-#[cfg(feature = "redis")]
-const BACKEND_NAME: &str = "redis";
-
-#[expect(unsafe_code, reason = "a custom section is placed with `link_section`")]
-#[unsafe(link_section = "kvplug-backend")]
-#[used]
-static BACKEND_SECTION: [u8; BACKEND_NAME.len()] = match BACKEND_NAME
-    .as_bytes()
-    .first_chunk::<{ BACKEND_NAME.len() }>()
-{
-    Some(bytes) => *bytes,
-    None => [0; BACKEND_NAME.len()],
-};
-
-const BACKENDS_ENABLED: usize = cfg!(feature = "http") as usize
-    + cfg!(feature = "etcd") as usize
-    + cfg!(feature = "dynamodb") as usize
-    + cfg!(feature = "redis") as usize;
-const _: () = assert!(
-    BACKENDS_ENABLED == 1,
-    "enable exactly one backend feature, e.g. `--no-default-features --features etcd`"
-);
+kvplug_core::artifact_backend!("http", "etcd", "dynamodb", "redis");
 
 struct Driver;
 
@@ -86,7 +57,8 @@ impl bindings::exports::wasi::cli::run::Guest for Driver {
     }
 }
 
-#[expect(unsafe_code, reason = "wit-bindgen's export glue is unsafe FFI")]
+// The export glue is unsafe FFI, generated through `kvplug_core::bindings_over_core!`: lints
+// do not reach into another crate's macro, so no `expect(unsafe_code)` is needed here.
 mod glue {
     use super::Driver;
     crate::bindings::export!(Driver with_types_in crate::bindings);
