@@ -105,18 +105,20 @@ pub fn azure_field(units: usize, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Longest `prefix` and bucket name together on Redis. The listing script names the bucket's
-/// key prefix twice in its URL, escaped once more for webdis (up to 6 bytes per byte); at
-/// this length every URL, with the longest key, stays well inside what webdis and the host's
-/// HTTP stack accept.
-pub const REDIS_MAX_SPACE_BYTES: usize = 1024;
+/// Longest `prefix` and bucket name together on Redis. A write's script names the bucket's
+/// key prefix three times in its URL (the value, its companion and the change stream the
+/// watch driver reads), escaped once more for webdis (up to 10 bytes per byte); at this length
+/// every URL, with the longest key and a script sent whole on first use, stays inside the
+/// 64 KiB request target the host's HTTP stack accepts (1 KiB, before the change stream, no
+/// longer did: measured by `the_longest_names_work_in_every_call`).
+pub const REDIS_MAX_SPACE_BYTES: usize = 512;
 
 /// Refuses a `prefix` and bucket name that take more than [`REDIS_MAX_SPACE_BYTES`].
 pub fn redis_space(prefix: &str, bucket: &str) -> Result<(), String> {
     let space = prefix.len() + bucket.len();
     if space > REDIS_MAX_SPACE_BYTES {
         return Err(format!(
-            "redis: the `prefix` setting and the bucket name take {space} bytes together; at most {REDIS_MAX_SPACE_BYTES} (1 KiB) fit in the URLs webdis serves, where listing names them twice"
+            "redis: the `prefix` setting and the bucket name take {space} bytes together; at most {REDIS_MAX_SPACE_BYTES} fit in the URLs webdis serves, where a write names them three times (the value, its companion, the change stream)"
         ));
     }
     Ok(())

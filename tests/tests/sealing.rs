@@ -296,7 +296,7 @@ async fn sealing_and_open_refuse_the_same_settings_with_the_same_message() {
     cases.push((
         "redis",
         vec![url, ("prefix", long_prefix(1025))],
-        "at most 1024 (1 KiB) fit in the URLs webdis serves",
+        "at most 512 fit in the URLs webdis serves",
     ));
     cases.push((
         "dynamodb",

@@ -38,12 +38,13 @@ impl BackendTests for Backend {
     const CAS_COMPARES_VALUES: bool = false;
 
     fn name_limits() -> NameLimits {
-        // webdis's URLs: 8 KiB keys, 1 KiB for prefix and bucket name.
+        // webdis's URLs: 8 KiB keys, 512 bytes for prefix and bucket name (a write names the
+        // bucket three times: value, companion, change stream).
         NameLimits::new(
             wide(8192),
             "the 8192 bytes",
-            wide(1024),
-            Some((longer(&wide(1024)), "at most 1024 (1 KiB)")),
+            wide(512),
+            Some((longer(&wide(512)), "at most 512 fit")),
         )
     }
 
