@@ -260,7 +260,7 @@ async fn garbage_answers_are_malformed_errors_not_traps() {
     assert!(
         message.contains("GET /EVALSHA/")
             && message.contains(
-                "/3/%21b%3Ak/%21b%23k/%21%23generation/1.raw: the answer (HTTP 200) is not from webdis"
+                "/4/%21b%3Ak/%21b%23k/%21%23generation/%21b%21changes/1/3.raw: the answer (HTTP 200) is not from webdis"
             ),
         "{message}"
     );
