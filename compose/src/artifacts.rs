@@ -3,8 +3,8 @@
 //!
 //! This is a library function (not a `build.rs`) so that the quickstart, the tests and the
 //! `kvplug build` command share one build of each artifact: a `build.rs` would rebuild into
-//! every dependent's `OUT_DIR`. Cargo's own locking makes concurrent callers safe, and a
-//! second call is a no-op of well under a second.
+//! every dependent's `OUT_DIR`. A file lock ([`BuildLock`]) makes concurrent callers safe,
+//! and a second call is a no-op of well under a second.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -149,6 +149,10 @@ fn build_component(package: &str, features: &str, name: &str) -> Result<PathBuf>
     if !features.is_empty() {
         command.args(["--features", features]);
     }
+    // Every feature set of `package` lands on the same output file: hold the build lock
+    // from the build until the copy, or a concurrent build of another feature set (another
+    // test thread, another test binary) may replace it in between.
+    let _lock = BuildLock::take()?;
     run(command, &format!("`{name}.wasm`"))?;
     let built = target_dir()
         .join(WASM_TARGET)
@@ -254,6 +258,7 @@ pub fn build_fixtures() -> Result<Vec<PathBuf>> {
         .arg(repo_root().join("fixtures").join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&fixtures_target);
+    let _lock = BuildLock::take()?;
     run(command, "the fixtures")?;
     FIXTURES
         .iter()
@@ -322,6 +327,30 @@ pub fn build_all() -> Result<Built> {
     })
 }
 
+/// An exclusive lock on `target/kvplug/.build.lock`, across threads and processes, released
+/// when dropped (closing the file releases it).
+struct BuildLock {
+    _held: std::fs::File,
+}
+
+impl BuildLock {
+    fn take() -> Result<Self> {
+        let dir = out_dir();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create `{}`", dir.display()))?;
+        let path = dir.join(".build.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("failed to open `{}`", path.display()))?;
+        file.lock()
+            .with_context(|| format!("failed to lock `{}`", path.display()))?;
+        Ok(Self { _held: file })
+    }
+}
+
 fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
     let bytes = std::fs::read(from)
         .with_context(|| format!("build output `{}` is missing", from.display()))?;
@@ -337,7 +366,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per call, not only per process: test threads write the same artifact at once.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{call}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("failed to write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("failed to write `{}`", path.display()))
 }
