@@ -260,3 +260,32 @@ fn serve(mut stream: TcpStream, responder: &dyn Fn(&Request) -> Action, stop: &A
         }
     }
 }
+
+/// `request` passed on to the real service at `upstream` (`http://host:port`), its whole
+/// answer returned as it came: for a fault server that stands in front of a real service and
+/// misbehaves on some requests only. `Authorization` is dropped unless it is an AWS
+/// signature (the service checks those): a test's bearer token or password, which the
+/// service behind was not configured with, only has to reach this server.
+pub fn forward(upstream: &str, request: &Request) -> Action {
+    let addr = upstream.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream =
+        TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {upstream}: {e}"));
+    let mut raw = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
+    for (name, value) in &request.headers {
+        let dropped = name == "connection"
+            || (name == "authorization" && !value.starts_with("AWS4-HMAC-SHA256"));
+        if !dropped {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    raw.push_str("connection: close\r\n\r\n");
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(&request.body);
+    stream
+        .write_all(&raw)
+        .unwrap_or_else(|e| panic!("forward to {upstream}: {e}"));
+    let mut answer = Vec::new();
+    // A broken answer reaches the client as it is, which is what the client must handle.
+    let _ = stream.read_to_end(&mut answer);
+    Action::Raw(answer)
+}

@@ -37,8 +37,19 @@ pub struct Driver {
 
 impl Driver {
     pub fn start(component: &Path, settings: &[(String, String)], log: &Path) -> Driver {
+        Driver::start_with(component, settings, log, &[])
+    }
+
+    /// [`Driver::start`] with more options of `wasmtime run` (`-W max-memory-size=…`).
+    pub fn start_with(
+        component: &Path,
+        settings: &[(String, String)],
+        log: &Path,
+        options: &[&str],
+    ) -> Driver {
         let mut command = Command::new("wasmtime");
         command.args(["run", "-S", "http", "-S", "config"]);
+        command.args(options);
         for (name, value) in settings {
             command.arg("-S").arg(format!("config-var={name}={value}"));
         }

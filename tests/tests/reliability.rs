@@ -109,37 +109,11 @@ async fn retries_stop_at_the_deadline() {
     );
 }
 
-/// Forms of `secret` a service could echo, written independently of the adapter.
-fn encodings(secret: &str) -> Vec<String> {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
-    let percent = |lower: bool| -> String {
-        secret
-            .bytes()
-            .map(
-                |b| match (b.is_ascii_alphanumeric() || b"-._~".contains(&b), lower) {
-                    (true, _) => char::from(b).to_string(),
-                    (false, false) => format!("%{b:02X}"),
-                    (false, true) => format!("%{b:02x}"),
-                },
-            )
-            .collect()
-    };
-    vec![
-        secret.to_owned(),
-        b64.clone(),
-        b64.trim_end_matches('=').to_owned(),
-        percent(false),
-        percent(true),
-        secret.replace('/', "\\/"),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_echoed_in_any_encoding_never_reach_a_message_on_any_backend() {
     for backend in services::backends().iter().map(|b| b.name) {
         for secret in secrets_of(backend) {
-            for form in encodings(secret) {
+            for form in services::echoed_forms(secret) {
                 // Quoted the way each service words errors: DynamoDB's JSON message (escaped
                 // once more, as JSON would, and unescaped by the adapter), everyone else's
                 // body as it is.

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use kvplug_compose::artifacts;
 use kvplug_runner::Settings;
 use kvplug_tests::counting_proxy::CountingProxy;
+use kvplug_tests::fault_server::Request;
 use kvplug_tests::services::{Etcd, Moto, Redis, Service as _};
 use kvplug_tests::watch::{Driver, composed, driver_settings};
 use kvplug_tests::{Kv, adapter, settings};
@@ -40,6 +41,16 @@ trait Followed {
     /// listener): what `open` requires besides `url`.
     fn settings_at(url: &str) -> Settings {
         settings(url)
+    }
+    /// Whether `request` reads the feed of a bucket (not its head, where another request
+    /// gives that).
+    fn reads_the_feed(request: &Request) -> bool;
+    /// [`Followed::adapter_settings`] with credentials, for a fault server in front of the
+    /// service that drops a bearer token or password (the service was given none).
+    fn settings_with_credentials(&self) -> Settings {
+        let mut all = self.adapter_settings();
+        all.push(("token".into(), "app:s3cr3t/p4ss+word".into()));
+        all
     }
     /// Stops the service and starts it again on the same port with the same data.
     fn restart(&mut self);
@@ -85,6 +96,10 @@ impl Followed for Server {
         format!("http://{}", self.addr)
     }
 
+    fn reads_the_feed(request: &Request) -> bool {
+        request.path.contains("/changes?") && request.path.contains("after=")
+    }
+
     fn restart(&mut self) {
         if let Some(server) = self.server.take() {
             server.stop();
@@ -112,6 +127,10 @@ impl Followed for Etcd {
 
     fn url(&self) -> String {
         Etcd::url(self)
+    }
+
+    fn reads_the_feed(request: &Request) -> bool {
+        request.path.starts_with("/v3/watch")
     }
 
     fn restart(&mut self) {
@@ -176,6 +195,16 @@ impl Followed for MotoStream {
         format!("http://{}", self.addr)
     }
 
+    fn reads_the_feed(request: &Request) -> bool {
+        request.header("x-amz-target") == "DynamoDBStreams_20120810.GetRecords"
+    }
+
+    /// moto checks every signature, made with its own secret, which the settings already
+    /// hold.
+    fn settings_with_credentials(&self) -> Settings {
+        self.adapter_settings()
+    }
+
     fn adapter_settings(&self) -> Settings {
         let mut all = self.moto.settings();
         for (name, value) in &mut all {
@@ -230,6 +259,13 @@ impl Followed for Redis {
 
     fn url(&self) -> String {
         Redis::url(self)
+    }
+
+    /// The READ_CHANGES script, by SHA-1: the only script called with one key, the stream
+    /// (`EVALSHA/<sha>/1/<stream>/<after>/<budget>`).
+    fn reads_the_feed(request: &Request) -> bool {
+        let parts: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+        matches!(parts.as_slice(), ["EVALSHA", _, "1", _, _, _])
     }
 
     fn restart(&mut self) {
@@ -537,6 +573,94 @@ async fn a_silent_service_is_an_error<S: Followed>() {
     assert!(stderr.contains("kvplug-watch: stopped"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
     drop(keep);
+}
+
+/// A feed read answered, in front of the real service, by a careless or hostile server: an
+/// endless answer, to a driver whose host caps each memory at 128 MiB, or an error that quotes
+/// the credentials in every encoding. The driver stops with a message, never a trap, and the
+/// message holds no form of a secret. Everything else reaches the service.
+async fn a_huge_or_echoing_feed_is_named<S: Followed>() {
+    use kvplug_tests::fault_server::{Action, FaultServer, chunked_head, forward, response};
+    use kvplug_tests::services::{self, echoed_forms, marks};
+
+    let service = S::start();
+    let dir = tempfile::tempdir().unwrap();
+    let component = composed(S::BACKEND, false, dir.path());
+    let base = service.settings_with_credentials();
+    let secrets: Vec<String> = base
+        .iter()
+        .filter(|(name, _)| {
+            ["token", "secret-access-key", "session-token"].contains(&name.as_str())
+        })
+        .flat_map(|(_, value)| {
+            // A `user:password` token: the password alone is a secret too.
+            let password = value.split_once(':').map(|(_, p)| p.to_owned());
+            [Some(value.clone()), password].into_iter().flatten()
+        })
+        .collect();
+    assert!(!secrets.is_empty(), "{base:?}");
+    let quoted = secrets
+        .iter()
+        .flat_map(|secret| echoed_forms(secret))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let echo = (services::expectations(S::BACKEND).error_body)(&format!("you sent {quoted}"));
+    type Fault = Box<dyn Fn() -> Action + Send + Sync>;
+    let cases: [(&str, Fault, &[&str]); 2] = [
+        (
+            "endless",
+            Box::new(|| Action::Endless {
+                head: chunked_head(200, marks()),
+            }),
+            &["does not fit", "no memory left", "larger than"],
+        ),
+        (
+            "echo",
+            Box::new(move || response(500, marks(), echo.as_bytes())),
+            &["<redacted>", "withheld"],
+        ),
+    ];
+    for (case, fault, expected) in cases {
+        let upstream = service.url();
+        let faults = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = std::sync::Arc::clone(&faults);
+        let server = FaultServer::start_answering_all(move |request| {
+            if S::reads_the_feed(request) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                fault()
+            } else {
+                forward(&upstream, request)
+            }
+        });
+        let mut config = driver_settings(base.clone(), &[("watch-retry-ms", "1500")]);
+        for (name, value) in &mut config {
+            if name == "url" {
+                *value = server.url();
+            }
+        }
+        let mut driver = Driver::start_with(
+            &component,
+            &config,
+            &dir.path().join(format!("{case}.log")),
+            &["-W", "max-memory-size=134217728"],
+        );
+        let (status, stderr) = driver.exit(Duration::from_secs(120));
+        let what = format!("{} {case}: {stderr}", S::BACKEND);
+        assert!(
+            faults.load(std::sync::atomic::Ordering::SeqCst) > 0,
+            "{what}"
+        );
+        assert!(!status.success(), "{what}");
+        assert!(stderr.contains("kvplug-watch: stopped"), "{what}");
+        assert!(expected.iter().any(|e| stderr.contains(e)), "{what}");
+        for form in quoted.split(' ') {
+            assert!(!stderr.contains(form), "{what}");
+        }
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("wasm trap"),
+            "{what}"
+        );
+    }
 }
 
 /// `compose/recipes/watch.wac` composed by the real `wac` CLI, on both drafts: the result runs,
@@ -847,6 +971,11 @@ macro_rules! watch_tests {
             #[tokio::test(flavor = "multi_thread")]
             async fn wrong_settings_are_named() {
                 super::wrong_settings_are_named::<$service>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_huge_or_echoing_feed_is_named() {
+                super::a_huge_or_echoing_feed_is_named::<$service>().await;
             }
 
             #[tokio::test(flavor = "multi_thread")]

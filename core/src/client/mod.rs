@@ -484,6 +484,34 @@ impl Client {
     }
 }
 
+impl Client {
+    /// [`Client::status_with`] with a reason in two parts: kvplug's own words `ours`, kept
+    /// whole, then the service's text `theirs`, scrubbed (and so cut to one short line).
+    pub fn status_quoting(
+        &self,
+        verb: Verb,
+        path: &str,
+        status: u16,
+        ours: &str,
+        theirs: &str,
+    ) -> Error {
+        match self.status_with(verb, path, status, theirs) {
+            Error::Status {
+                method,
+                path,
+                status,
+                reason,
+            } => Error::Status {
+                method,
+                path,
+                status,
+                reason: format!("{ours}; the service said: {reason}"),
+            },
+            other => other,
+        }
+    }
+}
+
 fn too_large_for_operation(cap: u64) -> String {
     format!(
         "response body larger than {cap} bytes, more than this operation can receive: is `url` \

@@ -408,11 +408,20 @@ struct GetRecords<'a> {
     shard_iterator: &'a str,
 }
 
+/// Where in a shard a read starts, for messages: after `after`, or (empty) from its start.
+fn place(after: &str) -> String {
+    if after.is_empty() {
+        String::from("from its start")
+    } else {
+        format!("after sequence number `{after}`")
+    }
+}
+
 /// How a stream call went when it did not succeed.
 enum Refusal {
-    /// A `500`: moto's answer to an iterator or shard id it does not know (AWS's
-    /// `InternalServerError`).
-    Broken,
+    /// A `500`, with what the service said: moto's answer to an iterator or shard id it does
+    /// not know (AWS's `InternalServerError`).
+    Broken(String),
     /// `ExpiredIteratorException` (AWS: 15 minutes).
     Expired,
     /// `TrimmedDataAccessException`: past the stream's 24-hour retention.
@@ -493,7 +502,12 @@ impl DynamoFeed {
                 other => other,
             })?;
         if response.status == 500 {
-            return Ok(Err(Refusal::Broken));
+            let said = match error_of(&response.body) {
+                Ok(error) if error.kind.is_empty() => error.message,
+                Ok(error) => format!("{}: {}", error.kind, error.message),
+                Err(_) => String::new(),
+            };
+            return Ok(Err(Refusal::Broken(said)));
         }
         if !DynamoBackend::is_dynamodbs(&response) {
             return Err(self.streams.foreign(
@@ -645,13 +659,14 @@ impl DynamoFeed {
         let client = self.streams.client();
         let path = Self::path(operation);
         match refusal {
-            Refusal::Broken => client.status_with(
+            Refusal::Broken(said) => client.status_quoting(
                 Verb::Post,
                 &path,
                 500,
                 &format!(
                     "{operation} failed (moto answers so for a shard or iterator it does not have)"
                 ),
+                &said,
             ),
             Refusal::Expired => {
                 client.status_with(Verb::Post, &path, 400, "ExpiredIteratorException")
@@ -688,14 +703,16 @@ impl DynamoFeed {
                 })
             }
             Err(Refusal::Trimmed(message)) => Err(Self::trimmed(shard, after, &message)),
-            Err(Refusal::Broken) => Err(Lapse::Failed(self.streams.client().status_with(
+            Err(Refusal::Broken(said)) => Err(Lapse::Failed(self.streams.client().status_quoting(
                 Verb::Post,
                 &Self::path("GetShardIterator"),
                 500,
                 &format!(
-                    "no iterator for shard `{shard}` after sequence number `{after}` (moto \
-                     answers so for a shard or sequence number its stream does not have)"
+                    "no iterator for shard `{shard}` {} (moto answers so for a shard or \
+                     sequence number its stream does not have)",
+                    place(after)
                 ),
+                &said,
             ))),
             Err(refusal) => Err(Lapse::Failed(self.refused("GetShardIterator", refusal))),
         }
@@ -742,20 +759,21 @@ impl DynamoFeed {
                     }
                     return Ok(page);
                 }
-                Err(Refusal::Broken | Refusal::Expired) if !fresh => {
+                Err(Refusal::Broken(_) | Refusal::Expired) if !fresh => {
                     iterator = self.iterator(arn, shard, after)?;
                     fresh = true;
                 }
-                Err(Refusal::Broken) => {
-                    return Err(Lapse::Failed(self.streams.client().status_with(
+                Err(Refusal::Broken(said)) => {
+                    return Err(Lapse::Failed(self.streams.client().status_quoting(
                         Verb::Post,
                         &Self::path("GetRecords"),
                         500,
                         &format!(
-                            "reading shard `{shard}` after sequence number `{after}` failed with \
-                             a new iterator too (moto answers so for a sequence number its \
-                             stream does not have)"
+                            "reading shard `{shard}` {} failed with a new iterator too (moto \
+                             answers so for a sequence number its stream does not have)",
+                            place(after)
                         ),
+                        &said,
                     )));
                 }
                 Err(Refusal::Trimmed(message)) => {

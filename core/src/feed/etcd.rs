@@ -18,7 +18,7 @@ use kvplug_settings::layout;
 use serde::Deserialize;
 
 use super::{Batch, Change, Feed, Lapse, decimal};
-use crate::backend::etcd::error_message;
+use crate::backend::etcd::error_reason;
 use crate::bindings::wasi::clocks::monotonic_clock;
 use crate::client::{Client, MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES, Piece, Streamed, Verb};
 use crate::error::Error;
@@ -48,6 +48,9 @@ struct Open {
     stream: Streamed,
     /// Bytes of a message not yet complete.
     pending: Vec<u8>,
+    /// How many bytes at the start of `pending` hold no newline: each piece is searched once,
+    /// not the whole message again for every piece of a long one.
+    scanned: usize,
     /// The revision through which this stream has been read.
     through: u64,
     /// When the last byte came.
@@ -140,7 +143,7 @@ impl EtcdFeed {
             let text = stream
                 .rest(MAX_ERROR_BODY_BYTES, now.saturating_add(self.idle_ns))
                 .unwrap_or_default();
-            let reason = error_message(&text).ok().flatten().unwrap_or_default();
+            let reason = error_reason(&text);
             return Err(self
                 .client
                 .status_with(Verb::Post, WATCH, stream.status, &reason));
@@ -148,6 +151,7 @@ impl EtcdFeed {
         Ok(Open {
             stream,
             pending: Vec::new(),
+            scanned: 0,
             through: after,
             heard_at: now,
         })
@@ -278,10 +282,7 @@ impl Feed for EtcdFeed {
             crate::client::SMALL_ANSWER_BYTES,
         )?;
         if response.status != 200 {
-            let reason = error_message(&response.body)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let reason = error_reason(&response.body);
             return Err(self
                 .client
                 .status_with(Verb::Post, RANGE, response.status, &reason));
@@ -308,8 +309,16 @@ impl Feed for EtcdFeed {
         let until = monotonic_clock::now().saturating_add(wait_ms.saturating_mul(1_000_000));
         let mut changes = Vec::new();
         loop {
-            while let Some(end) = open.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = open.pending.drain(..=end).collect();
+            while let Some(end) = open
+                .pending
+                .get(open.scanned..)
+                .and_then(|unscanned| unscanned.iter().position(|&b| b == b'\n'))
+                .map(|at| at.saturating_add(open.scanned))
+            {
+                // The line keeps the buffer; what follows it (little) is copied out.
+                let rest = open.pending.split_off(end.saturating_add(1));
+                let line = core::mem::replace(&mut open.pending, rest);
+                open.scanned = 0;
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -320,6 +329,9 @@ impl Feed for EtcdFeed {
                 }
             }
             let batch_done = changes.len() >= BATCH_CHANGES;
+            if !batch_done {
+                open.scanned = open.pending.len();
+            }
             // Once something arrived, hand it over as soon as the stream has nothing more.
             let limit = if changes.is_empty() {
                 until
@@ -337,6 +349,14 @@ impl Feed for EtcdFeed {
                     if open.pending.len().saturating_add(bytes.len()) as u64 > MAX_RESPONSE_BYTES {
                         return Err(Lapse::Failed(open.stream.failed(format!(
                             "a watch message larger than {MAX_RESPONSE_BYTES} bytes"
+                        ))));
+                    }
+                    // Growing the message may double its buffer: on a host that caps the
+                    // heap, that fails here, as an error, not later as a trap.
+                    if open.pending.try_reserve(bytes.len()).is_err() {
+                        return Err(Lapse::Failed(open.stream.failed(format!(
+                            "a watch message of over {} bytes does not fit in the driver's memory",
+                            open.pending.len()
                         ))));
                     }
                     open.pending.extend_from_slice(&bytes);

@@ -429,3 +429,29 @@ pub(crate) fn wait_for_http(port: u16, path: &str, expect: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Forms of `secret` a service could echo, written independently of the adapter.
+pub fn echoed_forms(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    let percent = |lower: bool| -> String {
+        secret
+            .bytes()
+            .map(
+                |b| match (b.is_ascii_alphanumeric() || b"-._~".contains(&b), lower) {
+                    (true, _) => char::from(b).to_string(),
+                    (false, false) => format!("%{b:02X}"),
+                    (false, true) => format!("%{b:02x}"),
+                },
+            )
+            .collect()
+    };
+    vec![
+        secret.to_owned(),
+        b64.clone(),
+        b64.trim_end_matches('=').to_owned(),
+        percent(false),
+        percent(true),
+        secret.replace('/', "\\/"),
+    ]
+}

@@ -143,6 +143,15 @@ pub fn error_message(body: &[u8]) -> Result<Option<String>, String> {
     }
 }
 
+/// What an error answer says: etcd's `message`, or the body itself when it is not etcd's JSON
+/// (a proxy's page), to be scrubbed and cut by the caller.
+pub fn error_reason(body: &[u8]) -> String {
+    match error_message(body) {
+        Ok(Some(message)) => message,
+        _ => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
 /// `body` as text if it can only be a JSON object (or no JSON at all): it starts with `{`.
 /// Serde's derived structs also take an array, field by field, and a foreign `[{}]` must
 /// not pass for etcd's answer.

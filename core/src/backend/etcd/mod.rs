@@ -35,7 +35,7 @@ use crate::settings::Settings;
 
 mod answer;
 mod entries;
-pub use answer::{Answer, Unreadable, error_message, read_answer};
+pub use answer::{Answer, Unreadable, error_message, error_reason, read_answer};
 
 /// etcd's default `--max-txn-ops`: operations one transaction may hold.
 const MAX_TXN_OPS: usize = 128;
