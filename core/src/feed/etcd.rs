@@ -157,98 +157,130 @@ impl EtcdFeed {
         })
     }
 
-    /// Reads one message into `changes`; `Ok(Some(revision))` when a progress message says
-    /// the watch has seen everything through that revision.
+    /// Reads one message into `changes` (see [`read_message`]), its refusals worded here.
     fn read_line(
         &self,
         line: &[u8],
         open: &mut Open,
         changes: &mut Vec<Change>,
     ) -> Result<(), Lapse> {
-        let line: Line = serde_json::from_slice(line)
-            .map_err(|_| self.malformed(WATCH, "a watch message that is not etcd's JSON"))?;
-        if let Some(error) = line.error {
-            return Err(Lapse::Failed(open.stream.failed(format!(
+        let from = open.through.saturating_add(1);
+        read_message(line, &self.space, &mut open.through, changes).map_err(|unread| match unread {
+            Unread::Malformed(detail) => self.malformed(WATCH, detail).into(),
+            Unread::Ended(message) => Lapse::Failed(open.stream.failed(format!(
                 "etcd ended the watch: {}",
-                self.client.scrub(error.message.as_deref().unwrap_or("no message"))
-            ))));
-        }
-        let Some(result) = line.result else {
-            return Err(self
-                .malformed(WATCH, "a watch message without `result`")
-                .into());
-        };
-        if result.canceled {
-            if let Some(compacted) = result.compact_revision.as_deref().and_then(decimal) {
-                return Err(Lapse::Gap {
-                    resume_after: Some(format!("{}", compacted.saturating_sub(1))),
-                    detail: format!(
-                        "etcd compacted its history through revision {compacted}, past this \
-                         watch's start ({})",
-                        open.through.saturating_add(1)
-                    ),
-                });
-            }
-            return Err(Lapse::Failed(open.stream.failed(format!(
+                self.client.scrub(&message)
+            ))),
+            Unread::Compacted(compacted) => Lapse::Gap {
+                resume_after: Some(format!("{}", compacted.saturating_sub(1))),
+                detail: format!(
+                    "etcd compacted its history through revision {compacted}, past this \
+                     watch's start ({from})"
+                ),
+            },
+            Unread::Cancelled(reason) => Lapse::Failed(open.stream.failed(format!(
                 "etcd cancelled the watch: {}",
-                result.cancel_reason.as_deref().unwrap_or("no reason given")
-            ))));
-        }
-        if result.events.is_empty() {
-            // A progress message: nothing of the range happened through its revision.
-            if !result.created
-                && let Some(revision) = result
-                    .header
-                    .and_then(|h| h.revision)
-                    .as_deref()
-                    .and_then(decimal)
-            {
-                open.through = open.through.max(revision);
-            }
-            return Ok(());
-        }
-        for event in result.events {
-            let kv = event
-                .kv
-                .ok_or_else(|| self.malformed(WATCH, "an event without `kv`"))?;
-            let revision = kv
-                .mod_revision
+                self.client.scrub(&reason)
+            ))),
+        })
+    }
+}
+
+/// Why a watch message was not read as changes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unread {
+    /// Not etcd's message: what is wrong with it.
+    Malformed(&'static str),
+    /// The gateway's error message (service text: scrub it before showing it).
+    Ended(String),
+    /// The watch's start was compacted away, through this revision.
+    Compacted(u64),
+    /// etcd cancelled the watch for this reason (service text).
+    Cancelled(String),
+}
+
+/// Reads one message of a watch stream over the keys under `space`: its events' changes are
+/// added to `changes` and `through` becomes the revision read through (a progress message
+/// moves it too). Revisions never go back; keys outside `space` or not UTF-8 (another
+/// client's) are passed over. Takes any bytes: fuzzed (fuzz/fuzz_targets/feeds.rs).
+pub fn read_message(
+    line: &[u8],
+    space: &str,
+    through: &mut u64,
+    changes: &mut Vec<Change>,
+) -> Result<(), Unread> {
+    let line: Line = serde_json::from_slice(line)
+        .map_err(|_| Unread::Malformed("a watch message that is not etcd's JSON"))?;
+    if let Some(error) = line.error {
+        return Err(Unread::Ended(
+            error.message.unwrap_or_else(|| String::from("no message")),
+        ));
+    }
+    let result = line
+        .result
+        .ok_or(Unread::Malformed("a watch message without `result`"))?;
+    if result.canceled {
+        return Err(match result.compact_revision.as_deref().and_then(decimal) {
+            Some(compacted) => Unread::Compacted(compacted),
+            None => Unread::Cancelled(
+                result
+                    .cancel_reason
+                    .unwrap_or_else(|| String::from("no reason given")),
+            ),
+        });
+    }
+    if result.events.is_empty() {
+        // A progress message: nothing of the range happened through its revision.
+        if !result.created
+            && let Some(revision) = result
+                .header
+                .and_then(|h| h.revision)
                 .as_deref()
                 .and_then(decimal)
-                .ok_or_else(|| self.malformed(WATCH, "an event without a `mod_revision`"))?;
-            if revision < open.through {
-                return Err(self.malformed(WATCH, "events out of revision order").into());
-            }
-            open.through = revision;
-            let key = kv
-                .key
-                .as_deref()
-                .and_then(|k| base64::decode(k).ok())
-                .ok_or_else(|| self.malformed(WATCH, "an event whose key is not base64"))?;
-            // Outside the bucket cannot happen (the range says so); a key that is not UTF-8
-            // was written by another client and no `string` can carry it to the app.
-            let Some(key) = key
-                .strip_prefix(self.space.as_bytes())
-                .and_then(|k| core::str::from_utf8(k).ok())
-            else {
-                continue;
-            };
-            let value = match event.kind.as_deref() {
-                Some("DELETE") => None,
-                None | Some("PUT") => Some(match kv.value.as_deref() {
-                    None => Vec::new(),
-                    Some(text) => base64::decode(text)
-                        .map_err(|_| self.malformed(WATCH, "an event whose value is not base64"))?,
-                }),
-                Some(_) => return Err(self.malformed(WATCH, "an event of an unknown type").into()),
-            };
-            changes.push(Change {
-                key: String::from(key),
-                value,
-            });
+        {
+            *through = (*through).max(revision);
         }
-        Ok(())
+        return Ok(());
     }
+    for event in result.events {
+        let kv = event.kv.ok_or(Unread::Malformed("an event without `kv`"))?;
+        let revision = kv
+            .mod_revision
+            .as_deref()
+            .and_then(decimal)
+            .ok_or(Unread::Malformed("an event without a `mod_revision`"))?;
+        if revision < *through {
+            return Err(Unread::Malformed("events out of revision order"));
+        }
+        *through = revision;
+        let key = kv
+            .key
+            .as_deref()
+            .and_then(|k| base64::decode(k).ok())
+            .ok_or(Unread::Malformed("an event whose key is not base64"))?;
+        // Outside the bucket cannot happen (the range says so); a key that is not UTF-8
+        // was written by another client and no `string` can carry it to the app.
+        let Some(key) = key
+            .strip_prefix(space.as_bytes())
+            .and_then(|k| core::str::from_utf8(k).ok())
+        else {
+            continue;
+        };
+        let value = match event.kind.as_deref() {
+            Some("DELETE") => None,
+            None | Some("PUT") => Some(match kv.value.as_deref() {
+                None => Vec::new(),
+                Some(text) => base64::decode(text)
+                    .map_err(|_| Unread::Malformed("an event whose value is not base64"))?,
+            }),
+            Some(_) => return Err(Unread::Malformed("an event of an unknown type")),
+        };
+        changes.push(Change {
+            key: String::from(key),
+            value,
+        });
+    }
+    Ok(())
 }
 
 impl Feed for EtcdFeed {

@@ -104,23 +104,8 @@ impl Feed for RestFeed {
         }
         let position = self.position(&response)?;
         let malformed = |detail: &str| self.client.malformed(Verb::Get, &self.path, detail);
-        let mut reader = Reader::new(&response.body);
-        let mut found = Vec::new();
-        let mut last = decimal(after).unwrap_or(0);
-        while !reader.is_empty() {
-            let change = changes::read(&mut reader)
-                .map_err(|e| malformed(&format!("a change that cannot be read: {e}")))?;
-            // Out of order or at or before `after` would mean a lying server: a silent
-            // reorder is worse than an error.
-            if change.position <= last {
-                return Err(malformed("changes out of order").into());
-            }
-            last = change.position;
-            found.push(Change {
-                key: String::from(change.key),
-                value: change.value.map(<[u8]>::to_vec),
-            });
-        }
+        let (found, last) =
+            read_page(&response.body, decimal(after).unwrap_or(0)).map_err(|e| malformed(&e))?;
         if decimal(&position).is_none_or(|p| p < last) {
             return Err(malformed("`kvplug-position` before the page's last change").into());
         }
@@ -133,4 +118,28 @@ impl Feed for RestFeed {
     fn valid(position: &str) -> bool {
         decimal(position).is_some()
     }
+}
+
+/// Reads a page of the feed read after position `after`: its changes, and the position of
+/// the last (`after` when there is none). Takes any bytes: fuzzed
+/// (fuzz/fuzz_targets/feeds.rs).
+pub fn read_page(body: &[u8], after: u64) -> Result<(Vec<Change>, u64), String> {
+    let mut reader = Reader::new(body);
+    let mut found = Vec::new();
+    let mut last = after;
+    while !reader.is_empty() {
+        let change =
+            changes::read(&mut reader).map_err(|e| format!("a change that cannot be read: {e}"))?;
+        // Out of order or at or before `after` would mean a lying server: a silent reorder is
+        // worse than an error.
+        if change.position <= last {
+            return Err(String::from("changes out of order"));
+        }
+        last = change.position;
+        found.push(Change {
+            key: String::from(change.key),
+            value: change.value.map(<[u8]>::to_vec),
+        });
+    }
+    Ok((found, last))
 }

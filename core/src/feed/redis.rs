@@ -33,15 +33,17 @@ const READ_BUDGET: usize = 16 << 20;
 
 /// A stream ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Id {
+pub struct Id {
     ms: u64,
     seq: u64,
 }
 
 impl Id {
-    const ZERO: Id = Id { ms: 0, seq: 0 };
+    /// The ID before every entry.
+    pub const ZERO: Id = Id { ms: 0, seq: 0 };
 
-    fn parse(text: &str) -> Option<Id> {
+    /// `<ms>-<seq>`, both decimal.
+    pub fn parse(text: &str) -> Option<Id> {
         let (ms, seq) = text.split_once('-')?;
         Some(Id {
             ms: decimal(ms)?,
@@ -69,13 +71,26 @@ impl fmt::Display for Id {
 }
 
 /// What one READ_CHANGES call says of the stream.
-struct Read {
+pub struct Read {
     /// `None`: the stream does not exist.
     state: Option<State>,
     changes: Vec<(Id, Change)>,
 }
 
-struct State {
+impl Read {
+    /// The changes read, in stream order.
+    pub fn changes(&self) -> impl Iterator<Item = (Id, &Change)> {
+        self.changes.iter().map(|(id, change)| (*id, change))
+    }
+
+    /// Whether changes after `after` are lost, and if so where reading goes on (see [`gap`]).
+    pub fn gap_after(&self, after: Id) -> Option<(Id, String)> {
+        gap(self.state.as_ref(), after)
+    }
+}
+
+/// What READ_CHANGES says of a stream that exists.
+pub struct State {
     last: Id,
     max_deleted: Id,
     first: Option<Id>,
@@ -91,8 +106,11 @@ fn frame_error(_: FrameError) -> &'static str {
     "a READ_CHANGES answer cut short or mis-framed"
 }
 
-/// Reads a READ_CHANGES answer.
-fn read(answer: &[u8]) -> Result<Read, &'static str> {
+/// Reads a READ_CHANGES answer to a read after `after`: its changes come in stream order,
+/// after `after` and through the stream's last ID, or the answer is refused (a silent
+/// reorder would deliver a change twice or skip one). Takes any bytes: fuzzed
+/// (fuzz/fuzz_targets/feeds.rs).
+pub fn read_answer(answer: &[u8], after: Id) -> Result<Read, &'static str> {
     match answer.split_first() {
         Some((b'N', [])) => Ok(Read {
             state: None,
@@ -108,8 +126,13 @@ fn read(answer: &[u8]) -> Result<Read, &'static str> {
             };
             let lost_any = reader.frame().map_err(frame_error)? == b"1";
             let mut changes = Vec::new();
+            let mut previous = after;
             while !reader.is_empty() {
                 let id = id_frame(&mut reader)?;
+                if id <= previous || id > last {
+                    return Err("changes out of stream order, or outside the range read");
+                }
+                previous = id;
                 let key = String::from(reader.key().map_err(frame_error)?);
                 let value = reader.optional().map_err(frame_error)?.map(<[u8]>::to_vec);
                 changes.push((id, Change { key, value }));
@@ -183,9 +206,9 @@ pub struct RedisFeed {
 }
 
 impl RedisFeed {
-    fn read(&self, after: &str, budget: usize) -> Result<Read, Error> {
-        let answer = self.backend.read_changes(after, budget)?;
-        read(&answer).map_err(|detail| self.backend.malformed(detail))
+    fn read(&self, after: Id, budget: usize) -> Result<Read, Error> {
+        let answer = self.backend.read_changes(&format!("{after}"), budget)?;
+        read_answer(&answer, after).map_err(|detail| self.backend.malformed(detail))
     }
 }
 
@@ -197,7 +220,7 @@ impl Feed for RedisFeed {
     }
 
     fn head(&mut self) -> Result<String, Error> {
-        let read = self.read("0-0", 0)?;
+        let read = self.read(Id::ZERO, 0)?;
         Ok(format!(
             "{}",
             read.state.map_or(Id::ZERO, |state| state.last)
@@ -209,7 +232,7 @@ impl Feed for RedisFeed {
             .ok_or_else(|| Error::Invalid(format!("`{after}` is not a Redis stream ID")))?;
         let until = monotonic_clock::now().saturating_add(wait_ms.saturating_mul(MS));
         loop {
-            let read = self.read(after, READ_BUDGET)?;
+            let read = self.read(after_id, READ_BUDGET)?;
             if let Some((resume, detail)) = gap(read.state.as_ref(), after_id) {
                 return Err(Lapse::Gap {
                     resume_after: Some(format!("{resume}")),
@@ -301,13 +324,16 @@ mod tests {
 
     #[test]
     fn answers_read_as_changes() {
-        let read = read(&answer(
-            "9-1",
-            "0-0",
-            "3-0",
-            false,
-            &[("9-0", "a", Some(b"\0x")), ("9-1", "b", None)],
-        ))
+        let read = read_answer(
+            &answer(
+                "9-1",
+                "0-0",
+                "3-0",
+                false,
+                &[("9-0", "a", Some(b"\0x")), ("9-1", "b", None)],
+            ),
+            id("8-5"),
+        )
         .unwrap();
         let state = read.state.unwrap();
         assert_eq!(
@@ -333,9 +359,24 @@ mod tests {
                 ),
             ]
         );
-        assert!(super::read(b"N").unwrap().state.is_none());
+        assert!(read_answer(b"N", Id::ZERO).unwrap().state.is_none());
         for bad in [&b""[..], b"N1", b"X", b"S\0\0\0\x03abc"] {
-            assert!(super::read(bad).is_err(), "{bad:?}");
+            assert!(read_answer(bad, Id::ZERO).is_err(), "{bad:?}");
+        }
+        // Out of order, at or before the position read after, past the stream's last ID: a
+        // lying answer is refused, never delivered.
+        for (changes, after) in [
+            (&[("9-1", "a"), ("9-0", "b")][..], "0-0"),
+            (&[("9-0", "a"), ("9-0", "b")][..], "0-0"),
+            (&[("9-0", "a")][..], "9-0"),
+            (&[("9-2", "a")][..], "0-0"),
+        ] {
+            let changes: Vec<_> = changes.iter().map(|(i, k)| (*i, *k, None)).collect();
+            let bad = answer("9-1", "0-0", "3-0", false, &changes);
+            assert!(
+                read_answer(&bad, id(after)).is_err(),
+                "{changes:?} after {after}"
+            );
         }
     }
 
