@@ -53,14 +53,20 @@ impl Driver {
         for (name, value) in settings {
             command.arg("-S").arg(format!("config-var={name}={value}"));
         }
+        command.arg(component);
+        Driver::spawn(command, log)
+    }
+
+    /// A driver run by `command` (another runtime: Node on a transpiled component), its
+    /// stderr written to `log`.
+    pub fn spawn(mut command: Command, log: &Path) -> Driver {
         command
-            .arg(component)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .process_group(0);
         let child = command
             .spawn()
-            .expect("the wasmtime CLI must be installed (scripts/setup.sh)");
+            .unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
         Driver {
             child,
             log: log.to_owned(),

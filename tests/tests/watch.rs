@@ -861,6 +861,41 @@ fn a_broken_feed_is_named_and_nothing_of_it_delivered() {
     }
 }
 
+fn seal_request(pairs: &[(&str, &str)]) -> kvplug_compose::seal::Request {
+    kvplug_compose::seal::Request {
+        settings: pairs
+            .iter()
+            .map(|(n, v)| ((*n).into(), (*v).into()))
+            .collect(),
+        layered: false,
+    }
+}
+
+/// `watch-app` with the http adapter and driver, both sealed for the service at `url`; the
+/// driver watches bucket `watched` and stops after one event.
+fn sealed_watch_app(url: &str) -> Vec<u8> {
+    use kvplug_compose::seal;
+
+    kvplug_tests::artifacts();
+    let static_config = std::fs::read(artifacts::config_path("kvplug-config-static")).unwrap();
+    let driver = std::fs::read(artifacts::driver_path("http", false)).unwrap();
+    let sealed_driver = seal::seal(
+        &driver,
+        &static_config,
+        &seal_request(&[
+            ("url", url),
+            ("watch-buckets", "watched"),
+            ("watch-max-events", "1"),
+        ]),
+    )
+    .expect("the driver seals");
+    let adapter = std::fs::read(artifacts::adapter_path("http")).unwrap();
+    let sealed_adapter = seal::seal(&adapter, &static_config, &seal_request(&[("url", url)]))
+        .expect("the adapter seals");
+    let app = std::fs::read(artifacts::fixture_path("watch-app")).unwrap();
+    kvplug_compose::watch::watch_bytes(app, sealed_adapter.adapter, sealed_driver.adapter).unwrap()
+}
+
 /// A driver sealed like an adapter (`kvplug seal`, the driver's own settings checked by its
 /// parser), composed with a sealed adapter: the result imports no `wasi:config` and runs with
 /// no runtime settings at all.
@@ -873,27 +908,7 @@ async fn a_sealed_driver_with_a_sealed_adapter_runs_without_runtime_config() {
     let url = service.url();
     let dir = tempfile::tempdir().unwrap();
     let static_config = std::fs::read(artifacts::config_path("kvplug-config-static")).unwrap();
-    let request = |pairs: &[(&str, &str)]| seal::Request {
-        settings: pairs
-            .iter()
-            .map(|(n, v)| ((*n).into(), (*v).into()))
-            .collect(),
-        layered: false,
-    };
     let driver = std::fs::read(artifacts::driver_path("http", false)).unwrap();
-    let sealed_driver = seal::seal(
-        &driver,
-        &static_config,
-        &request(&[
-            ("url", &url),
-            ("watch-buckets", "watched"),
-            ("watch-max-events", "1"),
-        ]),
-    )
-    .expect("the driver seals");
-    let adapter = std::fs::read(artifacts::adapter_path("http")).unwrap();
-    let sealed_adapter = seal::seal(&adapter, &static_config, &request(&[("url", &url)]))
-        .expect("the adapter seals");
 
     // Mistakes are refused before anything is written, in the driver's words.
     for (pairs, expected) in [
@@ -915,17 +930,14 @@ async fn a_sealed_driver_with_a_sealed_adapter_runs_without_runtime_config() {
             "watch-typo",
         ),
     ] {
-        let error = seal::seal(&driver, &static_config, &request(&pairs)).unwrap_err();
+        let error = seal::seal(&driver, &static_config, &seal_request(&pairs)).unwrap_err();
         assert!(
             format!("{error:#}").contains(expected),
             "{pairs:?}: {error:#}"
         );
     }
 
-    let app = std::fs::read(artifacts::fixture_path("watch-app")).unwrap();
-    let composed =
-        kvplug_compose::watch::watch_bytes(app, sealed_adapter.adapter, sealed_driver.adapter)
-            .unwrap();
+    let composed = sealed_watch_app(&url);
     let imports = surface::surface(&composed).unwrap().imports;
     assert!(
         !imports.iter().any(|i| i.starts_with("wasi:config/")),
@@ -939,6 +951,47 @@ async fn a_sealed_driver_with_a_sealed_adapter_runs_without_runtime_config() {
     let mut writer = Writer::new("http", settings(&url)).await;
     writer.set("sealed", b"1").await;
     let (status, stderr) = driver.exit(Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    writer.mirrored(&driver).await;
+}
+
+/// The same sealed composition on jco and Node: transpiled, run by `node`, it follows the
+/// bucket, delivers a write (the driver's long poll and the app's store calls through Node's
+/// HTTP), and stops by itself after `watch-max-events`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sealed_composition_runs_on_jco_and_node() {
+    use kvplug_tests::process::{JsOut, jco, output};
+
+    let service = Server::start();
+    let url = service.url();
+    let dir = JsOut::new("watch");
+    let component = dir.join("watching.wasm");
+    std::fs::write(&component, sealed_watch_app(&url)).unwrap();
+    let mut transpile = jco();
+    transpile
+        .arg("transpile")
+        .arg(&component)
+        .arg("-o")
+        .arg(dir.join("gen"))
+        .arg("--quiet");
+    let done = output(transpile);
+    assert!(
+        done.status.success(),
+        "jco transpile: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    std::fs::write(
+        dir.join("run.mjs"),
+        "import { run } from './gen/watching.js';\nrun.run();\n",
+    )
+    .unwrap();
+    let mut node = Command::new("node");
+    node.arg(dir.join("run.mjs"));
+    let mut driver = Driver::spawn(node, &dir.join("node.log"));
+    driver.ready();
+    let mut writer = Writer::new("http", settings(&url)).await;
+    writer.set("on-node", b"from node").await;
+    let (status, stderr) = driver.exit(Duration::from_secs(60));
     assert!(status.success(), "{stderr}");
     writer.mirrored(&driver).await;
 }
