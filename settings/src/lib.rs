@@ -51,7 +51,8 @@ pub struct Settings {
     /// `token`: the credential, in the form the backend takes it (a bearer token for `http`,
     /// `user:password` sent as HTTP Basic for `redis`).
     pub token: Option<String>,
-    /// `buckets`: comma-separated allow-list; `open` of anything else is `access-denied`.
+    /// `buckets`: allow-list, separated by commas or spaces; `open` of anything else is
+    /// `access-denied`.
     pub buckets: Option<Vec<String>>,
     /// `timeout-ms`: the longest a `wasi:keyvalue` call may take, every request, retry and
     /// backoff of it included.
@@ -105,8 +106,10 @@ fn redacted(secret: &Option<String>) -> Option<&'static str> {
     secret.as_ref().map(|_| "<redacted>")
 }
 
+/// Names separated by commas or spaces: wasmtime's `-S config-var=…` cannot carry a comma,
+/// so a list given on its command line is spaced (a name with a space cannot be listed).
 fn parse_buckets(list: &str) -> Vec<String> {
-    list.split(',')
+    list.split([',', ' '])
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
         .collect()
@@ -284,7 +287,7 @@ mod tests {
         let s = settings(&[
             ("url", "http://127.0.0.1:1"),
             ("token", "sekrit"),
-            ("buckets", "a, b,,c"),
+            ("buckets", "a, b,,c d"),
             ("timeout-ms", "250"),
             ("page-size", "7"),
             ("prefix", "apps/one/"),
@@ -293,7 +296,7 @@ mod tests {
         assert_eq!(s.prefix, "apps/one/");
         assert_eq!(
             s.buckets.as_deref(),
-            Some(&["a".into(), "b".into(), "c".into()][..])
+            Some(&["a".into(), "b".into(), "c".into(), "d".into()][..])
         );
         assert_eq!((s.timeout_ms, s.page_size), (250, 7));
         assert!(!format!("{s:?}").contains("sekrit"));

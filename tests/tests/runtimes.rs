@@ -96,6 +96,24 @@ fn wasmtime_run_with_runtime_config_and_sealed() {
         .arg(format!("KVPLUG_URL={}", server.url()))
         .arg(&linked);
     assert_guestbook(&output(command), 3);
+
+    // An allow-list on the command line: `-S` splits at commas, so the list is spaced.
+    let linked = link(dir.path(), "allow", &app, vec![adapter()]);
+    let allowing = |list: &str| {
+        let mut command = wasmtime();
+        command
+            .args(["run", "-S", "http", "-S", "config", "-S"])
+            .arg(format!("config-var=url={}", server.url()))
+            .arg("-S")
+            .arg(format!("config-var=buckets={list}"))
+            .arg(&linked);
+        output(command)
+    };
+    assert_guestbook(&allowing("notes guestbook"), 4);
+    let refused = allowing("notes other");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("access denied"), "{stderr}");
 }
 
 /// Exercises the notes service on `port`: the way a person would use it.
