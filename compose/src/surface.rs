@@ -65,25 +65,7 @@ pub fn expected_exports(backend: &crate::registry::Backend) -> Vec<&'static str>
 /// Fails unless `surface` is an adapter's: every import on the allow-list, every
 /// `wasi:keyvalue` export present.
 pub fn check_adapter(surface: &Surface) -> Result<()> {
-    let stray: Vec<&String> = surface
-        .imports
-        .iter()
-        .filter(|name| {
-            !ADAPTER_IMPORTS
-                .iter()
-                .any(|allowed| name.starts_with(allowed))
-        })
-        .collect();
-    if !stray.is_empty() {
-        bail!(
-            "imports outside the adapter allow-list: {}",
-            stray
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    check_imports(surface, "adapter", ADAPTER_IMPORTS.iter())?;
     let missing: Vec<&&str> = ADAPTER_EXPORTS
         .iter()
         .filter(|name| !surface.exports.iter().any(|e| e == *name))
@@ -91,14 +73,36 @@ pub fn check_adapter(surface: &Surface) -> Result<()> {
     if !missing.is_empty() {
         bail!(
             "not a kvplug adapter: it does not export {}",
-            missing
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            quoted(missing)
         );
     }
     Ok(())
+}
+
+/// Fails if `surface` imports anything that none of `allowed` starts (the `what`'s
+/// allow-list), naming every such import.
+fn check_imports<'a>(
+    surface: &Surface,
+    what: &str,
+    allowed: impl Iterator<Item = &'a &'a str> + Clone,
+) -> Result<()> {
+    let stray: Vec<&String> = surface
+        .imports
+        .iter()
+        .filter(|name| !allowed.clone().any(|prefix| name.starts_with(prefix)))
+        .collect();
+    if !stray.is_empty() {
+        bail!("imports outside the {what} allow-list: {}", quoted(stray));
+    }
+    Ok(())
+}
+
+fn quoted<T: std::fmt::Display>(names: Vec<T>) -> String {
+    names
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a watch driver (`kvplug-watch-<backend>.wasm`) may import besides [`ADAPTER_IMPORTS`]:
@@ -123,19 +127,11 @@ pub fn is_driver(surface: &Surface) -> bool {
 /// Fails unless `surface` is a watch driver's: every import on the allow-lists, exactly one
 /// export, `wasi:cli/run`.
 pub fn check_driver(surface: &Surface) -> Result<()> {
-    let stray: Vec<&String> = surface
-        .imports
-        .iter()
-        .filter(|name| {
-            !ADAPTER_IMPORTS
-                .iter()
-                .chain(DRIVER_IMPORTS)
-                .any(|allowed| name.starts_with(allowed))
-        })
-        .collect();
-    if !stray.is_empty() {
-        bail!("imports outside the watch driver allow-list: {stray:?}");
-    }
+    check_imports(
+        surface,
+        "watch driver",
+        ADAPTER_IMPORTS.iter().chain(DRIVER_IMPORTS),
+    )?;
     if surface.exports != [DRIVER_EXPORT] {
         bail!(
             "not a kvplug watch driver: it exports {:?}, not only `{DRIVER_EXPORT}`",
@@ -143,4 +139,47 @@ pub fn check_driver(surface: &Surface) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn surface(imports: &[&str], exports: &[&str]) -> Surface {
+        Surface {
+            imports: imports.iter().map(|s| (*s).to_owned()).collect(),
+            exports: exports.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn stray_imports_are_named_for_adapters_and_drivers() {
+        let http = "wasi:http/types@0.2.0";
+        let adapter = surface(&[http], ADAPTER_EXPORTS);
+        assert!(check_adapter(&adapter).is_ok());
+        let error = check_adapter(&surface(
+            &[http, "wasi:filesystem/types@0.2.0"],
+            ADAPTER_EXPORTS,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("adapter allow-list") && error.contains("`wasi:filesystem/types@0.2.0`"),
+            "{error}"
+        );
+        // A driver may import the store and watcher; an adapter may not.
+        let watcher = "wasi:keyvalue/watcher@0.2.0-draft";
+        assert!(check_adapter(&surface(&[http, watcher], ADAPTER_EXPORTS)).is_err());
+        assert!(check_driver(&surface(&[http, watcher], &[DRIVER_EXPORT])).is_ok());
+        let error = check_driver(&surface(
+            &[watcher, "wasi:sockets/tcp@0.2.0"],
+            &[DRIVER_EXPORT],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("watch driver allow-list") && error.contains("`wasi:sockets/tcp@0.2.0`"),
+            "{error}"
+        );
+    }
 }

@@ -522,7 +522,7 @@ async fn wrong_settings_are_named<S: Followed>() {
     let service = S::start();
     let dir = tempfile::tempdir().unwrap();
     let component = composed(S::BACKEND, false, dir.path());
-    // wasmtime's `-S` cannot carry a comma, so the adapter's allow-list holds one bucket.
+    // The adapter's allow-list holds the positions' bucket alone: a watched one is refused.
     let allow = ("buckets", "kvplug-watch");
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("watch-buckets", "")], "`watch-buckets` is not set"),
