@@ -175,6 +175,35 @@ pub fn jco() -> Command {
     Command::new(jco)
 }
 
+/// `jco transpile` of the command `component` into `dir/gen`, and `dir/run.mjs`, which runs
+/// it: returns the script's path, for `node`. `dir` is a [`JsOut`], where the shims resolve.
+pub fn transpile_command(component: &Path, dir: &Path) -> PathBuf {
+    let mut command = jco();
+    command
+        .arg("transpile")
+        .arg(component)
+        .arg("-o")
+        .arg(dir.join("gen"))
+        .arg("--quiet");
+    let out = output(command);
+    assert!(
+        out.status.success(),
+        "jco transpile failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stem = component
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let script = dir.join("run.mjs");
+    std::fs::write(
+        &script,
+        format!("import {{ run }} from './gen/{stem}.js';\nrun.run();\n"),
+    )
+    .unwrap();
+    script
+}
+
 /// A fresh directory under `tests/js/out`, inside the npm package so that transpiled code
 /// resolves `@bytecodealliance/preview2-shim`; removed when dropped.
 pub struct JsOut {

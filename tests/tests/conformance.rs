@@ -134,26 +134,9 @@ async fn run_on(
                 .unwrap(),
             )
             .unwrap();
-            let mut transpile = kvplug_tests::process::jco();
-            transpile
-                .arg("transpile")
-                .arg(&component)
-                .arg("-o")
-                .arg(out.join("gen"))
-                .arg("--quiet");
-            let done = kvplug_tests::process::output(transpile);
-            assert!(
-                done.status.success(),
-                "jco transpile: {}",
-                String::from_utf8_lossy(&done.stderr)
-            );
-            std::fs::write(
-                out.join("run.mjs"),
-                "import { run } from './gen/suite.js';\nrun.run();\n",
-            )
-            .unwrap();
+            let script = kvplug_tests::process::transpile_command(&component, &out);
             let mut node = std::process::Command::new("node");
-            node.arg(out.join("run.mjs")).args(args);
+            node.arg(script).args(args);
             for (name, value) in settings {
                 node.env(
                     format!("KVPLUG_{}", name.to_ascii_uppercase().replace('-', "_")),

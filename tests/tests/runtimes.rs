@@ -12,7 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use kvplug_compose::{artifacts, plug, seal};
-use kvplug_tests::process::{JsOut, Running, free_port, http, http_with_headers, jco, output};
+use kvplug_tests::process::{
+    JsOut, Running, free_port, http, http_with_headers, jco, output, transpile_command,
+};
 use kvplug_tests::reference_server;
 
 /// `app` plugged with `plugs` (in order: the first is plugged into the app, the rest into
@@ -214,28 +216,6 @@ fn wasmtime_serve_runs_the_http_app() {
     use_notes_service(port);
 }
 
-fn transpile(component: &Path, dir: &Path) {
-    let mut command = jco();
-    command
-        .arg("transpile")
-        .arg(component)
-        .arg("-o")
-        .arg(dir.join("gen"))
-        .arg("--quiet");
-    let out = output(command);
-    assert!(
-        out.status.success(),
-        "jco transpile failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stem = component.file_stem().unwrap().to_string_lossy();
-    std::fs::write(
-        dir.join("run.mjs"),
-        format!("import {{ run }} from './gen/{stem}.js';\nrun.run();\n"),
-    )
-    .unwrap();
-}
-
 #[test]
 fn jco_on_node_runs_the_sealed_and_the_env_configured_app() {
     let (_data, server) = reference_server();
@@ -243,14 +223,14 @@ fn jco_on_node_runs_the_sealed_and_the_env_configured_app() {
 
     let dir = JsOut::new("sealed");
     let linked = link(&dir, "app", &app, vec![sealed_adapter(&server.url())]);
-    transpile(&linked, &dir);
+    transpile_command(&linked, &dir);
     let mut node = Command::new("node");
     node.arg(dir.join("run.mjs"));
     assert_guestbook(&output(node), 1);
 
     let dir = JsOut::new("env");
     let linked = link(&dir, "app", &app, vec![env_configured_adapter()]);
-    transpile(&linked, &dir);
+    transpile_command(&linked, &dir);
     let mut node = Command::new("node");
     node.arg(dir.join("run.mjs"))
         .env("KVPLUG_URL", server.url());
@@ -323,7 +303,7 @@ fn cannot_hang_the_app(fault: &kvplug_tests::fault_server::FaultServer, name: &s
         assert!(took < Duration::from_secs(8), "{runtime}: took {took:?}");
     };
 
-    transpile(&linked, &dir);
+    transpile_command(&linked, &dir);
     let mut node = Command::new("node");
     node.arg(dir.join("run.mjs"))
         .env("KVPLUG_URL", fault.url())

@@ -960,33 +960,15 @@ async fn a_sealed_driver_with_a_sealed_adapter_runs_without_runtime_config() {
 /// HTTP), and stops by itself after `watch-max-events`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sealed_composition_runs_on_jco_and_node() {
-    use kvplug_tests::process::{JsOut, jco, output};
+    use kvplug_tests::process::{JsOut, transpile_command};
 
     let service = Server::start();
     let url = service.url();
     let dir = JsOut::new("watch");
     let component = dir.join("watching.wasm");
     std::fs::write(&component, sealed_watch_app(&url)).unwrap();
-    let mut transpile = jco();
-    transpile
-        .arg("transpile")
-        .arg(&component)
-        .arg("-o")
-        .arg(dir.join("gen"))
-        .arg("--quiet");
-    let done = output(transpile);
-    assert!(
-        done.status.success(),
-        "jco transpile: {}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    std::fs::write(
-        dir.join("run.mjs"),
-        "import { run } from './gen/watching.js';\nrun.run();\n",
-    )
-    .unwrap();
     let mut node = Command::new("node");
-    node.arg(dir.join("run.mjs"));
+    node.arg(transpile_command(&component, &dir));
     let mut driver = Driver::spawn(node, &dir.join("node.log"));
     driver.ready();
     let mut writer = Writer::new("http", settings(&url)).await;
