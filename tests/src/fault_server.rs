@@ -74,6 +74,11 @@ pub fn chunked_head(status: u16, headers: &[&str]) -> Vec<u8> {
 
 /// A response with `status`, the given extra header lines and `body`.
 pub fn response(status: u16, headers: &[&str], body: &[u8]) -> Action {
+    Action::Raw(response_bytes(status, headers, body))
+}
+
+/// The bytes of [`response`].
+pub fn response_bytes(status: u16, headers: &[&str], body: &[u8]) -> Vec<u8> {
     let mut raw = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
     for header in headers {
         raw.push_str(header);
@@ -82,7 +87,7 @@ pub fn response(status: u16, headers: &[&str], body: &[u8]) -> Action {
     raw.push_str("connection: close\r\n\r\n");
     let mut raw = raw.into_bytes();
     raw.extend_from_slice(body);
-    Action::Raw(raw)
+    raw
 }
 
 /// The running server; dropping it stops it.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use kvplug_compose::artifacts;
 use kvplug_runner::Settings;
 use kvplug_tests::counting_proxy::CountingProxy;
-use kvplug_tests::fault_server::Request;
+use kvplug_tests::fault_server::{Action, Request};
 use kvplug_tests::services::{Etcd, Moto, Redis, Service as _};
 use kvplug_tests::watch::{Driver, composed, driver_settings};
 use kvplug_tests::{Kv, adapter, settings};
@@ -45,6 +45,15 @@ trait Followed {
     /// Whether `request` reads the feed of a bucket (not its head, where another request
     /// gives that).
     fn reads_the_feed(request: &Request) -> bool;
+    /// A feed answer (the whole response) holding one change to key `k` whose value is
+    /// `size` bytes, with
+    /// everything a reader needs to take it whole (a `content-length`, the service's
+    /// headers); `None` where the service caps its answers far below that (DynamoDB
+    /// Streams: 1 MB a `GetRecords`).
+    fn one_large_change(size: usize) -> Option<Vec<u8>> {
+        let _ = size;
+        None
+    }
     /// [`Followed::adapter_settings`] with credentials, for a fault server in front of the
     /// service that drops a bearer token or password (the service was given none).
     fn settings_with_credentials(&self) -> Settings {
@@ -100,6 +109,24 @@ impl Followed for Server {
         request.path.contains("/changes?") && request.path.contains("after=")
     }
 
+    fn one_large_change(size: usize) -> Option<Vec<u8>> {
+        let mut page = Vec::new();
+        kvplug_protocol::changes::put(
+            &mut page,
+            &kvplug_protocol::changes::Change {
+                position: 1,
+                key: "k",
+                value: Some(&vec![b'v'; size]),
+            },
+        )
+        .unwrap();
+        Some(kvplug_tests::fault_server::response_bytes(
+            200,
+            &["kvplug-protocol: 1", "kvplug-position: 1"],
+            &page,
+        ))
+    }
+
     fn restart(&mut self) {
         if let Some(server) = self.server.take() {
             server.stop();
@@ -131,6 +158,22 @@ impl Followed for Etcd {
 
     fn reads_the_feed(request: &Request) -> bool {
         request.path.starts_with("/v3/watch")
+    }
+
+    fn one_large_change(size: usize) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let value = base64::engine::general_purpose::STANDARD.encode(vec![b'v'; size]);
+        let key = base64::engine::general_purpose::STANDARD.encode("!watched/k");
+        let stream = format!(
+            "{{\"result\":{{\"header\":{{\"revision\":\"1\"}},\"created\":true}}}}\n\
+             {{\"result\":{{\"header\":{{\"revision\":\"2\"}},\"events\":[{{\"kv\":\
+             {{\"key\":\"{key}\",\"value\":\"{value}\",\"mod_revision\":\"2\"}}}}]}}}}\n"
+        );
+        Some(kvplug_tests::fault_server::response_bytes(
+            200,
+            &["content-type: application/json"],
+            stream.as_bytes(),
+        ))
     }
 
     fn restart(&mut self) {
@@ -266,6 +309,24 @@ impl Followed for Redis {
     fn reads_the_feed(request: &Request) -> bool {
         let parts: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
         matches!(parts.as_slice(), ["EVALSHA", _, "1", _, _, _])
+    }
+
+    /// READ_CHANGES's answer (docs/watch-design.md §4.3) as webdis passes a bulk string on.
+    fn one_large_change(size: usize) -> Option<Vec<u8>> {
+        use kvplug_protocol::frames;
+        let mut answer = b"S".to_vec();
+        for text in ["9-0", "0-0", "9-0", "0", "9-0", "k"] {
+            frames::put(&mut answer, text.as_bytes()).unwrap();
+        }
+        frames::put_optional(&mut answer, Some(&vec![b'v'; size])).unwrap();
+        let mut body = format!("${}\r\n", answer.len()).into_bytes();
+        body.extend_from_slice(&answer);
+        body.extend_from_slice(b"\r\n");
+        Some(kvplug_tests::fault_server::response_bytes(
+            200,
+            &["content-type: application/octet-stream"],
+            &body,
+        ))
     }
 
     fn restart(&mut self) {
@@ -575,12 +636,12 @@ async fn a_silent_service_is_an_error<S: Followed>() {
     drop(keep);
 }
 
-/// A feed read answered, in front of the real service, by a careless or hostile server: an
-/// endless answer, to a driver whose host caps each memory at 128 MiB, or an error that quotes
-/// the credentials in every encoding. The driver stops with a message, never a trap, and the
+/// A feed read answered, in front of the real service, by a careless or hostile server, to a
+/// driver whose host caps each memory at 128 MiB: an endless answer, an error that quotes the
+/// credentials in every encoding, or one change whose value fits the cap once but not twice. The driver stops with a message, never a trap, and the
 /// message holds no form of a secret. Everything else reaches the service.
 async fn a_huge_or_echoing_feed_is_named<S: Followed>() {
-    use kvplug_tests::fault_server::{Action, FaultServer, chunked_head, forward, response};
+    use kvplug_tests::fault_server::{FaultServer, chunked_head, forward, response};
     use kvplug_tests::services::{self, echoed_forms, marks};
 
     let service = S::start();
@@ -620,7 +681,18 @@ async fn a_huge_or_echoing_feed_is_named<S: Followed>() {
             &["<redacted>", "withheld"],
         ),
     ];
-    for (case, fault, expected) in cases {
+    // A whole answer that fits the cap but not its reading as well: 70 MB, or for etcd,
+    // whose stream buffer doubles to 64 MiB, a 45 MB value (a 60 MB line).
+    let large = S::one_large_change(if S::BACKEND == "etcd" {
+        45 << 20
+    } else {
+        70 << 20
+    })
+    .map(|answer| {
+        let fault: Fault = Box::new(move || Action::Raw(answer.clone()));
+        ("large", fault, &["more than is left", "does not fit"][..])
+    });
+    for (case, fault, expected) in cases.into_iter().chain(large) {
         let upstream = service.url();
         let faults = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let counted = std::sync::Arc::clone(&faults);

@@ -155,6 +155,30 @@ impl Client {
         }
     }
 
+    /// Fails unless `needed` bytes can be allocated now: what reading `what` (an answer of
+    /// `size` bytes already received) will take. On a host that caps the heap, running out
+    /// halfway through would trap; checked first, it is an error naming the request.
+    pub fn room_for(
+        &self,
+        verb: Verb,
+        path: &str,
+        what: &str,
+        size: usize,
+        needed: usize,
+    ) -> Result<(), Error> {
+        if headroom(needed) {
+            return Ok(());
+        }
+        Err(Error::Transport {
+            method: verb.name(),
+            path: self.target(path),
+            detail: format!(
+                "{what} of {size} bytes needs {needed} bytes more of memory to be read, more than \
+                 is left"
+            ),
+        })
+    }
+
     /// When the current call must be over.
     fn deadline(&self) -> u64 {
         deadline::at(self.call_timeout_ns)

@@ -165,6 +165,15 @@ impl EtcdFeed {
         changes: &mut Vec<Change>,
     ) -> Result<(), Lapse> {
         let from = open.through.saturating_add(1);
+        // serde copies each value's base64 out of the line, then it is decoded: up to twice
+        // the line.
+        self.client.room_for(
+            Verb::Post,
+            WATCH,
+            "a watch message",
+            line.len(),
+            line.len().saturating_mul(2),
+        )?;
         read_message(line, &self.space, &mut open.through, changes).map_err(|unread| match unread {
             Unread::Malformed(detail) => self.malformed(WATCH, detail).into(),
             Unread::Ended(message) => Lapse::Failed(open.stream.failed(format!(

@@ -104,6 +104,10 @@ impl Feed for RestFeed {
         }
         let position = self.position(&response)?;
         let malformed = |detail: &str| self.client.malformed(Verb::Get, &self.path, detail);
+        // Every change is copied out of the page: as much again as the page.
+        let size = response.body.len();
+        self.client
+            .room_for(Verb::Get, &self.path, "a page", size, size)?;
         let (found, last) =
             read_page(&response.body, decimal(after).unwrap_or(0)).map_err(|e| malformed(&e))?;
         if decimal(&position).is_none_or(|p| p < last) {

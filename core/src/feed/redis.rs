@@ -208,6 +208,8 @@ pub struct RedisFeed {
 impl RedisFeed {
     fn read(&self, after: Id, budget: usize) -> Result<Read, Error> {
         let answer = self.backend.read_changes(&format!("{after}"), budget)?;
+        // Every change is copied out of the answer: as much again as the answer.
+        self.backend.room_for(answer.len(), answer.len())?;
         read_answer(&answer, after).map_err(|detail| self.backend.malformed(detail))
     }
 }

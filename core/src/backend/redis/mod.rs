@@ -341,6 +341,14 @@ impl RedisBackend {
         self.client.malformed(Verb::Get, "/EVALSHA", detail)
     }
 
+    /// Fails unless `needed` bytes are left to read a READ_CHANGES answer of `size` bytes
+    /// (see [`crate::client::Client::room_for`]).
+    #[cfg(feature = "feed")]
+    pub(crate) fn room_for(&self, size: usize, needed: usize) -> Result<(), Error> {
+        self.client
+            .room_for(Verb::Get, "/EVALSHA", "a READ_CHANGES answer", size, needed)
+    }
+
     /// The leading arguments of the batch scripts: value prefix, companion prefix,
     /// generation counter.
     fn batch_args(&self) -> [&[u8]; 3] {
