@@ -18,6 +18,10 @@ pub enum OnGap {
     Stop,
     /// Say so on stderr and continue from where the feed now starts.
     Skip,
+    /// Say so on stderr, call `on-set` with the current value of every key of the bucket
+    /// (listed through the adapter), then continue from the feed's head, read before the
+    /// listing. Deletes made during the gap are not seen.
+    Resync,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +48,7 @@ pub struct WatchSettings {
     /// `watch-max-attempts`: starts at one position (each a delivery that did not return)
     /// before the driver refuses to deliver that batch again.
     pub max_attempts: u32,
-    /// `watch-on-gap`: `stop` or `skip`.
+    /// `watch-on-gap`: `stop`, `skip` or `resync`.
     pub on_gap: OnGap,
 }
 
@@ -140,8 +144,11 @@ impl WatchSettings {
         let on_gap = match lookup("watch-on-gap")?.as_deref().map(str::trim) {
             None | Some("stop") => OnGap::Stop,
             Some("skip") => OnGap::Skip,
+            Some("resync") => OnGap::Resync,
             Some(other) => {
-                return Err(format!("`watch-on-gap` is `stop` or `skip`, not `{other}`"));
+                return Err(format!(
+                    "`watch-on-gap` is `stop`, `skip` or `resync`, not `{other}`"
+                ));
             }
         };
         Ok(WatchSettings {
@@ -209,8 +216,8 @@ mod tests {
                 "`watch-max-events`",
             ),
             (
-                &[("watch-buckets", "a"), ("watch-on-gap", "resync")],
-                "not `resync`",
+                &[("watch-buckets", "a"), ("watch-on-gap", "relist")],
+                "not `relist`",
             ),
             (
                 &[
