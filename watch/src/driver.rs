@@ -9,7 +9,7 @@ use kvplug_core::bindings::wasi::clocks::monotonic_clock;
 use kvplug_core::error::Error;
 use kvplug_core::feed::{Batch, Change, Feed, Lapse};
 
-use crate::bindings::{describe, store, watcher};
+use crate::bindings::{Cursor, describe, list_page, store, watcher};
 use crate::log;
 use crate::positions::{Positions, Saved};
 use crate::settings::{self, OnGap, POSITIONS_BUCKET};
@@ -262,22 +262,43 @@ pub fn run<F: Feed>() -> Result<String, String> {
                          driver",
                         f.bucket, f.position
                     );
-                    let to = match (watch.on_gap, resume_after) {
-                        (OnGap::Skip, Some(to)) => to,
-                        (OnGap::Skip, None) => {
-                            let what = format!("bucket `{}`", f.bucket);
-                            retry.run(&what, || f.feed.head().map_err(|e| Failure::feed(&e)))?
+                    let what = format!("bucket `{}`", f.bucket);
+                    let (to, said) = match (watch.on_gap, resume_after) {
+                        (OnGap::Skip, resumed) => {
+                            let to = match resumed {
+                                Some(to) => to,
+                                None => retry
+                                    .run(&what, || f.feed.head().map_err(|e| Failure::feed(&e)))?,
+                            };
+                            let said = format!("kvplug-watch: {lost}; skipping to position {to}");
+                            (to, said)
+                        }
+                        (OnGap::Resync, _) => {
+                            // The head first: what is written while the bucket is listed
+                            // comes again from the feed after it.
+                            let to = retry
+                                .run(&what, || f.feed.head().map_err(|e| Failure::feed(&e)))?;
+                            log::line(&format!("kvplug-watch: {lost}; resyncing the bucket"));
+                            let resynced = resync(&f.bucket, &watch, &mut retry)?;
+                            delivered += resynced;
+                            let said = format!(
+                                "kvplug-watch: {what}: resynced {resynced} key(s) with their \
+                                 current values (keys deleted during the gap are not \
+                                 delivered); following after position {to}"
+                            );
+                            (to, said)
                         }
                         (OnGap::Stop, _) => {
                             return Err(format!(
-                                "{lost}. Set `watch-on-gap=skip` to continue from where the \
-                                 feed now starts, or delete `{}/{}` in bucket \
+                                "{lost}. Set `watch-on-gap=resync` to deliver every key's \
+                                 current value and go on, or `watch-on-gap=skip` to go on from \
+                                 where the feed now starts, or delete `{}/{}` in bucket \
                                  `{POSITIONS_BUCKET}` to start from now",
                                 watch.id, f.bucket
                             ));
                         }
                     };
-                    log::line(&format!("kvplug-watch: {lost}; skipping to position {to}"));
+                    log::line(&said);
                     // Saved with the next batch, not now: this write would itself be a change,
                     // and a feed that keeps little could drop `to` because of it.
                     f.position = to;
@@ -304,6 +325,44 @@ fn summary(delivered: u64, started: u64) -> String {
         "kvplug-watch: delivered {delivered} change(s) in {} ms",
         elapsed_ms(started)
     )
+}
+
+/// Calls `on-set` with the current value of every key of `bucket` under the prefix, listed
+/// and read through the adapter; returns how many. A key deleted after it was listed is
+/// passed over (its delete comes from the feed).
+fn resync(bucket: &str, watch: &settings::WatchSettings, retry: &mut Retry) -> Result<u64, String> {
+    let what = format!("bucket `{bucket}`");
+    let reading = retry.run(&what, || {
+        store::open(bucket).map_err(|e| Failure::store(&e, |m| m))
+    })?;
+    let mut cursor: Option<Cursor> = None;
+    let mut delivered = 0;
+    loop {
+        let (keys, next) = retry.run(&what, || {
+            list_page(&reading, cursor.as_ref())
+                .map_err(|e| Failure::store(&e, |m| format!("listing it to resync: {m}")))
+        })?;
+        for key in keys.iter().filter(|k| k.starts_with(watch.prefix.as_str())) {
+            let value = retry.run(&what, || {
+                reading
+                    .get(key)
+                    .map_err(|e| Failure::store(&e, |m| format!("reading `{key}` to resync: {m}")))
+            })?;
+            let Some(value) = value else {
+                continue;
+            };
+            // `on-set` takes the handle: each call gets one of its own.
+            let handle = retry.run(&what, || {
+                store::open(bucket).map_err(|e| Failure::store(&e, |m| m))
+            })?;
+            watcher::on_set(handle, key, &value);
+            delivered += 1;
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(delivered),
+        }
+    }
 }
 
 /// Calls the watcher for every change of `batch` under the prefix; returns how many.
