@@ -15,7 +15,7 @@ pub mod url;
 pub mod watch;
 
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::url::Endpoint;
@@ -51,8 +51,8 @@ pub struct Settings {
     /// `token`: the credential, in the form the backend takes it (a bearer token for `http`,
     /// `user:password` sent as HTTP Basic for `redis`).
     pub token: Option<String>,
-    /// `buckets`: allow-list, separated by commas or spaces; `open` of anything else is
-    /// `access-denied`.
+    /// `buckets`: allow-list, separated by commas, or by spaces when it has none
+    /// ([`parse_names`]); `open` of anything else is `access-denied`.
     pub buckets: Option<Vec<String>>,
     /// `timeout-ms`: the longest a `wasi:keyvalue` call may take, every request, retry and
     /// backoff of it included.
@@ -106,12 +106,21 @@ fn redacted(secret: &Option<String>) -> Option<&'static str> {
     secret.as_ref().map(|_| "<redacted>")
 }
 
-/// Names separated by commas or spaces: wasmtime's `-S config-var=…` cannot carry a comma,
-/// so a list given on its command line is spaced (a name with a space cannot be listed).
-fn parse_buckets(list: &str) -> Vec<String> {
-    list.split([',', ' '])
-        .map(|name| name.trim().to_string())
+/// A list of names: separated by commas when it holds one, each name trimmed (so a name may
+/// hold a space), otherwise by spaces. wasmtime's `-S config-var=…` cannot carry a comma, so a
+/// list given on its command line is spaced; a single name with a space is written with a
+/// trailing comma (`my bucket,`). Empty names are dropped.
+pub fn parse_names(list: &str) -> Vec<String> {
+    let names: Vec<&str> = if list.contains(',') {
+        list.split(',').collect()
+    } else {
+        list.split(' ').collect()
+    };
+    names
+        .into_iter()
+        .map(str::trim)
         .filter(|name| !name.is_empty())
+        .map(String::from)
         .collect()
 }
 
@@ -169,7 +178,7 @@ impl Settings {
         })?;
         let endpoint = url::parse(&url)?;
         let token = lookup("token")?.filter(|t| !t.is_empty());
-        let buckets = lookup("buckets")?.map(|list| parse_buckets(&list));
+        let buckets = lookup("buckets")?.map(|list| parse_names(&list));
         let timeout_ms = match lookup("timeout-ms")? {
             None => DEFAULT_TIMEOUT_MS,
             Some(text) => parse_number("timeout-ms", &text, TIMEOUT_RANGE)?,
@@ -273,7 +282,7 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, String> {
         let map: BTreeMap<&str, &str> = pairs.iter().copied().collect();
-        Settings::from_lookup(|name| Ok(map.get(name).map(|v| v.to_string())))
+        Settings::from_lookup(|name| Ok(map.get(name).map(|v| String::from(*v))))
     }
 
     #[test]
@@ -287,7 +296,7 @@ mod tests {
         let s = settings(&[
             ("url", "http://127.0.0.1:1"),
             ("token", "sekrit"),
-            ("buckets", "a, b,,c d"),
+            ("buckets", "a, b,,c"),
             ("timeout-ms", "250"),
             ("page-size", "7"),
             ("prefix", "apps/one/"),
@@ -296,13 +305,24 @@ mod tests {
         assert_eq!(s.prefix, "apps/one/");
         assert_eq!(
             s.buckets.as_deref(),
-            Some(&["a".into(), "b".into(), "c".into(), "d".into()][..])
+            Some(&["a".into(), "b".into(), "c".into()][..])
         );
         assert_eq!((s.timeout_ms, s.page_size), (250, 7));
         assert!(!format!("{s:?}").contains("sekrit"));
         assert!(s.allows("b"));
         assert!(!s.allows("z"));
         assert!(settings(&[("url", "http://h")]).unwrap().allows("anything"));
+    }
+
+    #[test]
+    fn name_lists_split_at_commas_else_at_spaces() {
+        let names = |list: &str| parse_names(list);
+        assert_eq!(names("a, b,,c"), ["a", "b", "c"]);
+        assert_eq!(names("notes  orders"), ["notes", "orders"]);
+        // With a comma, a space belongs to the name: nothing is granted that was not named.
+        assert_eq!(names("my bucket,other"), ["my bucket", "other"]);
+        assert_eq!(names("my bucket,"), ["my bucket"]);
+        assert!(names(" , ").is_empty());
     }
 
     #[test]

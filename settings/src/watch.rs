@@ -97,7 +97,8 @@ impl WatchSettings {
     ) -> Result<WatchSettings, String> {
         let list = lookup("watch-buckets")?.unwrap_or_default();
         let mut buckets: Vec<String> = Vec::new();
-        for bucket in list.split([',', ' ']).filter(|b| !b.is_empty()) {
+        for bucket in crate::parse_names(&list) {
+            let bucket = bucket.as_str();
             printable("watch-buckets", bucket)?;
             if bucket == POSITIONS_BUCKET {
                 return Err(format!(
@@ -183,7 +184,9 @@ mod tests {
     #[test]
     fn defaults_and_lists() {
         let s = parse(&[("watch-buckets", " a, b ,a,, c d")]).unwrap();
-        assert_eq!(s.buckets, ["a", "b", "c", "d"]);
+        assert_eq!(s.buckets, ["a", "b", "c d"]);
+        let spaced = parse(&[("watch-buckets", "a  b a")]).unwrap();
+        assert_eq!(spaced.buckets, ["a", "b"]);
         assert_eq!((s.id.as_str(), s.prefix.as_str()), ("default", ""));
         assert_eq!(
             (s.wait_ms, s.idle_ms, s.on_gap),

@@ -275,6 +275,9 @@ pub fn forward(upstream: &str, request: &Request) -> Action {
     let addr = upstream.trim_start_matches("http://").trim_end_matches('/');
     let mut stream =
         TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {upstream}: {e}"));
+    // A service that ignores `connection: close` or streams must not hold the test up: its
+    // answer is cut at a pause of 30 s, which the client then reports.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut raw = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
     for (name, value) in &request.headers {
         let dropped = name == "connection"

@@ -42,8 +42,8 @@ trait Followed {
     fn settings_at(url: &str) -> Settings {
         settings(url)
     }
-    /// Whether `request` reads the feed of a bucket (not its head, where another request
-    /// gives that).
+    /// Whether `request` reads the feed of a bucket: a poll, and its head where the same
+    /// request gives that (Redis's READ_CHANGES; the others ask the head elsewhere).
     fn reads_the_feed(request: &Request) -> bool;
     /// A feed answer (the whole response) holding one change to key `k` whose value is
     /// `size` bytes, with

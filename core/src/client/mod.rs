@@ -510,7 +510,8 @@ impl Client {
 
 impl Client {
     /// [`Client::status_with`] with a reason in two parts: kvplug's own words `ours`, kept
-    /// whole, then the service's text `theirs`, scrubbed (and so cut to one short line).
+    /// whole, then the service's text `theirs`, scrubbed (and so cut to one short line), if
+    /// it sent any.
     pub fn status_quoting(
         &self,
         verb: Verb,
@@ -519,6 +520,7 @@ impl Client {
         ours: &str,
         theirs: &str,
     ) -> Error {
+        let said = !theirs.trim().is_empty();
         match self.status_with(verb, path, status, theirs) {
             Error::Status {
                 method,
@@ -529,7 +531,13 @@ impl Client {
                 method,
                 path,
                 status,
-                reason: format!("{ours}; the service said: {reason}"),
+                // Without text of the service's, kvplug's words alone: not the status's name
+                // posing as what the service said.
+                reason: if said {
+                    format!("{ours}; the service said: {reason}")
+                } else {
+                    String::from(ours)
+                },
             },
             other => other,
         }
