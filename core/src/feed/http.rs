@@ -39,7 +39,8 @@ impl RestFeed {
         Ok(response)
     }
 
-    fn status_error(&self, response: &Response) -> Error {
+    /// The error for an answer to `get(query)` that is not the one asked for.
+    fn status_error(&self, query: &str, response: &Response) -> Error {
         if response.status == 404 {
             return Error::NoSuchStore;
         }
@@ -47,7 +48,7 @@ impl RestFeed {
         let body = String::from_utf8_lossy(&response.body);
         self.client.status_with(
             Verb::Get,
-            &self.path,
+            &format!("{}{query}", self.path),
             response.status,
             &format!("{code} {body}"),
         )
@@ -79,14 +80,15 @@ impl Feed for RestFeed {
     fn head(&mut self) -> Result<String, Error> {
         let response = self.get("")?;
         if response.status != 200 {
-            return Err(self.status_error(&response));
+            return Err(self.status_error("", &response));
         }
         self.position(&response)
     }
 
     fn poll(&mut self, after: &str, wait_ms: u64) -> Result<Batch, Lapse> {
         let wait = wait_ms.min(MAX_WAIT_MS);
-        let response = self.get(&format!("?after={after}&wait={wait}"))?;
+        let query = format!("?after={after}&wait={wait}");
+        let response = self.get(&query)?;
         match response.status {
             200 => {}
             410 => {
@@ -100,7 +102,7 @@ impl Feed for RestFeed {
                     ),
                 });
             }
-            _ => return Err(Lapse::Failed(self.status_error(&response))),
+            _ => return Err(Lapse::Failed(self.status_error(&query, &response))),
         }
         let position = self.position(&response)?;
         let malformed = |detail: &str| self.client.malformed(Verb::Get, &self.path, detail);
