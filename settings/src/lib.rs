@@ -111,13 +111,8 @@ fn redacted(secret: &Option<String>) -> Option<&'static str> {
 /// list given on its command line is spaced; a single name with a space is written with a
 /// trailing comma (`my bucket,`). Empty names are dropped.
 pub fn parse_names(list: &str) -> Vec<String> {
-    let names: Vec<&str> = if list.contains(',') {
-        list.split(',').collect()
-    } else {
-        list.split(' ').collect()
-    };
-    names
-        .into_iter()
+    let separator = if list.contains(',') { ',' } else { ' ' };
+    list.split(separator)
         .map(str::trim)
         .filter(|name| !name.is_empty())
         .map(String::from)
