@@ -79,17 +79,23 @@ impl Driver {
 
     /// Waits until the driver says it follows its buckets (its positions are then saved).
     pub fn ready(&mut self) {
+        self.said("following bucket");
+    }
+
+    /// Waits until the driver's stderr holds `text`; fails if it exits first or a minute
+    /// passes.
+    pub fn said(&mut self, text: &str) {
         let started = Instant::now();
-        while !self.stderr().contains("following bucket") {
+        while !self.stderr().contains(text) {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
-                    "the driver exited ({status}) before following: {}",
+                    "the driver exited ({status}) before saying `{text}`: {}",
                     self.stderr()
                 );
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "the driver did not start: {}",
+                "the driver did not say `{text}`: {}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -542,15 +542,7 @@ async fn a_lost_position_is_named<S: Followed>(draft: bool) {
     let skip = driver_settings(service.adapter_settings(), &[("watch-on-gap", "skip")]);
     let mut driver = Driver::start(&component, &skip, &dir.path().join("3.log"));
     driver.ready();
-    let started = Instant::now();
-    while !driver.stderr().contains("skipping to position") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            driver.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    driver.said("skipping to position");
     writer.expected.clear();
     writer.set("later", b"2").await;
     writer.mirrored(&driver).await;
@@ -564,15 +556,7 @@ async fn a_lost_position_is_named<S: Followed>(draft: bool) {
     let resync = driver_settings(service.adapter_settings(), &[("watch-on-gap", "resync")]);
     let mut driver = Driver::start(&component, &resync, &dir.path().join("4.log"));
     driver.ready();
-    let started = Instant::now();
-    while !driver.stderr().contains("resynced") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            driver.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    driver.said("resynced");
     let stderr = driver.stderr();
     assert!(
         stderr.contains("are lost to this driver")
